@@ -1,0 +1,220 @@
+"""The primitives registry: the single source of truth for every operation a program may use.
+
+Each :class:`Primitive` names its arity and gives four views of the same function:
+
+* ``torch`` — the implementation the interpreter, the trainer and :func:`to_torch_optimizer` run;
+* ``numpy`` — the same function on NumPy arrays (float64), used where torch's per-call overhead
+  would dominate (functional hashing of tiny inputs);
+* ``sympy`` — its symbolic form, for simplification and LaTeX;
+* ``source`` — a format string of standalone torch code, used by the exporter.
+
+Adding a primitive is one entry in :data:`PRIMITIVES`.
+
+Ill-defined values follow IEEE-754, exactly as torch computes them: ``sqrt``/``log``/``arcsin`` of
+values outside their domain give NaN, division by zero gives ±inf. Operators are **not**
+protected. A candidate whose update contains a non-finite value is *invalid* and gets the worst
+fitness; the search goes on. (Protected operators would silently change the meaning of a program
+and break its exact equivalence with the torch references and with its SymPy form.)
+
+Reductions (``norm``, ``rms``, ``mean``) reduce one tensor to a scalar and broadcast it back. When
+many models are stacked along leading batch dimensions, they reduce each model's slice separately.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+import torch
+
+Array = "torch.Tensor | np.ndarray | float"
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One operation of the program language."""
+
+    name: str
+    arity: int
+    doc: str
+    torch: Callable
+    numpy: Callable
+    sympy: Callable
+    source: str
+    infix: str | None = None  # operator symbol when written infix (``+``, ``**``, unary ``-``)
+    reduction: bool = False  # reduces over the non-batch dimensions, keeps them for broadcasting
+    commutative: bool = False
+
+
+def _clip_torch(x, c):
+    c = abs(c)
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x, dtype=torch.float64)
+    return torch.clamp(x, min=-c, max=c)
+
+
+def _clip_np(x, c):
+    c = np.abs(c)
+    return np.clip(x, -c, c)
+
+
+def _binary_torch(fn: Callable) -> Callable:
+    """Lift a tensor-only binary torch function so one argument may be a Python number."""
+
+    def call(a, b):
+        if not isinstance(a, torch.Tensor):
+            a = torch.as_tensor(a, dtype=torch.float64)
+        if not isinstance(b, torch.Tensor):
+            b = torch.as_tensor(b, dtype=torch.float64)
+        return fn(a, b)
+
+    return call
+
+
+def _interp(a, b, beta):
+    return (1 - beta) * a + beta * b
+
+
+def _reduce_torch(kind: str) -> Callable:
+    def call(x, dims: tuple[int, ...]):
+        if not dims:
+            return x if kind == "mean" else torch.abs(x)
+        if kind == "norm":
+            return torch.sqrt(torch.sum(x * x, dim=dims, keepdim=True))
+        if kind == "rms":
+            return torch.sqrt(torch.mean(x * x, dim=dims, keepdim=True))
+        return torch.mean(x, dim=dims, keepdim=True)
+
+    return call
+
+
+def _reduce_np(kind: str) -> Callable:
+    def call(x, dims: tuple[int, ...]):
+        if not dims:
+            return x if kind == "mean" else np.abs(x)
+        if kind == "norm":
+            return np.sqrt(np.sum(x * x, axis=dims, keepdims=True))
+        if kind == "rms":
+            return np.sqrt(np.mean(x * x, axis=dims, keepdims=True))
+        return np.mean(x, axis=dims, keepdims=True)
+
+    return call
+
+
+def _sympy_reduction(kind: str) -> Callable:
+    fn = sympy.Function(kind)
+    return lambda x: fn(x)
+
+
+def _relu_sym(x):
+    return sympy.Max(x, 0)
+
+
+def _sigmoid_torch(x):
+    return torch.sigmoid(x)
+
+
+def _sigmoid_np(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _p(name, arity, doc, t, n, s, src, **kw) -> Primitive:
+    return Primitive(name, arity, doc, t, n, s, src, **kw)
+
+
+_ELEMENTWISE_UNARY = [
+    # name, doc, torch, numpy, sympy, source
+    ("abs", "absolute value", torch.abs, np.abs, sympy.Abs, "torch.abs({0})"),
+    ("sign", "sign, with sign(0) = 0", torch.sign, np.sign, sympy.sign, "torch.sign({0})"),
+    ("sqrt", "square root (NaN below 0)", torch.sqrt, np.sqrt, sympy.sqrt, "torch.sqrt({0})"),
+    ("square", "x²", torch.square, np.square, lambda x: x**2, "torch.square({0})"),
+    ("cube", "x³", lambda x: x * x * x, lambda x: x * x * x, lambda x: x**3, "({0}) ** 3"),
+    ("reciprocal", "1 / x (±inf at 0)", torch.reciprocal, np.reciprocal, lambda x: 1 / x,
+     "torch.reciprocal({0})"),
+    ("exp", "eˣ", torch.exp, np.exp, sympy.exp, "torch.exp({0})"),
+    ("log", "natural logarithm (NaN below 0, -inf at 0)", torch.log, np.log, sympy.log,
+     "torch.log({0})"),
+    ("sin", "sine", torch.sin, np.sin, sympy.sin, "torch.sin({0})"),
+    ("cos", "cosine", torch.cos, np.cos, sympy.cos, "torch.cos({0})"),
+    ("tan", "tangent", torch.tan, np.tan, sympy.tan, "torch.tan({0})"),
+    ("arcsin", "inverse sine (NaN outside [-1, 1])", torch.asin, np.arcsin, sympy.asin,
+     "torch.asin({0})"),
+    ("arccos", "inverse cosine (NaN outside [-1, 1])", torch.acos, np.arccos, sympy.acos,
+     "torch.acos({0})"),
+    ("arctan", "inverse tangent", torch.atan, np.arctan, sympy.atan, "torch.atan({0})"),
+    ("sinh", "hyperbolic sine", torch.sinh, np.sinh, sympy.sinh, "torch.sinh({0})"),
+    ("cosh", "hyperbolic cosine", torch.cosh, np.cosh, sympy.cosh, "torch.cosh({0})"),
+    ("tanh", "hyperbolic tangent", torch.tanh, np.tanh, sympy.tanh, "torch.tanh({0})"),
+    ("arcsinh", "inverse hyperbolic sine", torch.asinh, np.arcsinh, sympy.asinh,
+     "torch.asinh({0})"),
+    ("sigmoid", "logistic sigmoid 1 / (1 + e⁻ˣ)", _sigmoid_torch, _sigmoid_np,
+     lambda x: 1 / (1 + sympy.exp(-x)), "torch.sigmoid({0})"),
+    ("relu", "max(x, 0)", torch.relu, lambda x: np.maximum(x, 0.0), _relu_sym,
+     "torch.relu({0})"),
+]
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _register(p: Primitive) -> None:
+    PRIMITIVES[p.name] = p
+
+
+for _name, _doc, _t, _n, _s, _src in _ELEMENTWISE_UNARY:
+    _register(_p(_name, 1, _doc, _t, _n, _s, _src))
+
+for _p_ in [
+    _p("add", 2, "a + b", operator.add, operator.add, operator.add, "({0} + {1})", infix="+",
+       commutative=True),
+    _p("sub", 2, "a - b", operator.sub, operator.sub, operator.sub, "({0} - {1})", infix="-"),
+    _p("mul", 2, "a * b", operator.mul, operator.mul, operator.mul, "({0} * {1})", infix="*",
+       commutative=True),
+    _p("div", 2, "a / b (±inf when b = 0)", operator.truediv, operator.truediv,
+       operator.truediv, "({0} / {1})", infix="/"),
+    _p("pow", 2, "a ** b (NaN for a negative base and a fractional exponent)", operator.pow,
+       operator.pow, operator.pow, "({0} ** {1})", infix="**"),
+    _p("neg", 1, "-a", operator.neg, operator.neg, operator.neg, "(-{0})", infix="-"),
+    _p("minimum", 2, "elementwise minimum", _binary_torch(torch.minimum), np.minimum, sympy.Min,
+       "torch.minimum({0}, {1})", commutative=True),
+    _p("maximum", 2, "elementwise maximum", _binary_torch(torch.maximum), np.maximum, sympy.Max,
+       "torch.maximum({0}, {1})", commutative=True),
+    _p("clip", 2, "clip(x, c): clamp x to [-|c|, |c|]", _clip_torch, _clip_np,
+       lambda x, c: sympy.Max(-sympy.Abs(c), sympy.Min(x, sympy.Abs(c))), "_clip({0}, {1})"),
+    _p("interp", 3, "interp(a, b, β) = (1 - β)·a + β·b, as in the Lion paper", _interp, _interp,
+       _interp, "_interp({0}, {1}, {2})"),
+    _p("norm", 1, "L2 norm of the whole tensor, broadcast back", _reduce_torch("norm"),
+       _reduce_np("norm"), _sympy_reduction("norm"), "_norm({0})", reduction=True),
+    _p("rms", 1, "root mean square of the whole tensor, broadcast back", _reduce_torch("rms"),
+       _reduce_np("rms"), _sympy_reduction("rms"), "_rms({0})", reduction=True),
+    _p("mean", 1, "mean of the whole tensor, broadcast back", _reduce_torch("mean"),
+       _reduce_np("mean"), _sympy_reduction("mean"), "_mean({0})", reduction=True),
+]:
+    _register(_p_)
+
+#: Binary operators of the text format and the primitive each one stands for.
+INFIX_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
+
+
+def get(name: str) -> Primitive:
+    """The primitive called ``name``; ``KeyError`` if there is none."""
+    return PRIMITIVES[name]
+
+
+def fold_constant(name: str, args: list[float]) -> float:
+    """Evaluate ``name`` on constant arguments (IEEE semantics, as the tensors would get)."""
+    prim = PRIMITIVES[name]
+    with np.errstate(all="ignore"):
+        if prim.reduction:
+            value = prim.numpy(np.float64(args[0]), ())
+        else:
+            value = prim.numpy(*[np.float64(a) for a in args])
+    return float(value)
+
+
+def is_finite_constant(value: float) -> bool:
+    """True for a constant that can be written in program text."""
+    return math.isfinite(value)

@@ -1,0 +1,437 @@
+"""The program IR, its text format (parsed with :mod:`ast`, never executed) and its JSON form.
+
+A program is a straight-line list of assignments whose right-hand sides are expression trees over
+primitives (binary operators are the primitives ``add``, ``sub``, ``mul``, ``div``, ``pow`` and
+``neg``). Text → IR → text → IR is exact: :func:`format_program` prints with the fewest parentheses
+that parse back to the same tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from evodisc import primitives
+
+#: Inputs with a fixed meaning; every other parameter of ``train`` is a state slot.
+RESERVED_INPUTS = ("w", "g", "lr", "t")
+
+
+class ProgramError(ValueError):
+    """Malformed program text, reported as ``file:line: reason``."""
+
+    def __init__(self, reason: str, line: int | None = None, filename: str = "<program>"):
+        self.reason = reason
+        self.line = line
+        self.filename = filename
+        where = f"{filename}:{line}" if line is not None else filename
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Var:
+    """A reference to a named value."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Const:
+    """A finite numeric constant."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """A primitive applied to argument expressions."""
+
+    op: str
+    args: tuple[Expr, ...]
+
+
+Expr = Var | Const | Call
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``target = expr``."""
+
+    target: str
+    expr: Expr
+
+
+@dataclass(frozen=True)
+class Program:
+    """An update rule: ``def train(params…): body…; return update, new_state…``."""
+
+    params: tuple[str, ...]
+    body: tuple[Assign, ...]
+    returns: tuple[Expr, ...]
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        """The state slots, in parameter order (also the order of ``returns[1:]``)."""
+        return tuple(p for p in self.params if p not in RESERVED_INPUTS)
+
+    @property
+    def update(self) -> Expr:
+        """The update expression ``u`` (applied as ``w ← w − u``)."""
+        return self.returns[0]
+
+    def __str__(self) -> str:
+        return format_program(self)
+
+
+# --------------------------------------------------------------------------- expression helpers
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """Every node of ``expr``, parents before children."""
+    yield expr
+    if isinstance(expr, Call):
+        for arg in expr.args:
+            yield from walk(arg)
+
+
+def names_used(expr: Expr) -> set[str]:
+    """The variable names ``expr`` reads."""
+    return {node.name for node in walk(expr) if isinstance(node, Var)}
+
+
+# --------------------------------------------------------------------------------------- parser
+
+
+def parse_program(text: str, filename: str = "<program>") -> Program:
+    """Parse program text into a validated :class:`Program`; raise :class:`ProgramError`."""
+    return _Parser(filename).parse(text)
+
+
+def load_program(path: str | Path) -> Program:
+    """Read and parse a program file (``.py`` text or canonical ``.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ProgramError(f"cannot read file ({exc.strerror})", filename=str(path)) from None
+    if path.suffix == ".json":
+        return program_from_json(text, filename=str(path))
+    return parse_program(text, filename=str(path))
+
+
+_UNSUPPORTED_STATEMENTS = {
+    ast.Import: "imports are not allowed",
+    ast.ImportFrom: "imports are not allowed",
+    ast.For: "loops are not allowed; a program is straight-line code",
+    ast.While: "loops are not allowed; a program is straight-line code",
+    ast.If: "if statements are not allowed; a program is straight-line code",
+    ast.With: "with statements are not allowed",
+    ast.Try: "try statements are not allowed",
+    ast.FunctionDef: "nested functions are not allowed",
+    ast.ClassDef: "classes are not allowed",
+    ast.Delete: "del is not allowed",
+    ast.Global: "global is not allowed",
+    ast.Nonlocal: "nonlocal is not allowed",
+}
+
+_UNSUPPORTED_EXPRESSIONS = {
+    ast.Attribute: "attribute access is not allowed",
+    ast.Subscript: "indexing is not allowed",
+    ast.Compare: "comparisons are not allowed",
+    ast.BoolOp: "boolean operators are not allowed",
+    ast.IfExp: "conditional expressions are not allowed",
+    ast.Lambda: "lambdas are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.List: "lists are not allowed",
+    ast.Dict: "dicts are not allowed",
+    ast.Tuple: "tuples are only allowed in the return statement",
+    ast.JoinedStr: "strings are not allowed",
+    ast.NamedExpr: "the walrus operator is not allowed",
+    ast.Starred: "starred expressions are not allowed",
+}
+
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+
+
+class _Parser:
+    def __init__(self, filename: str):
+        self.filename = filename
+
+    def error(self, reason: str, node: ast.AST | None = None, line: int | None = None):
+        raise ProgramError(reason, line if node is None else node.lineno, self.filename)
+
+    def parse(self, text: str) -> Program:
+        try:
+            module = ast.parse(text, filename=self.filename)
+        except SyntaxError as exc:
+            self.error(f"syntax error: {exc.msg}", line=exc.lineno)
+        functions = [n for n in module.body if isinstance(n, ast.FunctionDef)]
+        for node in module.body:
+            if isinstance(node, ast.FunctionDef):
+                continue
+            if _is_docstring(node):
+                continue
+            reason = _UNSUPPORTED_STATEMENTS.get(type(node), "only one 'def train(...)' is allowed")
+            self.error(reason, node)
+        if not functions:
+            self.error("no 'def train(...)' found", line=1)
+        if len(functions) > 1:
+            self.error("only one function may be defined", functions[1])
+        return self.function(functions[0])
+
+    def function(self, fn: ast.FunctionDef) -> Program:
+        if fn.name != "train":
+            self.error(f"the function must be called 'train', not {fn.name!r}", fn)
+        if fn.decorator_list:
+            self.error("decorators are not allowed", fn.decorator_list[0])
+        params = self.parameters(fn)
+        defined = set(params)
+        statements = list(fn.body)
+        if statements and _is_docstring(statements[0]):
+            statements = statements[1:]
+        body: list[Assign] = []
+        for node in statements:
+            if isinstance(node, ast.Return):
+                returns = self.returns(node, params, defined)
+                if node is not statements[-1]:
+                    self.error("the return statement must be the last statement", node)
+                return Program(tuple(params), tuple(body), returns)
+            body.append(self.assignment(node, defined))
+        self.error("the function must end with a return statement", fn)
+
+    def parameters(self, fn: ast.FunctionDef) -> list[str]:
+        args = fn.args
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
+            self.error("only plain positional parameters are allowed", fn)
+        if args.defaults:
+            self.error("parameters may not have default values", fn)
+        params = []
+        for arg in args.args:
+            if arg.annotation is not None:
+                self.error("type annotations are not allowed", arg)
+            if arg.arg in primitives.PRIMITIVES:
+                self.error(f"parameter {arg.arg!r} shadows the primitive of that name", arg)
+            if arg.arg in params:
+                self.error(f"duplicate parameter {arg.arg!r}", arg)
+            params.append(arg.arg)
+        return params
+
+    def assignment(self, node: ast.stmt, defined: set[str]) -> Assign:
+        if isinstance(node, ast.AugAssign):
+            target = self.target(node.target)
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                self.error(f"operator {_op_symbol(node.op)} is not allowed", node)
+            if target not in defined:
+                self.error(f"name {target!r} is used before it is assigned", node)
+            expr = Call(op, (Var(target), self.expr(node.value, defined)))
+        elif isinstance(node, ast.Assign):
+            if len(node.targets) != 1:
+                self.error("chained assignment is not allowed", node)
+            target = self.target(node.targets[0])
+            expr = self.expr(node.value, defined)
+        elif isinstance(node, ast.AnnAssign):
+            self.error("type annotations are not allowed", node)
+        elif isinstance(node, ast.Expr):
+            self.error("a statement must assign its value to a name", node)
+        else:
+            self.error(_UNSUPPORTED_STATEMENTS.get(type(node), "unsupported statement"), node)
+        defined.add(target)
+        return Assign(target, expr)
+
+    def target(self, node: ast.expr) -> str:
+        if not isinstance(node, ast.Name):
+            self.error("only single names can be assigned to", node)
+        if node.id in primitives.PRIMITIVES:
+            self.error(f"cannot assign to {node.id!r}: it is a primitive", node)
+        return node.id
+
+    def returns(self, node: ast.Return, params: list[str], defined: set[str]) -> tuple[Expr, ...]:
+        if node.value is None:
+            self.error("the return statement must return the update", node)
+        values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+        state = [p for p in params if p not in RESERVED_INPUTS]
+        if len(values) != 1 + len(state):
+            slots = ", ".join(state) if state else "none"
+            self.error(
+                f"return gives {len(values)} value(s); expected the update followed by one new "
+                f"value per state slot ({len(state)}: {slots})",
+                node,
+            )
+        return tuple(self.expr(v, defined) for v in values)
+
+    def expr(self, node: ast.expr, defined: set[str]) -> Expr:
+        if isinstance(node, ast.Name):
+            if node.id in primitives.PRIMITIVES:
+                self.error(f"primitive {node.id!r} must be called, not used as a value", node)
+            if node.id not in defined:
+                self.error(f"undefined name {node.id!r}", node)
+            return Var(node.id)
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.UAdd):
+                return self.expr(node.operand, defined)
+            if isinstance(node.op, ast.USub):
+                if isinstance(node.operand, ast.Constant):
+                    return Const(-self.constant(node.operand).value + 0.0)
+                return Call("neg", (self.expr(node.operand, defined),))
+            self.error(f"operator {_op_symbol(node.op)} is not allowed", node)
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                self.error(f"operator {_op_symbol(node.op)} is not allowed", node)
+            return Call(op, (self.expr(node.left, defined), self.expr(node.right, defined)))
+        if isinstance(node, ast.Call):
+            return self.call(node, defined)
+        reason = _UNSUPPORTED_EXPRESSIONS.get(type(node), f"unsupported {type(node).__name__}")
+        self.error(reason, node)
+
+    def constant(self, node: ast.Constant) -> Const:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(f"only numeric constants are allowed, not {value!r}", node)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            self.error(f"constant {value!r} is not a finite number", node)
+        return Const(number + 0.0)  # + 0.0 turns -0.0 into 0.0
+
+    def call(self, node: ast.Call, defined: set[str]) -> Call:
+        if not isinstance(node.func, ast.Name):
+            self.error("only primitives can be called (e.g. sign(x), not x.sign())", node)
+        name = node.func.id
+        if name not in primitives.PRIMITIVES:
+            self.error(f"unknown primitive {name!r} (see 'evodisc primitives')", node)
+        if node.keywords:
+            self.error(f"{name}() takes positional arguments only", node)
+        prim = primitives.PRIMITIVES[name]
+        if len(node.args) != prim.arity:
+            self.error(f"{name}() takes {prim.arity} argument(s), got {len(node.args)}", node)
+        return Call(name, tuple(self.expr(a, defined) for a in node.args))
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+def _op_symbol(op: ast.AST) -> str:
+    symbols = {
+        ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
+        ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.Invert: "~", ast.Not: "not",
+    }
+    return repr(symbols.get(type(op), type(op).__name__))
+
+
+# -------------------------------------------------------------------------------------- printer
+
+# Precedence levels of Python's grammar: the printer parenthesises exactly where the parser
+# would otherwise build a different tree.
+_PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
+_INFIX_PREC = {"add": _PREC_ADD, "sub": _PREC_ADD, "mul": _PREC_MUL, "div": _PREC_MUL}
+
+
+def format_constant(value: float) -> str:
+    """Shortest text that parses back to exactly ``value``."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def _precedence(expr: Expr) -> int:
+    if isinstance(expr, Const):
+        return _PREC_UNARY if expr.value < 0 else _PREC_ATOM
+    if isinstance(expr, Call):
+        if expr.op in _INFIX_PREC:
+            return _INFIX_PREC[expr.op]
+        if expr.op == "neg":
+            return _PREC_UNARY
+        if expr.op == "pow":
+            return _PREC_POW
+    return _PREC_ATOM
+
+
+def format_expr(expr: Expr) -> str:
+    """Print an expression with minimal parentheses (round-trips through the parser)."""
+    if isinstance(expr, Var):
+        return expr.name
+    if isinstance(expr, Const):
+        return format_constant(expr.value)
+
+    def sub(e: Expr, minimum: int) -> str:
+        text = format_expr(e)
+        return f"({text})" if _precedence(e) < minimum else text
+
+    op, args = expr.op, expr.args
+    if op in _INFIX_PREC:
+        prec = _INFIX_PREC[op]
+        symbol = primitives.PRIMITIVES[op].infix
+        return f"{sub(args[0], prec)} {symbol} {sub(args[1], prec + 1)}"
+    if op == "neg":
+        return f"-{sub(args[0], _PREC_UNARY)}"
+    if op == "pow":
+        return f"{sub(args[0], _PREC_ATOM)} ** {sub(args[1], _PREC_UNARY)}"
+    return f"{op}({', '.join(format_expr(a) for a in args)})"
+
+
+def format_program(program: Program) -> str:
+    """The program as text in the contract's format."""
+    lines = [f"def train({', '.join(program.params)}):"]
+    lines += [f"    {s.target} = {format_expr(s.expr)}" for s in program.body]
+    lines.append(f"    return {', '.join(format_expr(e) for e in program.returns)}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- JSON
+
+
+def expr_to_json(expr: Expr) -> dict:
+    """Canonical JSON-able form of an expression."""
+    if isinstance(expr, Var):
+        return {"var": expr.name}
+    if isinstance(expr, Const):
+        return {"const": expr.value}
+    return {"op": expr.op, "args": [expr_to_json(a) for a in expr.args]}
+
+
+def program_to_json(program: Program) -> str:
+    """Canonical JSON (sorted keys, no whitespace): the IR for logs and exchange."""
+    doc = {
+        "format": "evodisc-program/1",
+        "params": list(program.params),
+        "body": [{"target": s.target, "expr": expr_to_json(s.expr)} for s in program.body],
+        "returns": [expr_to_json(e) for e in program.returns],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def program_from_json(text: str, filename: str = "<json>") -> Program:
+    """Rebuild a program from :func:`program_to_json` output, validating it like program text."""
+    try:
+        doc = json.loads(text)
+        params = tuple(doc["params"])
+        body = tuple(Assign(s["target"], _expr_from_json(s["expr"])) for s in doc["body"])
+        returns = tuple(_expr_from_json(e) for e in doc["returns"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProgramError(f"not a program in canonical JSON form ({exc})", filename=filename)
+    # Validate by the same rules as text: print, then parse.
+    return parse_program(format_program(Program(params, body, returns)), filename)
+
+
+def _expr_from_json(doc: dict) -> Expr:
+    if "var" in doc:
+        return Var(str(doc["var"]))
+    if "const" in doc:
+        return Const(float(doc["const"]))
+    return Call(str(doc["op"]), tuple(_expr_from_json(a) for a in doc["args"]))

@@ -1,0 +1,1 @@
+"""What evodisc can search: the program space and the zoo of known optimizers."""

@@ -1,0 +1,47 @@
+"""Known optimizers written as program files (``<name>.py``), one per file.
+
+Each file starts with a docstring whose first line describes the optimizer and the torch
+reference it reproduces; the rest of the file is the ``train`` program.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from evodisc.program import Program, load_program
+
+ZOO_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One known optimizer."""
+
+    name: str
+    path: Path
+    description: str
+
+    def load(self) -> Program:
+        """The parsed program."""
+        return load_program(self.path)
+
+
+def zoo() -> dict[str, ZooEntry]:
+    """All known optimizers, by name (the file stem), sorted."""
+    entries = {}
+    for path in sorted(ZOO_DIR.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        entries[path.stem] = ZooEntry(path.stem, path, docstring.split("\n\n")[0].replace("\n", " "))
+    return entries
+
+
+def load_known(name: str) -> Program:
+    """The zoo program called ``name``; ``KeyError`` listing the known names otherwise."""
+    entries = zoo()
+    if name not in entries:
+        raise KeyError(f"unknown optimizer {name!r}; known: {', '.join(entries)}")
+    return entries[name].load()
