@@ -15,9 +15,7 @@ def _output_roots(program: Program) -> list[set[str]]:
     """For each return value, the parameters it depends on within one step."""
     roots: dict[str, set[str]] = {p: {p} for p in program.params}
     for statement in program.body:
-        roots[statement.target] = set().union(
-            *(roots[n] for n in names_used(statement.expr))
-        )
+        roots[statement.target] = set().union(*(roots[n] for n in names_used(statement.expr)))
     return [set().union(*(roots[n] for n in names_used(e))) for e in program.returns]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from evodisc import primitives
-from evodisc.program import Call, Const, Expr, Program, Var
+from evodisc.program import Const, Expr, Program, Var
 
 Backend = str  # "torch" or "numpy"
 

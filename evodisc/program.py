@@ -328,8 +328,16 @@ def _is_docstring(node: ast.stmt) -> bool:
 
 def _op_symbol(op: ast.AST) -> str:
     symbols = {
-        ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
-        ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.Invert: "~", ast.Not: "not",
+        ast.FloorDiv: "//",
+        ast.Mod: "%",
+        ast.MatMult: "@",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.BitOr: "|",
+        ast.BitAnd: "&",
+        ast.BitXor: "^",
+        ast.Invert: "~",
+        ast.Not: "not",
     }
     return repr(symbols.get(type(op), type(op).__name__))
 
@@ -424,7 +432,8 @@ def program_from_json(text: str, filename: str = "<json>") -> Program:
         body = tuple(Assign(s["target"], _expr_from_json(s["expr"])) for s in doc["body"])
         returns = tuple(_expr_from_json(e) for e in doc["returns"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ProgramError(f"not a program in canonical JSON form ({exc})", filename=filename)
+        reason = f"not a program in canonical JSON form ({exc})"
+        raise ProgramError(reason, filename=filename) from None
     # Validate by the same rules as text: print, then parse.
     return parse_program(format_program(Program(params, body, returns)), filename)
 

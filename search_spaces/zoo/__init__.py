@@ -35,7 +35,8 @@ def zoo() -> dict[str, ZooEntry]:
         if path.name.startswith("_"):
             continue
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
-        entries[path.stem] = ZooEntry(path.stem, path, docstring.split("\n\n")[0].replace("\n", " "))
+        summary = docstring.split("\n\n")[0].replace("\n", " ")
+        entries[path.stem] = ZooEntry(path.stem, path, summary)
     return entries
 
 
