@@ -57,6 +57,14 @@ class CompiledProgram:
             regs[reg] = value
         for reg, value in self.constants:
             regs[reg] = value
+        if self.backend == "numpy":
+            with np.errstate(all="ignore"):  # IEEE results are wanted, not warnings
+                self._run(regs, batch_dims)
+        else:
+            self._run(regs, batch_dims)
+        return [regs[r] for r in self.outputs]
+
+    def _run(self, regs: list, batch_dims: int) -> None:
         for ins in self.code:
             args = [regs[a] for a in ins.args]
             if ins.reduction:
@@ -65,7 +73,6 @@ class CompiledProgram:
                 regs[ins.out] = ins.fn(x, tuple(range(min(batch_dims, ndim), ndim)))
             else:
                 regs[ins.out] = ins.fn(*args)
-        return [regs[r] for r in self.outputs]
 
 
 def compile_program(program: Program, backend: Backend = "torch") -> CompiledProgram:
