@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -370,15 +370,19 @@ def _precedence(expr: Expr) -> int:
     return _PREC_ATOM
 
 
-def format_expr(expr: Expr) -> str:
-    """Print an expression with minimal parentheses (round-trips through the parser)."""
+def format_expr(expr: Expr, call: Callable[[str, list[str]], str] | None = None) -> str:
+    """Print an expression with minimal parentheses (round-trips through the parser).
+
+    ``call(op, args)``, when given, writes the non-operator primitive calls (e.g. as torch code);
+    what it returns must bind like a function call.
+    """
     if isinstance(expr, Var):
         return expr.name
     if isinstance(expr, Const):
         return format_constant(expr.value)
 
     def sub(e: Expr, minimum: int) -> str:
-        text = format_expr(e)
+        text = format_expr(e, call)
         return f"({text})" if _precedence(e) < minimum else text
 
     op, args = expr.op, expr.args
@@ -390,7 +394,8 @@ def format_expr(expr: Expr) -> str:
         return f"-{sub(args[0], _PREC_UNARY)}"
     if op == "pow":
         return f"{sub(args[0], _PREC_ATOM)} ** {sub(args[1], _PREC_UNARY)}"
-    return f"{op}({', '.join(format_expr(a) for a in args)})"
+    texts = [format_expr(a, call) for a in args]
+    return call(op, texts) if call is not None else f"{op}({', '.join(texts)})"
 
 
 def format_program(program: Program) -> str:
