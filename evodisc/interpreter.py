@@ -77,7 +77,7 @@ class CompiledProgram:
 
 def compile_program(program: Program, backend: Backend = "torch") -> CompiledProgram:
     """Lower ``program`` to a :class:`CompiledProgram` for ``backend`` (``torch`` or ``numpy``)."""
-    env: dict[str, int] = {}
+    env: dict[str, int | float] = {}
     constants: dict[float, int] = {}
     code: list[Instruction] = []
     counter = [0]
@@ -115,7 +115,7 @@ def compile_program(program: Program, backend: Backend = "torch") -> CompiledPro
         return const_register(value) if isinstance(value, float) else value
 
     for statement in program.body:
-        env[statement.target] = materialise(statement.expr)
+        env[statement.target] = lower(statement.expr)  # constants stay constants (folded)
     outputs = tuple(materialise(e) for e in program.returns)
     return CompiledProgram(
         program=program,

@@ -1,0 +1,172 @@
+"""The fitness cache: fitness results keyed by functional hash and fitness configuration.
+
+The search consults it before every evaluation (:meth:`FitnessCache.get_or_evaluate`); a program
+whose functional hash was already evaluated under the same fitness configuration is not
+evaluated again. Entries persist as Parquet: a directory of part files, one per
+:meth:`FitnessCache.flush`, each written to a temporary name and renamed (append-only, and a
+crash never leaves a half-written part). :data:`SCHEMA` is the column layout, so a campaign log
+that stores the same columns can feed a cache with :meth:`FitnessCache.ingest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [
+        ("functional_hash", pa.string()),
+        ("config_key", pa.string()),
+        ("fitness", pa.float64()),
+        ("status", pa.string()),
+        ("details", pa.string()),  # canonical JSON
+    ]
+)
+
+
+def _canonical_json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a JSON-able value of finite numbers: {exc}") from None
+
+
+def fitness_config_key(config: Mapping[str, Any]) -> str:
+    """A stable 32-hex-digit digest of a JSON-able fitness configuration (key order ignored)."""
+    if not isinstance(config, Mapping):
+        raise ValueError("the fitness configuration must be a mapping")
+    text = _canonical_json(dict(config))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedFitness:
+    """One evaluation result: fitness (NaN when invalid), status and JSON-able details
+    (per-task scores, best learning rate, …)."""
+
+    fitness: float
+    status: str = "ok"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class FitnessCache:
+    """Fitness results by ``(functional_hash, config_key)``, with hit/miss counters.
+
+    ``path`` (optional) is a directory of Parquet parts: existing parts are loaded now, and
+    :meth:`flush` appends the entries added since the last flush as a new part.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self._entries: dict[tuple[str, str], CachedFitness] = {}
+        self._pending: list[tuple[str, str]] = []
+        self.hits = 0
+        self.misses = 0
+        if self.path is not None and self.path.exists():
+            if not self.path.is_dir():
+                raise ValueError(f"{self.path}: the fitness cache must be a directory")
+            for part in sorted(self.path.glob("*.parquet")):
+                self.ingest(pq.read_table(part))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._entries
+
+    def contains(self, functional_hash: str, config_key: str) -> bool:
+        """Whether a result is cached (does not count as a hit or a miss)."""
+        return (functional_hash, config_key) in self._entries
+
+    def get(self, functional_hash: str, config_key: str) -> CachedFitness | None:
+        """The cached result, or ``None``; counts a hit or a miss."""
+        result = self._entries.get((functional_hash, config_key))
+        if result is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return result
+
+    def put(self, functional_hash: str, config_key: str, result: CachedFitness) -> None:
+        """Store ``result`` (the first result for a key wins; later ones are ignored)."""
+        key = (functional_hash, config_key)
+        if key in self._entries:
+            return
+        _canonical_json(dict(result.details))  # fail now, not at flush time
+        self._entries[key] = result
+        self._pending.append(key)
+
+    def get_or_evaluate(
+        self, functional_hash: str, config_key: str, evaluate: Callable[[], CachedFitness]
+    ) -> tuple[CachedFitness, bool]:
+        """``(result, hit)``: the cached result, or ``evaluate()`` stored and returned."""
+        cached = self.get(functional_hash, config_key)
+        if cached is not None:
+            return cached, True
+        result = evaluate()
+        self.put(functional_hash, config_key, result)
+        return result, False
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups (0 before any lookup)."""
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else 0.0
+
+    def to_table(self, keys: Iterable[tuple[str, str]] | None = None) -> pa.Table:
+        """Entries (all, or ``keys``) as a table with :data:`SCHEMA`."""
+        keys = list(self._entries) if keys is None else list(keys)
+        rows = [self._entries[k] for k in keys]
+        columns = {
+            "functional_hash": [k[0] for k in keys],
+            "config_key": [k[1] for k in keys],
+            "fitness": [float(r.fitness) for r in rows],
+            "status": [r.status for r in rows],
+            "details": [_canonical_json(dict(r.details)) for r in rows],
+        }
+        return pa.table(columns, schema=SCHEMA)
+
+    def ingest(self, table: pa.Table) -> int:
+        """Add the rows of a table holding :data:`SCHEMA`'s columns (extra columns are ignored,
+        rows without a hash or config key are skipped); returns the number of new entries."""
+        missing = [name for name in SCHEMA.names if name not in table.column_names]
+        if missing:
+            raise ValueError(f"table lacks the fitness-cache column(s): {', '.join(missing)}")
+        columns = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+        added = 0
+        for h, c, fit, status, details in zip(*columns.values(), strict=True):
+            if h is None or c is None or (h, c) in self._entries:
+                continue
+            fitness = math.nan if fit is None else float(fit)
+            self._entries[(h, c)] = CachedFitness(
+                fitness, status or "ok", json.loads(details or "{}")
+            )
+            added += 1
+        return added
+
+    def flush(self) -> Path | None:
+        """Append entries added since the last flush as a new Parquet part; returns its path."""
+        if self.path is None:
+            raise ValueError("this fitness cache has no path to flush to")
+        if not self._pending:
+            return None
+        self.path.mkdir(parents=True, exist_ok=True)
+        name = f"part-{len(list(self.path.glob('*.parquet'))):06d}-{uuid.uuid4().hex[:8]}.parquet"
+        final = self.path / name
+        temporary = self.path / f".{name}.tmp"
+        pq.write_table(self.to_table(self._pending), temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        self._pending = []
+        return final

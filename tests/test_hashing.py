@@ -1,0 +1,413 @@
+"""Functional hashing, the fitness cache, and ``evodisc hash``.
+
+Equivalence claims are checked twice: equal digests, and (for the hand-written spellings and the
+property tests) equal updates on fresh inputs computed with the torch interpreter, an independent
+path from the NumPy one the hash uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lion_pytorch import Lion
+
+from evodisc import CachedFitness, FitnessCache, fitness_config_key, functional_hash
+from evodisc.cli import main
+from evodisc.hashing import PROBE_TS, functional_hash_info, make_probe
+from evodisc.interpreter import compile_program, init_state, step
+from evodisc.program import Program, parse_program
+from search_spaces.program_space import equivalent_rewrite, mutate, random_program
+from search_spaces.zoo import load_known
+
+ADAMW = """
+def train(w, g, lr, t, m, v):
+    m = interp(g, m, 0.9)
+    v = interp(square(g), v, 0.999)
+    mhat = m / (1 - 0.9 ** t)
+    vhat = v / (1 - 0.999 ** t)
+    update = mhat / (sqrt(vhat) + 1e-8) + 0.01 * w
+    return update * lr, m, v
+"""
+
+LION_SPELLINGS = {
+    "zoo": """
+def train(g, lr, m):
+    update = sign(interp(g, m, 0.9))
+    m = interp(g, m, 0.99)
+    return lr * update, m
+""",
+    "expanded, extra dead slot": """
+def train(w, g, m, v, lr):
+    c = 0.9 * m + 0.1 * g
+    update = sign(c)
+    m = 0.99 * m + (1 - 0.99) * g
+    junk = exp(v)
+    v = v + junk
+    return update * lr, m, v
+""",
+    "difference form, renamed": """
+def train(lr, exp_avg, g):
+    direction = exp_avg + 0.1 * (g - exp_avg)
+    exp_avg = exp_avg - 0.01 * (exp_avg - g)
+    step = lr * sign(direction)
+    return step, exp_avg
+""",
+}
+
+ADAMW_SPELLINGS = {
+    "reordered independent statements": """
+def train(w, g, lr, t, m, v):
+    v = interp(square(g), v, 0.999)
+    m = interp(g, m, 0.9)
+    vhat = v / (1 - 0.999 ** t)
+    mhat = m / (1 - 0.9 ** t)
+    update = mhat / (sqrt(vhat) + 1e-8) + 0.01 * w
+    return update * lr, m, v
+""",
+    "renamed, parameters reordered": """
+def train(exp_avg_sq, g, exp_avg, t, lr, w):
+    exp_avg = interp(g, exp_avg, 0.9)
+    exp_avg_sq = interp(square(g), exp_avg_sq, 0.999)
+    a = exp_avg / (1 - 0.9 ** t)
+    b = exp_avg_sq / (1 - 0.999 ** t)
+    d = a / (sqrt(b) + 1e-8) + 0.01 * w
+    return d * lr, exp_avg_sq, exp_avg
+""",
+    "dead code and an unused slot": """
+def train(w, g, lr, t, m, v, unused):
+    m = interp(g, m, 0.9)
+    junk = log(g) * unused
+    v = interp(square(g), v, 0.999)
+    mhat = m / (1 - 0.9 ** t)
+    vhat = v / (1 - 0.999 ** t)
+    unused = junk + 1
+    update = mhat / (sqrt(vhat) + 1e-8) + 0.01 * w
+    return update * lr, m, v, unused
+""",
+    "commutativity": """
+def train(w, g, lr, t, m, v):
+    m = interp(g, m, 0.9)
+    v = interp(square(g), v, 0.999)
+    mhat = m / (1 - 0.9 ** t)
+    vhat = v / (1 - 0.999 ** t)
+    update = w * 0.01 + mhat / (1e-8 + sqrt(vhat))
+    return lr * update, m, v
+""",
+    "x + x for 2 x (twice 0.005 w)": """
+def train(w, g, lr, t, m, v):
+    m = interp(g, m, 0.9)
+    v = interp(square(g), v, 0.999)
+    mhat = m / (1 - 0.9 ** t)
+    vhat = v / (1 - 0.999 ** t)
+    decay = 0.005 * w
+    update = mhat / (sqrt(vhat) + 1e-8) + (decay + decay)
+    return update * lr, m, v
+""",
+    "a / b as a * (1 / b)": """
+def train(w, g, lr, t, m, v):
+    m = interp(g, m, 0.9)
+    v = interp(square(g), v, 0.999)
+    mhat = m * (1 / (1 - 0.9 ** t))
+    vhat = v * (1 / (1 - 0.999 ** t))
+    update = mhat * (1 / (sqrt(vhat) + 1e-8)) + 0.01 * w
+    return update * lr, m, v
+""",
+    "interp expanded": """
+def train(w, g, lr, t, m, v):
+    m = 0.1 * g + 0.9 * m
+    v = v + (1 - 0.999) * (square(g) - v)
+    mhat = m / (1 - 0.9 ** t)
+    vhat = v / (1 - 0.999 ** t)
+    update = mhat / (vhat ** 0.5 + 1e-8) + 0.01 * w
+    return update * lr, m, v
+""",
+}
+
+DIFFERENT = {
+    "beta1 0.9 -> 0.91 (Lion)": (
+        LION_SPELLINGS["zoo"],
+        LION_SPELLINGS["zoo"].replace("interp(g, m, 0.9)", "interp(g, m, 0.91)"),
+    ),
+    "beta2 0.99 -> 0.98 (Lion)": (
+        LION_SPELLINGS["zoo"],
+        LION_SPELLINGS["zoo"].replace("0.99", "0.98"),
+    ),
+    "beta1 0.9 -> 0.91 (AdamW)": (ADAMW, ADAMW.replace("0.9", "0.91")),
+    "eps 1e-8 -> 1e-7": (ADAMW, ADAMW.replace("1e-8", "1e-7")),
+    "weight decay 0.01 -> 0.0101": (ADAMW, ADAMW.replace("0.01 * w", "0.0101 * w")),
+    "no bias correction of v": (ADAMW, ADAMW.replace("v / (1 - 0.999 ** t)", "v")),
+    "lr vs a constant": (
+        "def train(g, lr):\n    return lr * g\n",
+        "def train(g, lr):\n    return 0.01 * g\n",
+    ),
+    "norm vs rms times sqrt(64)": (
+        "def train(g, lr):\n    return lr * g / norm(g)\n",
+        "def train(g, lr):\n    return lr * g / (8 * rms(g))\n",
+    ),
+    "sign vs tanh": (
+        "def train(g, lr):\n    return lr * sign(g)\n",
+        "def train(g, lr):\n    return lr * tanh(g)\n",
+    ),
+    "momentum chained one slot deeper": (
+        "def train(g, lr, m):\n    m = interp(g, m, 0.9)\n    return lr * m, m\n",
+        "def train(g, lr, m, n):\n    u = lr * n\n    n = interp(m, n, 0.9)\n"
+        "    m = interp(g, m, 0.9)\n    return u, m, n\n",
+    ),
+}
+
+
+# ---------------------------------------------------------------- a reference on fresh inputs
+
+
+def torch_updates(program: Program, seed: int = 7, n: int = 41) -> np.ndarray:
+    """Updates on fresh inputs, run by the torch interpreter (float64)."""
+    probe = make_probe(random.Random(seed), n, PROBE_TS)
+    compiled = compile_program(program, backend="torch")
+    w = torch.tensor(np.array(probe.w0))
+    state = init_state(program, w)
+    rows = []
+    for k in range(len(PROBE_TS)):
+        g = torch.tensor(np.array(probe.grads[k]))
+        update, state = step(compiled, w, g, float(probe.lrs[k]), float(probe.ts[k]), state)
+        rows.append(update.numpy().copy())
+        w = w - update
+    return np.array(rows)
+
+
+def assert_same_updates(a: np.ndarray, b: np.ndarray) -> None:
+    finite = np.isfinite(a)
+    np.testing.assert_array_equal(finite, np.isfinite(b))
+    scale = float(np.abs(a[finite]).max(initial=0.0))
+    np.testing.assert_allclose(a[finite], b[finite], rtol=1e-6, atol=1e-10 * scale)
+
+
+# ---------------------------------------------------------------------------- equal digests
+
+
+@pytest.mark.parametrize("name", list(ADAMW_SPELLINGS))
+def test_equivalent_adamw_spellings_hash_equal(name):
+    a, b = parse_program(ADAMW), parse_program(ADAMW_SPELLINGS[name])
+    assert functional_hash(a) == functional_hash(b)
+    assert_same_updates(torch_updates(a), torch_updates(b))
+
+
+def test_lion_three_ways_hash_equal_and_match_lion_pytorch():
+    programs = [parse_program(text) for text in LION_SPELLINGS.values()]
+    assert len({functional_hash(p) for p in programs}) == 1
+    assert functional_hash(programs[0]) == functional_hash(load_known("lion"))
+    # The reference: lion_pytorch on the same fresh gradients, float64.
+    probe = make_probe(random.Random(3), 33, PROBE_TS)
+    weight = torch.nn.Parameter(torch.tensor(np.array(probe.w0)))
+    optimizer = Lion([weight], lr=1.0, betas=(0.9, 0.99))
+    reference = []
+    for k in range(len(PROBE_TS)):
+        optimizer.param_groups[0]["lr"] = float(probe.lrs[k])
+        before = weight.detach().clone()
+        weight.grad = torch.tensor(np.array(probe.grads[k]))
+        optimizer.step()
+        reference.append((before - weight.detach()).numpy())
+    for program in programs:
+        compiled = compile_program(program, backend="torch")
+        w = torch.tensor(np.array(probe.w0))
+        slots = init_state(program, w)
+        for k in range(len(PROBE_TS)):
+            g = torch.tensor(np.array(probe.grads[k]))
+            update, slots = step(compiled, w, g, float(probe.lrs[k]), probe.ts[k], slots)
+            np.testing.assert_allclose(update.numpy(), reference[k], rtol=1e-12, atol=1e-15)
+            w = w - update
+
+
+@pytest.mark.parametrize("name", list(DIFFERENT))
+def test_different_programs_hash_differently(name):
+    a, b = DIFFERENT[name]
+    assert functional_hash(parse_program(a)) != functional_hash(parse_program(b))
+
+
+def test_hash_is_32_hex_digits_and_accepts_text():
+    digest = functional_hash(ADAMW)
+    assert len(digest) == 32 and int(digest, 16) >= 0
+    assert digest == functional_hash(parse_program(ADAMW))
+
+
+def test_hash_is_the_same_in_a_fresh_process_with_another_hash_seed():
+    code = (
+        "from evodisc import functional_hash; from search_spaces.zoo import load_known; "
+        "print(' '.join(functional_hash(load_known(n)) for n in ('adamw', 'lion', 'sgd')))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    here = " ".join(functional_hash(load_known(n)) for n in ("adamw", "lion", "sgd"))
+    assert result.stdout.split() == here.split()
+
+
+def test_non_finite_programs_are_flagged_and_hash_deterministically():
+    inf_program = "def train(g, lr, m):\n    return lr * g / m, m\n"  # m stays 0: ±inf
+    nan_program = "def train(g, lr):\n    return lr * sqrt(-abs(g))\n"
+    partly = "def train(g, lr):\n    return lr * log(g)\n"  # NaN where g < 0 only
+    for text in (inf_program, nan_program, partly):
+        first, second = functional_hash_info(text), functional_hash_info(text)
+        assert not first.finite
+        assert first == second
+    assert functional_hash_info(partly).digest != functional_hash_info(nan_program).digest
+    assert functional_hash_info(ADAMW).finite
+
+
+# -------------------------------------------------------------------------- property tests
+
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+
+
+def _parent(seed: int) -> Program:
+    """A random program, or a mutant of AdamW (programs the search really proposes)."""
+    rng = random.Random(seed)
+    if rng.random() < 0.5:
+        return random_program(rng)
+    program = load_known("adamw")
+    for _ in range(rng.randint(1, 3)):
+        program = mutate(program, rng)
+    return program
+
+
+@PROPERTY
+@given(seed=SEEDS, rewrites=st.integers(min_value=1, max_value=6))
+def test_exact_rewrites_of_random_programs_keep_the_hash(seed, rewrites):
+    program = _parent(seed)
+    rewritten = program
+    rng = random.Random(seed + 1)
+    for _ in range(rewrites):
+        rewritten = equivalent_rewrite(rewritten, rng, exact=True)
+    assert functional_hash(rewritten) == functional_hash(program)
+
+
+@PROPERTY
+@given(seed=SEEDS)
+def test_equal_hashes_mean_equal_updates_on_fresh_inputs(seed):
+    program = _parent(seed)
+    rng = random.Random(seed + 2)
+    others = [mutate(program, rng) for _ in range(4)]
+    others.append(equivalent_rewrite(program, rng, exact=False))
+    reference = torch_updates(program)
+    for other in others:
+        if functional_hash(other) == functional_hash(program):
+            assert_same_updates(reference, torch_updates(other))
+
+
+# ------------------------------------------------------------------------------------ cache
+
+
+def test_config_key_is_stable_and_order_free():
+    a = fitness_config_key({"tasks": ["mlp", "lm"], "steps": 200, "lrs": [1e-3, 3e-3]})
+    b = fitness_config_key({"lrs": [1e-3, 3e-3], "steps": 200, "tasks": ["mlp", "lm"]})
+    assert a == b and len(a) == 32
+    assert a != fitness_config_key({"tasks": ["mlp", "lm"], "steps": 201, "lrs": [1e-3, 3e-3]})
+    for bad in ({"x": math.nan}, {"x": object()}, ["not", "a", "mapping"]):
+        with pytest.raises(ValueError):
+            fitness_config_key(bad)
+
+
+def test_cache_is_consulted_before_evaluation_and_counts():
+    cache = FitnessCache()
+    key = fitness_config_key({"task": "quadratic"})
+    evaluations = []
+
+    def evaluate() -> CachedFitness:
+        evaluations.append(1)
+        return CachedFitness(0.75, "ok", {"best_lr": 0.001})
+
+    results = [
+        cache.get_or_evaluate(functional_hash(parse_program(text)), key, evaluate)
+        for text in LION_SPELLINGS.values()
+    ]
+    assert len(evaluations) == 1
+    assert [hit for _, hit in results] == [False, True, True]
+    assert cache.hits == 2 and cache.misses == 1 and cache.hit_rate == pytest.approx(2 / 3)
+    lion = functional_hash(load_known("lion"))
+    assert cache.contains(lion, key) and (lion, key) in cache
+    assert not cache.contains(lion, fitness_config_key({"task": "other"}))
+    assert cache.get(functional_hash(ADAMW), key) is None and cache.misses == 2
+
+
+def test_cache_persists_as_parquet_parts_and_reloads(tmp_path):
+    directory = tmp_path / "cache"
+    key = fitness_config_key({"task": "mlp"})
+    cache = FitnessCache(directory)
+    cache.put("a" * 32, key, CachedFitness(1.5, "ok", {"scores": {"mlp": 1.5}, "best_lr": 3e-4}))
+    cache.put("b" * 32, key, CachedFitness(math.nan, "diverged"))
+    first = cache.flush()
+    assert cache.flush() is None  # nothing new
+    cache.put("c" * 32, key, CachedFitness(-2.0))
+    second = cache.flush()
+    assert first != second and first.exists() and second.exists()
+    (directory / ".part-crashed.parquet.tmp").write_bytes(b"half a file")
+
+    reloaded = FitnessCache(directory)
+    assert len(reloaded) == 3
+    assert reloaded.get("a" * 32, key).details == {"scores": {"mlp": 1.5}, "best_lr": 3e-4}
+    diverged = reloaded.get("b" * 32, key)
+    assert math.isnan(diverged.fitness) and diverged.status == "diverged"
+    assert reloaded.get("c" * 32, key).fitness == -2.0
+    table = pq.read_table(first)
+    assert table.column_names == ["functional_hash", "config_key", "fitness", "status", "details"]
+    assert json.loads(table.column("details")[0].as_py())["best_lr"] == 3e-4
+
+
+def test_cache_ingests_a_campaign_log_table():
+    key = fitness_config_key({"task": "mlp"})
+    log = pa.table(
+        {
+            "id": [1, 2, 3],
+            "functional_hash": ["x" * 32, None, "y" * 32],
+            "config_key": [key, key, key],
+            "fitness": [0.5, 0.1, None],
+            "status": ["ok", "ok", "error"],
+            "details": ["{}", "{}", None],
+        }
+    )
+    cache = FitnessCache()
+    assert cache.ingest(log) == 2
+    assert cache.get("x" * 32, key).fitness == 0.5
+    assert math.isnan(cache.get("y" * 32, key).fitness)
+    with pytest.raises(ValueError, match="fitness_cache|fitness-cache"):
+        cache.ingest(pa.table({"functional_hash": ["z"]}))
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_hash_prints_one_line_per_file(tmp_path, capsys):
+    paths = []
+    for i, text in enumerate(LION_SPELLINGS.values()):
+        path = tmp_path / f"lion{i}.py"
+        path.write_text(text)
+        paths.append(str(path))
+    assert main(["hash", *paths, "adamw"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[1] for line in lines] == [*paths, "adamw"]
+    digests = [line.split("  ")[0] for line in lines]
+    assert len(set(digests[:3])) == 1 and digests[3] == functional_hash(load_known("adamw"))
+
+
+def test_cli_hash_bad_file_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def train(g):\n    return g.sign()\n")
+    assert main(["hash", "adamw", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "bad.py:2" in captured.err
