@@ -4,6 +4,9 @@ The public API; the command line (``evodisc …``) is a thin layer over these fu
 """
 
 from evodisc.analysis import analyse, eliminate_dead_code, ignores_gradient
+from evodisc.cache import CachedFitness, FitnessCache, fitness_config_key
+from evodisc.export import to_torch_optimizer, torch_source
+from evodisc.hashing import HashInfo, functional_hash, functional_hash_info
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import (
@@ -15,20 +18,31 @@ from evodisc.program import (
     program_from_json,
     program_to_json,
 )
+from evodisc.replay import ReplayResult, replay
 
 __all__ = [
     "PRIMITIVES",
+    "CachedFitness",
+    "FitnessCache",
+    "HashInfo",
     "Program",
     "ProgramError",
+    "ReplayResult",
     "analyse",
     "compile_program",
     "eliminate_dead_code",
+    "fitness_config_key",
     "format_program",
+    "functional_hash",
+    "functional_hash_info",
     "ignores_gradient",
     "init_state",
     "load_program",
     "parse_program",
     "program_from_json",
     "program_to_json",
+    "replay",
     "step",
+    "to_torch_optimizer",
+    "torch_source",
 ]

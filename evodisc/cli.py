@@ -64,15 +64,86 @@ def cmd_zoo(args: argparse.Namespace, out: Console) -> None:
 
 
 def cmd_export(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.export import torch_source
+    from evodisc.export import class_name_from_path, torch_source
 
     program = resolve_program(args.program)
-    text = torch_source(program, class_name=args.name)
+    try:
+        text = torch_source(program, class_name=args.name or class_name_from_path(args.program))
+    except ValueError as exc:
+        raise UsageError(f"--name: {exc}") from None
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output} ({exc.strerror})") from None
         out.print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+
+
+def cmd_hash(args: argparse.Namespace, out: Console) -> None:
+    from evodisc.hashing import functional_hash
+
+    programs = [(spec, resolve_program(spec)) for spec in args.programs]
+    for spec, program in programs:
+        sys.stdout.write(f"{functional_hash(program)}  {spec}\n")
+
+
+def cmd_tasks(args: argparse.Namespace, out: Console) -> None:
+    from fitness.tasks import describe, load_task, task_names
+
+    table = Table(box=None)
+    for column in ("name", "params", "train", "val", "steps", "batch", "metric", "better"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("model")
+    for name in task_names():
+        i = describe(load_task(name))
+        table.add_row(
+            i.name,
+            f"{i.parameters:,}",
+            str(i.train_examples),
+            str(i.val_examples),
+            str(i.steps),
+            str(i.batch_size),
+            i.metric,
+            i.better,
+            i.description,
+        )
+    out.print(table)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{text!r}: expected comma-separated numbers") from None
+    if not values or not all(v > 0 and v < float("inf") for v in values):
+        raise UsageError(f"{text!r}: learning rates must be positive finite numbers")
+    return values
+
+
+def cmd_replay(args: argparse.Namespace, out: Console) -> None:
+    from evodisc.replay import replay
+    from fitness.tasks import TaskError
+
+    program = resolve_program(args.program)
+    lrs = _floats(args.lrs) if args.lrs else None
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    seeds = list(range(args.seeds))
+    try:
+        kwargs = {"lrs": lrs} if lrs else {}
+        result = replay(
+            program,
+            args.task,
+            args.baseline or ["adamw"],
+            seeds=seeds,
+            device=args.device,
+            **kwargs,
+        )
+    except TaskError as exc:
+        raise UsageError(str(exc)) from None
+    out.print(result.table())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +165,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", default=None, help="class name (default: from the file name)")
     export.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     export.set_defaults(run=cmd_export)
+
+    hash_ = sub.add_parser("hash", help="functional hash per program (equal for equivalent ones)")
+    hash_.add_argument("programs", nargs="+", metavar="PROGRAM", help="program files or names")
+    hash_.set_defaults(run=cmd_hash)
+
+    sub.add_parser("tasks", help="list the proxy tasks").set_defaults(run=cmd_tasks)
+
+    replay = sub.add_parser("replay", help="train with a learning-rate sweep, against baselines")
+    replay.add_argument("program", help="program file, or the name of a known optimizer")
+    replay.add_argument(
+        "--task",
+        action="append",
+        metavar="T",
+        help="task name or FILE.py:FACTORY (repeatable; default: the whole suite)",
+    )
+    replay.add_argument(
+        "--baseline", action="append", metavar="NAME", help="known optimizer (default: adamw)"
+    )
+    replay.add_argument("--lrs", default=None, help="comma-separated learning rates")
+    replay.add_argument("--seeds", type=int, default=1, help="seeds per learning rate")
+    replay.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    replay.set_defaults(run=cmd_replay)
     return parser
 
 

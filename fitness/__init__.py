@@ -1,0 +1,26 @@
+"""Proxy tasks, the batched trainer, baselines and fitness (see ``docs/fitness.md``)."""
+
+from fitness.baselines import Fitness, SuiteConfig, TaskFitness, baseline_metric, evaluate
+from fitness.device import available_devices, resolve_device
+from fitness.runs import DEFAULT_LRS
+from fitness.tasks import Task, TaskData, TaskError, describe, load_task, task_names
+from fitness.trainer import BatchResult, train_batch
+
+__all__ = [
+    "DEFAULT_LRS",
+    "BatchResult",
+    "Fitness",
+    "SuiteConfig",
+    "Task",
+    "TaskData",
+    "TaskError",
+    "TaskFitness",
+    "available_devices",
+    "baseline_metric",
+    "describe",
+    "evaluate",
+    "load_task",
+    "resolve_device",
+    "task_names",
+    "train_batch",
+]

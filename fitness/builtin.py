@@ -1,0 +1,246 @@
+"""The default proxy suite: five small real training problems, all data made in code or bundled
+with scikit-learn (no downloads). Each is sized so that one candidate's learning-rate sweep over
+the whole suite takes seconds on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fitness.tasks import TaskData, register
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    """A proxy task from the registry; ``loss`` is cross-entropy or mean squared error, and the
+    validation metric is the same loss on the validation set (lower is better)."""
+
+    name: str
+    description: str
+    steps: int
+    batch_size: int
+    objective: str  # "ce" or "mse"
+    make_data: Callable[[], TaskData]
+    make_model: Callable[[], nn.Module]
+    higher_is_better: bool = False
+
+    @property
+    def metric(self) -> str:
+        return "val cross-entropy" if self.objective == "ce" else "val MSE"
+
+    def data(self) -> TaskData:
+        return self.make_data()
+
+    def model(self) -> nn.Module:
+        return self.make_model()
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.objective == "ce":
+            return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+        return (output - target).square().mean()  # F.mse_loss mis-batches under nested vmap
+
+    def score(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(output, target)
+
+
+def _split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int, y_dtype) -> TaskData:
+    order = np.random.RandomState(seed).permutation(len(x))
+    x = torch.as_tensor(x[order], dtype=torch.float32)
+    y = torch.as_tensor(y[order], dtype=y_dtype)
+    return TaskData(x[n_val:], y[n_val:], x[:n_val], y[:n_val])
+
+
+# --------------------------------------------------------------------------------------- digits
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> TaskData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)  # 8×8 images, pixel values 0..16
+    return _split(x, digits.target, n_val=360, seed=0, y_dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_images() -> TaskData:
+    d = _digits()
+    return TaskData(
+        d.x_train.reshape(-1, 1, 8, 8), d.y_train, d.x_val.reshape(-1, 1, 8, 8), d.y_val
+    )
+
+
+def _mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU) -> nn.Module:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(-3),
+        nn.Linear(16 * 4 * 4, 10),
+    )
+
+
+# ------------------------------------------------------------------------------ teacher–student
+
+
+@functools.lru_cache(maxsize=1)
+def _teacher_student() -> TaskData:
+    gen = torch.Generator().manual_seed(1234)
+    x = torch.randn(2560, 16, generator=gen)
+    w1 = torch.randn(16, 32, generator=gen) / 4.0
+    w2 = torch.randn(32, 1, generator=gen) / math.sqrt(32)
+    y = torch.tanh(x @ w1) @ w2 + 0.1 * torch.randn(2560, 1, generator=gen)
+    return TaskData(x[512:], y[512:], x[:512], y[:512])
+
+
+# ------------------------------------------------------------------------------ ill-conditioned
+
+
+@functools.lru_cache(maxsize=1)
+def _ill_conditioned() -> TaskData:
+    """Noisy linear least squares whose feature scales span 100× (Hessian condition 10⁴)."""
+    gen = torch.Generator().manual_seed(99)
+    scales = torch.logspace(0, -2, 32)
+    x = torch.randn(1536, 32, generator=gen) * scales
+    w = torch.randn(32, 1, generator=gen) / scales.unsqueeze(1) / 8.0
+    y = x @ w + 0.05 * torch.randn(1536, 1, generator=gen)
+    return TaskData(x[512:], y[512:], x[:512], y[:512])
+
+
+# ----------------------------------------------------------------------- sequence language model
+
+VOCAB, CONTEXT = 16, 16
+
+
+@functools.lru_cache(maxsize=1)
+def _markov_sequences() -> TaskData:
+    """Next-token prediction on an order-2 Markov chain with sparse random transitions."""
+    rng = np.random.RandomState(7)
+    table = rng.dirichlet(np.full(VOCAB, 0.2), size=(VOCAB, VOCAB)).cumsum(-1)
+    n = 1280
+    seq = np.zeros((n, CONTEXT + 1), dtype=np.int64)
+    seq[:, :2] = rng.randint(VOCAB, size=(n, 2))
+    for i in range(2, CONTEXT + 1):
+        u = rng.random_sample(n)[:, None]
+        rows = table[seq[:, i - 2], seq[:, i - 1]]
+        seq[:, i] = np.minimum((u > rows).sum(-1), VOCAB - 1)
+    tokens = torch.as_tensor(seq)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    return TaskData(x[256:], y[256:], x[:256], y[:256])
+
+
+class TinyTransformer(nn.Module):
+    """One pre-norm causal self-attention block (single head) and an MLP, for token sequences."""
+
+    def __init__(self, vocab: int = VOCAB, context: int = CONTEXT, width: int = 32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(0.02 * torch.randn(context, width))
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = _mlp([width, 2 * width, width], nn.GELU)
+        self.head = nn.Linear(width, vocab)
+        mask = torch.ones(context, context, dtype=torch.bool).triu(1)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens) + self.position
+        q, k, v = self.qkv(self.norm1(h)).chunk(3, dim=-1)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        att = att.masked_fill(self.mask, float("-inf")).softmax(-1)
+        h = h + self.proj(att @ v)
+        h = h + self.mlp(self.norm2(h))
+        return self.head(h)
+
+
+# ------------------------------------------------------------------------------------- registry
+
+
+@register("digits_mlp")
+def digits_mlp() -> BuiltinTask:
+    """MLP 64-64-10 classifying scikit-learn's 8×8 digits."""
+    return BuiltinTask(
+        "digits_mlp",
+        "MLP 64-64-10, sklearn digits",
+        steps=200,
+        batch_size=64,
+        objective="ce",
+        make_data=_digits,
+        make_model=lambda: _mlp([64, 64, 10]),
+    )
+
+
+@register("digits_cnn")
+def digits_cnn() -> BuiltinTask:
+    """Two-layer CNN on the same digits, as images."""
+    return BuiltinTask(
+        "digits_cnn",
+        "CNN 8-16 channels, sklearn digits as 8x8 images",
+        steps=150,
+        batch_size=32,
+        objective="ce",
+        make_data=_digit_images,
+        make_model=_cnn,
+    )
+
+
+@register("markov_lm")
+def markov_lm() -> BuiltinTask:
+    """One-block causal transformer language model on an order-2 Markov chain."""
+    return BuiltinTask(
+        "markov_lm",
+        "1-block transformer LM, order-2 Markov chain",
+        steps=150,
+        batch_size=16,
+        objective="ce",
+        make_data=_markov_sequences,
+        make_model=TinyTransformer,
+    )
+
+
+@register("teacher_student")
+def teacher_student() -> BuiltinTask:
+    """Student MLP 16-64-1 regressing a random tanh teacher with label noise."""
+    return BuiltinTask(
+        "teacher_student",
+        "MLP 16-64-1 fits a random tanh teacher",
+        steps=200,
+        batch_size=64,
+        objective="mse",
+        make_data=_teacher_student,
+        make_model=lambda: _mlp([16, 64, 1]),
+    )
+
+
+@register("ill_conditioned")
+def ill_conditioned() -> BuiltinTask:
+    """Linear least squares with condition number 10⁴ (a cheap sanity check)."""
+    return BuiltinTask(
+        "ill_conditioned",
+        "linear least squares, condition number 1e4",
+        steps=100,
+        batch_size=32,
+        objective="mse",
+        make_data=_ill_conditioned,
+        make_model=lambda: nn.Linear(32, 1),
+    )

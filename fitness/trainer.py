@@ -1,0 +1,288 @@
+"""The batched trainer: P programs × L learning rates × S seeds trained as one stacked run.
+
+All ``B = P·L·S`` models of a task live in one flat tensor ``(B, N)`` (``N`` = parameters per
+model). Each step runs one vmapped forward/backward for all models (the gradient of the *sum* of
+the per-model losses is each model's own gradient), then each program updates its own
+``(L·S, N)`` slice: one interpreter call on the whole slice when the program is elementwise, one
+call per parameter tensor when it uses per-tensor reductions (``norm``, ``rms``, ``mean``).
+
+Divergence is per run: a run whose loss turns non-finite or explodes is frozen (its weights and
+state stop changing, so NaN never spreads) and reported as diverged; the others go on.
+
+On CUDA the step is captured once as a CUDA graph and replayed, so a step costs one launch
+instead of hundreds; on CPU the same step function runs eagerly.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from evodisc.interpreter import CompiledProgram, compile_program, step
+from evodisc.primitives import PRIMITIVES
+from evodisc.program import Program, walk
+from fitness.device import resolve_device
+from fitness.runs import bad_loss, batch_indices, best_over_lrs, explosion_limit, seeded_model
+from fitness.tasks import Task, TaskError
+
+#: Steps run eagerly before a CUDA graph is captured (warm-up, as CUDA graphs require).
+_WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Validation metrics of every run of one task: arrays indexed ``[program, lr, seed]``."""
+
+    task: str
+    metric_name: str
+    higher_is_better: bool
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    metric: np.ndarray  # float64, NaN where the run diverged
+    diverged: np.ndarray  # bool
+    seconds: float
+
+    def best(self, program: int) -> tuple[float | None, float]:
+        """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
+        diverged at every learning rate."""
+        return best_over_lrs(self.metric[program], self.lrs, self.higher_is_better)
+
+
+def uses_reductions(program: Program) -> bool:
+    """Whether the program reduces over a tensor (then it must see one parameter at a time)."""
+    exprs = [s.expr for s in program.body] + list(program.returns)
+    return any(PRIMITIVES[n.op].reduction for e in exprs for n in walk(e) if hasattr(n, "op"))
+
+
+def _returns_constant(compiled: CompiledProgram) -> bool:
+    constant_registers = {reg for reg, _ in compiled.constants}
+    return any(reg in constant_registers for reg in compiled.outputs)
+
+
+class _Layout:
+    """Where each named parameter lives in a model's flat vector."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.names: list[str] = []
+        self.shapes: list[torch.Size] = []
+        self.offsets: list[int] = []
+        total = 0
+        for name, p in model.named_parameters():
+            self.names.append(name)
+            self.shapes.append(p.shape)
+            self.offsets.append(total)
+            total += p.numel()
+        self.size = total
+
+    def flatten(self, model: torch.nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def segments(self, flat: torch.Tensor, lead: tuple[int, ...]) -> list[torch.Tensor]:
+        """Views of ``flat`` (``(*lead, N)``) shaped ``(*lead, *param_shape)`` per parameter."""
+        return [
+            flat[..., off : off + shape.numel()].view(*lead, *shape)
+            for off, shape in zip(self.offsets, self.shapes, strict=True)
+        ]
+
+
+class BatchedRun:
+    """One task, P programs × L learning rates × S seeds, ready to train (see module doc)."""
+
+    def __init__(
+        self,
+        task: Task,
+        programs: Sequence[Program],
+        lrs: Sequence[float],
+        seeds: Sequence[int] = (0,),
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        if not programs or not lrs or not seeds:
+            raise TaskError("need at least one program, one learning rate and one seed")
+        self.task, self.device, self.dtype = task, resolve_device(device), dtype
+        self.lrs, self.seeds = tuple(float(x) for x in lrs), tuple(int(s) for s in seeds)
+        P, L, S = len(programs), len(self.lrs), len(self.seeds)
+        self.P, self.LS, self.S, self.B = P, L * S, S, P * L * S
+        dev = self.device
+
+        data = task.data()
+        cast = lambda x: x.to(dev, dtype if x.is_floating_point() else x.dtype)  # noqa: E731
+        self.x_train, self.y_train = cast(data.x_train), cast(data.y_train)
+        self.x_val, self.y_val = cast(data.x_val), cast(data.y_val)
+
+        models = [seeded_model(task, s) for s in self.seeds]
+        self.module = models[0].to(dev, dtype)  # structure and buffers for functional_call
+        self.layout = _Layout(models[0])
+        per_seed = torch.stack([self.layout.flatten(m) for m in models]).to(dev, dtype)
+        self.flat = per_seed.expand(P * L, S, -1).reshape(self.B, -1).contiguous()
+
+        idx = [batch_indices(s, len(self.x_train), task.batch_size, task.steps) for s in self.seeds]
+        self.indices = torch.stack(idx, dim=1).to(dev)  # (steps, S, batch)
+        self.current = self.indices[0].clone()
+        self.t = torch.ones((), dtype=torch.float64, device=dev)
+        lr = torch.tensor(self.lrs, dtype=dtype, device=dev)
+        self.lr = lr.repeat_interleave(S).repeat(P)  # [p, l, s] flattened
+
+        self.compiled = [compile_program(p, "torch") for p in programs]
+        self.per_tensor = [uses_reductions(p) for p in programs]
+        self.state = [
+            [torch.zeros(self.LS, self.layout.size, dtype=dtype, device=dev) for _ in p.state]
+            for p in programs
+        ]
+        self.alive = torch.ones(self.B, dtype=torch.bool, device=dev)
+        self.limit = torch.full((self.B,), float("inf"), dtype=dtype, device=dev)
+
+    # ------------------------------------------------------------------------------ one step
+
+    def _params(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of ``flat`` as the module's parameters, shaped ``(P·L, S, *shape)``."""
+        segments = self.layout.segments(flat, (self.B // self.S, self.S))
+        return dict(zip(self.layout.names, segments, strict=True))
+
+    def _forward(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, per_seed: bool, chunk: int = 0
+    ) -> torch.Tensor:
+        """Outputs of all models, ``(P·L, S, …)``; ``x`` is ``(S, batch, …)`` (``per_seed``) or
+        shared by all models; ``chunk`` bounds how many ``P·L`` groups run at once (memory)."""
+
+        def one(p, xs):
+            return functional_call(self.module, p, (xs,))
+
+        inner = vmap(one, in_dims=(0, 0 if per_seed else None))
+        return vmap(inner, in_dims=(0, None), chunk_size=chunk or None)(params, x)
+
+    def _train_step(self, first: bool = False) -> None:
+        """One optimizer step of every live run; reads the batch from ``self.current`` and the
+        step number from ``self.t`` (so that a CUDA graph can replay it)."""
+        params = {k: v.detach().requires_grad_(True) for k, v in self._params(self.flat).items()}
+        x, y = self.x_train[self.current], self.y_train[self.current]
+        out = self._forward(params, x, per_seed=True)
+        loss = vmap(vmap(self.task.loss), in_dims=(0, None))(out, y)
+        grads = torch.autograd.grad(loss.sum(), list(params.values()))
+        loss = loss.detach().reshape(self.B)
+        with torch.no_grad():
+            grad = torch.cat([g.reshape(self.B, -1) for g in grads], dim=1)
+            if first:
+                self.limit.copy_(explosion_limit(loss))
+            self.alive.logical_and_(~bad_loss(loss, self.limit))
+            for p in range(self.P):
+                self._apply_program(p, grad)
+
+    def _apply_program(self, p: int, grad: torch.Tensor) -> None:
+        rows = slice(p * self.LS, (p + 1) * self.LS)
+        w, g, lr, state = self.flat[rows], grad[rows], self.lr[rows], self.state[p]
+        if self.per_tensor[p]:
+            update = torch.empty_like(w)
+            segs = [self.layout.segments(x, (self.LS,)) for x in (w, g, update, *state)]
+            new_state = [torch.empty_like(s) for s in state]
+            new_segs = [self.layout.segments(s, (self.LS,)) for s in new_state]
+            for i in range(len(self.layout.names)):
+                u, ns = step(
+                    self.compiled[p],
+                    segs[0][i],
+                    segs[1][i],
+                    lr,
+                    self.t,
+                    [s[i] for s in segs[3:]],
+                    1,
+                )
+                segs[2][i].copy_(u)
+                for target, value in zip(new_segs, ns, strict=True):
+                    target[i].copy_(value)
+        else:
+            update, new_state = step(self.compiled[p], w, g, lr, self.t, state, batch_dims=1)
+        live = self.alive[rows].unsqueeze(1)
+        w.copy_(torch.where(live, w - update, w))
+        for slot, value in zip(state, new_state, strict=True):
+            slot.copy_(torch.where(live, value, slot))
+
+    # ---------------------------------------------------------------------------- whole run
+
+    def _set_step(self, k: int) -> None:
+        self.current.copy_(self.indices[k])
+        self.t.fill_(k + 1)
+
+    def _capturable(self) -> bool:
+        return self.device.type == "cuda" and not any(_returns_constant(c) for c in self.compiled)
+
+    def train(self, cuda_graphs: bool = True) -> None:
+        """Run the task's step budget for every model."""
+        steps = self.task.steps
+        start, graph = 0, None
+        if cuda_graphs and self._capturable() and steps > _WARMUP_STEPS + 1:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for k in range(_WARMUP_STEPS):
+                    self._set_step(k)
+                    self._train_step(first=k == 0)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            start, graph = _WARMUP_STEPS, self._capture()
+        for k in range(start, steps):
+            self._set_step(k)
+            if graph is not None:
+                graph.replay()
+            else:
+                self._train_step(first=k == 0)
+
+    def _capture(self) -> torch.cuda.CUDAGraph | None:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._train_step()
+        except Exception as exc:  # capture is an optimisation: fall back to eager steps
+            warnings.warn(f"CUDA graph capture failed, training eagerly: {exc}", stacklevel=2)
+            torch.cuda.synchronize(self.device)
+            return None
+        return graph
+
+    def evaluate(self, max_models: int = 256) -> BatchResult:
+        """Validation metric of every run (NaN where diverged), as a :class:`BatchResult`;
+        at most ``max_models`` models are evaluated at once."""
+        with torch.no_grad():
+            finite = torch.isfinite(self.flat).all(dim=1)
+            chunk = max(1, max_models // self.S)
+            out = self._forward(self._params(self.flat), self.x_val, per_seed=False, chunk=chunk)
+            score = vmap(vmap(self.task.score, in_dims=(0, None)), in_dims=(0, None))(
+                out, self.y_val
+            ).reshape(self.B)
+            ok = self.alive & finite & torch.isfinite(score)
+            metric = torch.where(ok, score, torch.full_like(score, float("nan")))
+        shape = (self.P, len(self.lrs), self.S)
+        return BatchResult(
+            task=self.task.name,
+            metric_name=self.task.metric,
+            higher_is_better=bool(self.task.higher_is_better),
+            lrs=self.lrs,
+            seeds=self.seeds,
+            metric=metric.double().cpu().numpy().reshape(shape),
+            diverged=(~ok).cpu().numpy().reshape(shape),
+            seconds=0.0,
+        )
+
+
+def train_batch(
+    task: Task,
+    programs: Sequence[Program],
+    lrs: Sequence[float],
+    seeds: Sequence[int] = (0,),
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    cuda_graphs: bool = True,
+) -> BatchResult:
+    """Train every (program, learning rate, seed) combination on ``task`` at once and return the
+    validation metric of each run (see :class:`BatchResult`)."""
+    start = time.perf_counter()
+    run = BatchedRun(task, programs, lrs, seeds, device, dtype)
+    run.train(cuda_graphs=cuda_graphs)
+    result = run.evaluate()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    seconds = time.perf_counter() - start
+    return BatchResult(**{**result.__dict__, "seconds": seconds})

@@ -1,0 +1,64 @@
+"""The proxy-task registry, the Task protocol and loading a user's task file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from fitness.runs import seeded_model
+from fitness.tasks import TaskError, describe, load_task, task_names
+from fitness.trainer import train_batch
+from search_spaces.zoo import load_known
+
+torch.set_num_threads(1)
+
+
+def test_registry_lists_at_least_five_tasks_with_sizes_and_budgets():
+    names = task_names()
+    assert len(names) >= 5
+    assert {"digits_mlp", "digits_cnn", "markov_lm", "teacher_student", "ill_conditioned"} <= set(
+        names
+    )
+    for name in names:
+        info = describe(load_task(name))
+        assert info.parameters > 0 and info.steps > 0 and info.batch_size > 0
+        assert info.train_examples > info.batch_size and info.val_examples > 0
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_each_task_learns_with_adamw(name):
+    task = dataclasses.replace(load_task(name), steps=min(load_task(name).steps, 60))
+    data = task.data()
+    with torch.no_grad():
+        before = float(task.score(seeded_model(task, 0)(data.x_val), data.y_val))
+    result = train_batch(task, [load_known("adamw")], [3e-3], (0,))
+    after = float(result.metric[0, 0, 0])
+    assert after < 0.9 * before, (before, after)
+
+
+def test_data_and_initialisation_are_deterministic():
+    task = load_task("markov_lm")
+    assert torch.equal(task.data().x_train, load_task("markov_lm").data().x_train)
+    a, b, c = (seeded_model(task, s) for s in (5, 5, 6))
+    assert torch.equal(a.qkv.weight, b.qkv.weight) and not torch.equal(a.qkv.weight, c.qkv.weight)
+
+
+def test_bad_task_specs_give_one_line_errors(tmp_path):
+    with pytest.raises(TaskError, match="unknown task 'nope'; known: digits_mlp"):
+        load_task("nope")
+    with pytest.raises(TaskError, match="no such file"):
+        load_task(str(tmp_path / "missing.py") + ":make")
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(TaskError, match="importing the file failed: RuntimeError: boom"):
+        load_task(f"{bad}:make")
+    empty = tmp_path / "empty.py"
+    empty.write_text("class Half:\n    name = 'half'\n\ndef make():\n    return Half()\n")
+    with pytest.raises(TaskError, match="has no callable 'other'"):
+        load_task(f"{empty}:other")
+    with pytest.raises(TaskError, match=r"not a Task \(missing steps, batch_size"):
+        load_task(f"{empty}:make")
+    for err in (TaskError("x"),):
+        assert "\n" not in str(err)

@@ -1,0 +1,126 @@
+"""Replay: a program against baselines on built-in tasks and on a user's own task file."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import evodisc
+from evodisc.cli import main
+
+torch.set_num_threads(1)
+
+# A user's task, written without evodisc's help: logistic regression scored by accuracy.
+USER_TASK = """
+import torch
+from fitness.tasks import TaskData
+
+
+class Blobs:
+    name = "blobs"
+    description = "two Gaussian blobs, logistic regression"
+    steps = 30
+    batch_size = 16
+    metric = "val accuracy"
+    higher_is_better = True
+
+    def data(self):
+        gen = torch.Generator().manual_seed(0)
+        y = torch.randint(0, 2, (400,), generator=gen)
+        x = torch.randn(400, 2, generator=gen) + 2.0 * y[:, None].float() - 1.0
+        return TaskData(x[:300], y[:300], x[300:], y[300:])
+
+    def model(self):
+        return torch.nn.Linear(2, 2)
+
+    def loss(self, output, target):
+        return torch.nn.functional.cross_entropy(output, target)
+
+    def score(self, output, target):
+        return (output.argmax(-1) == target).float().mean()
+
+
+def factory():
+    return Blobs()
+"""
+
+
+@pytest.fixture
+def user_task(tmp_path) -> str:
+    path = tmp_path / "x.py"
+    path.write_text(USER_TASK)
+    return f"{path}:factory"
+
+
+def test_replay_api_reports_metric_lr_and_ratios(user_task):
+    result = evodisc.replay("lion", [user_task], baselines=["adamw", "lion"], lrs=(1e-3, 1e-1))
+    (row,) = result.rows
+    assert row.task == "blobs" and row.metric_name == "val accuracy"
+    assert 0.8 < row.metric <= 1.0 and row.best_lr in (1e-3, 1e-1)
+    # the program is Lion, so against the Lion baseline it is exactly even
+    assert row.baselines["lion"] == (row.metric, row.best_lr) and row.ratios["lion"] == 1.0
+    adamw_metric, _ = row.baselines["adamw"]
+    assert row.ratios["adamw"] == pytest.approx(row.metric / adamw_metric)
+
+
+def test_replay_cli_prints_a_table(user_task, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code = main(
+        [
+            "replay",
+            "sgd",
+            "--task",
+            "ill_conditioned",
+            "--task",
+            user_task,
+            "--baseline",
+            "adamw",
+            "--baseline",
+            "lion",
+            "--lrs",
+            "0.01,0.1",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    for text in ("ill_conditioned", "blobs", "val MSE", "val accuracy", "vs adamw", "vs lion"):
+        assert text in out
+
+
+def test_tasks_cli_lists_the_suite(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits_mlp", "digits_cnn", "markov_lm", "teacher_student", "ill_conditioned"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["replay", "adamw", "--task", "nope"], "unknown task 'nope'"),
+        (["replay", "no_such_optimizer"], "not a known optimizer"),
+        (
+            ["replay", "adamw", "--baseline", "nope", "--task", "ill_conditioned"],
+            "unknown optimizer",
+        ),
+        (["replay", "adamw", "--lrs", "fast"], "expected comma-separated numbers"),
+        (["replay", "adamw", "--lrs", "-1"], "positive finite"),
+        (["replay", "adamw", "--task", "missing.py:make"], "no such file"),
+    ],
+)
+def test_bad_replay_input_is_one_line_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_diverging_program_shows_as_diverged(tmp_path, capsys):
+    path = tmp_path / "boom.py"
+    path.write_text("def train(g, lr, t):\n    return -lr * g * exp(3 * t)\n")
+    result = evodisc.replay(evodisc.load_program(path), ["ill_conditioned"], lrs=(0.01,))
+    row = result.rows[0]
+    assert row.best_lr is None and math.isnan(row.metric) and row.ratios["adamw"] == 0.0
+    assert main(["replay", str(path), "--task", "ill_conditioned", "--lrs", "0.01"]) == 0
+    assert "diverged" in capsys.readouterr().out
