@@ -35,14 +35,19 @@ def resolve_program(spec: str) -> Program:
 
 
 def cmd_show(args: argparse.Namespace, out: Console) -> None:
+    from evodisc.hashing import functional_hash_info
+
     program = resolve_program(args.program)
-    info = analyse(program)
+    info, identity = analyse(program), functional_hash_info(program)
     out.print(format_program(program), highlight=False, end="")
+    out.print(f"functional hash: {identity.digest}")
     out.print(f"state slots: {', '.join(program.state) or 'none'}")
     out.print(f"memory: {info.memory} tensor(s) per parameter")
     out.print(f"statements: {info.statements} ({info.live_statements} live)")
-    verdict = "valid" if info.valid else "invalid: the update never depends on the gradient g"
-    out.print(f"validity: {verdict}")
+    problems = [] if info.valid else ["the update never depends on the gradient g"]
+    if not identity.finite:
+        problems.append("its update is not finite (NaN or inf) on the probe inputs")
+    out.print(f"validity: {'invalid: ' + '; '.join(problems) if problems else 'valid'}")
 
 
 def cmd_primitives(args: argparse.Namespace, out: Console) -> None:

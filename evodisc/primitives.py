@@ -79,28 +79,18 @@ def _interp(a, b, beta):
     return (1 - beta) * a + beta * b
 
 
-def _reduce_torch(kind: str) -> Callable:
+def _reduction(kind: str, lib) -> Callable:
+    """``norm``/``rms``/``mean`` over ``dims`` for ``lib`` (torch or numpy: both take the
+    ``axis``/``keepdims`` spelling); with no dimension left to reduce, the elementwise limit."""
+
     def call(x, dims: tuple[int, ...]):
         if not dims:
-            return x if kind == "mean" else torch.abs(x)
+            return x if kind == "mean" else lib.abs(x)
         if kind == "norm":
-            return torch.sqrt(torch.sum(x * x, dim=dims, keepdim=True))
+            return lib.sqrt(lib.sum(x * x, axis=dims, keepdims=True))
         if kind == "rms":
-            return torch.sqrt(torch.mean(x * x, dim=dims, keepdim=True))
-        return torch.mean(x, dim=dims, keepdim=True)
-
-    return call
-
-
-def _reduce_np(kind: str) -> Callable:
-    def call(x, dims: tuple[int, ...]):
-        if not dims:
-            return x if kind == "mean" else np.abs(x)
-        if kind == "norm":
-            return np.sqrt(np.sum(x * x, axis=dims, keepdims=True))
-        if kind == "rms":
-            return np.sqrt(np.mean(x * x, axis=dims, keepdims=True))
-        return np.mean(x, axis=dims, keepdims=True)
+            return lib.sqrt(lib.mean(x * x, axis=dims, keepdims=True))
+        return lib.mean(x, axis=dims, keepdims=True)
 
     return call
 
@@ -289,8 +279,8 @@ for _p_ in [
         "norm",
         1,
         "L2 norm of the whole tensor, broadcast back",
-        _reduce_torch("norm"),
-        _reduce_np("norm"),
+        _reduction("norm", torch),
+        _reduction("norm", np),
         _sympy_reduction("norm"),
         "_norm({0})",
         reduction=True,
@@ -299,8 +289,8 @@ for _p_ in [
         "rms",
         1,
         "root mean square of the whole tensor, broadcast back",
-        _reduce_torch("rms"),
-        _reduce_np("rms"),
+        _reduction("rms", torch),
+        _reduction("rms", np),
         _sympy_reduction("rms"),
         "_rms({0})",
         reduction=True,
@@ -309,8 +299,8 @@ for _p_ in [
         "mean",
         1,
         "mean of the whole tensor, broadcast back",
-        _reduce_torch("mean"),
-        _reduce_np("mean"),
+        _reduction("mean", torch),
+        _reduction("mean", np),
         _sympy_reduction("mean"),
         "_mean({0})",
         reduction=True,

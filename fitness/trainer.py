@@ -117,9 +117,10 @@ class BatchedRun:
         self.x_val, self.y_val = cast(data.x_val), cast(data.y_val)
 
         models = [seeded_model(task, s) for s in self.seeds]
-        self.module = models[0].to(dev, dtype)  # structure and buffers for functional_call
         self.layout = _Layout(models[0])
+        # Flatten before moving: Module.to() moves models[0] in place.
         per_seed = torch.stack([self.layout.flatten(m) for m in models]).to(dev, dtype)
+        self.module = models[0].to(dev, dtype)  # structure and buffers for functional_call
         self.flat = per_seed.expand(P * L, S, -1).reshape(self.B, -1).contiguous()
 
         idx = [batch_indices(s, len(self.x_train), task.batch_size, task.steps) for s in self.seeds]

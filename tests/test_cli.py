@@ -8,13 +8,16 @@ import sys
 import pytest
 
 from evodisc.cli import main
+from evodisc.hashing import functional_hash
 from evodisc.primitives import PRIMITIVES
+from search_spaces.zoo import load_known
 
 
 def test_show_prints_listing_slots_memory_and_statements(capsys):
     assert main(["show", "search_spaces/zoo/adamw.py"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("def train(w, g, lr, t, m, v):\n    m = interp(g, m, 0.9)\n")
+    assert f"functional hash: {functional_hash(load_known('adamw'))}\n" in out
     assert "state slots: m, v" in out
     assert "memory: 2 tensor(s) per parameter" in out
     assert "statements: 5 (5 live)" in out
@@ -27,7 +30,15 @@ def test_show_flags_a_program_that_ignores_the_gradient(tmp_path, capsys):
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     assert "statements: 1 (0 live)" in out
-    assert "invalid: the update never depends on the gradient g" in out
+    assert "validity: invalid: the update never depends on the gradient g\n" in out
+
+
+def test_show_flags_a_program_whose_update_is_not_finite(tmp_path, capsys):
+    path = tmp_path / "blowup.py"
+    path.write_text("def train(w, g, lr):\n    return lr * log(g)\n")
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "validity: invalid: its update is not finite (NaN or inf) on the probe inputs\n" in out
 
 
 def test_primitives_lists_every_primitive(capsys):

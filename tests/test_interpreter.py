@@ -9,18 +9,9 @@ import torch
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import parse_program
+from search_spaces.zoo import load_known
 
-ADAMW = parse_program(
-    """\
-def train(w, g, lr, t, m, v):
-    m = interp(g, m, 0.9)
-    v = interp(square(g), v, 0.999)
-    mhat = m / (1 - 0.9 ** t)
-    vhat = v / (1 - 0.999 ** t)
-    update = mhat / (sqrt(vhat) + 1e-8) + 0.01 * w
-    return update * lr, m, v
-"""
-)
+ADAMW = load_known("adamw")
 
 # Uses a reduction, so batched models must each be normalised by their own slice.
 NORMALISED = parse_program(
