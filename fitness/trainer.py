@@ -33,6 +33,8 @@ from fitness.tasks import Task, TaskError
 
 #: Steps run eagerly before a CUDA graph is captured (warm-up, as CUDA graphs require).
 _WARMUP_STEPS = 3
+#: CUDA streams the programs' updates are spread over (1 = one after the other).
+DEFAULT_STREAMS = 8
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class BatchedRun:
         seeds: Sequence[int] = (0,),
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
+        streams: int = DEFAULT_STREAMS,
     ):
         if not programs or not lrs or not seeds:
             raise TaskError("need at least one program, one learning rate and one seed")
@@ -137,6 +140,10 @@ class BatchedRun:
             for p in programs
         ]
         self.alive = torch.ones(self.B, dtype=torch.bool, device=dev)
+        # On CUDA the programs' updates are independent small kernels: spread them over a few
+        # streams so that they run side by side (a CUDA graph keeps the fork/join structure).
+        count = min(streams, P) if dev.type == "cuda" else 1
+        self.streams = [torch.cuda.Stream(dev) for _ in range(count)] if count > 1 else []
         self.limit = torch.full((self.B,), float("inf"), dtype=dtype, device=dev)
 
     # ------------------------------------------------------------------------------ one step
@@ -172,8 +179,22 @@ class BatchedRun:
             if first:
                 self.limit.copy_(explosion_limit(loss))
             self.alive.logical_and_(~bad_loss(loss, self.limit))
+            self._apply_programs(grad)
+
+    def _apply_programs(self, grad: torch.Tensor) -> None:
+        """Every program's update of its own rows, forked over ``self.streams`` when there are."""
+        if not self.streams:
             for p in range(self.P):
                 self._apply_program(p, grad)
+            return
+        main = torch.cuda.current_stream(self.device)
+        for stream in self.streams:
+            stream.wait_stream(main)
+        for p in range(self.P):
+            with torch.cuda.stream(self.streams[p % len(self.streams)]):
+                self._apply_program(p, grad)
+        for stream in self.streams:
+            main.wait_stream(stream)
 
     def _apply_program(self, p: int, grad: torch.Tensor) -> None:
         rows = slice(p * self.LS, (p + 1) * self.LS)
@@ -276,11 +297,12 @@ def train_batch(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     cuda_graphs: bool = True,
+    streams: int = DEFAULT_STREAMS,
 ) -> BatchResult:
     """Train every (program, learning rate, seed) combination on ``task`` at once and return the
     validation metric of each run (see :class:`BatchResult`)."""
     start = time.perf_counter()
-    run = BatchedRun(task, programs, lrs, seeds, device, dtype)
+    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams)
     run.train(cuda_graphs=cuda_graphs)
     result = run.evaluate()
     if run.device.type == "cuda":

@@ -30,7 +30,7 @@ from fitness.device import resolve_device
 from fitness.naive import train_naive
 from fitness.runs import DEFAULT_LRS, seeded_model
 from fitness.tasks import load_task, task_names
-from fitness.trainer import train_batch
+from fitness.trainer import DEFAULT_STREAMS, train_batch
 from search_spaces.zoo import load_known, zoo
 
 
@@ -52,11 +52,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_batched(tasks, programs, lrs, device, graphs: bool) -> tuple[float, dict]:
+def run_batched(tasks, programs, lrs, device, graphs: bool, streams: int) -> tuple[float, dict]:
     sync(device)
     start = time.perf_counter()
     results = {
-        t.name: train_batch(t, programs, lrs, (0,), device, cuda_graphs=graphs) for t in tasks
+        t.name: train_batch(t, programs, lrs, (0,), device, cuda_graphs=graphs, streams=streams)
+        for t in tasks
     }
     sync(device)
     return time.perf_counter() - start, results
@@ -104,6 +105,12 @@ def main() -> None:
         "benchmark trains in FP32 without TF32)",
     )
     parser.add_argument("--no-cuda-graphs", action="store_true", help="eager steps on CUDA")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=DEFAULT_STREAMS,
+        help="CUDA streams for the programs' updates; on CUDA, one stream is also timed",
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -123,12 +130,13 @@ def main() -> None:
 
     # Warm-up (library initialisation, cuBLAS/cuDNN handles, allocator) outside the timings.
     short = [dataclasses.replace(t, steps=8) for t in tasks]
-    run_batched(short, batched_programs[:2], lrs[:2], device, graphs=not args.no_cuda_graphs)
+    graphs = not args.no_cuda_graphs
+    run_batched(short, batched_programs[:2], lrs[:2], device, graphs, args.streams)
     run_naive(short, naive_programs[:1], lrs[:1], device)
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    t_batched, results = run_batched(tasks, batched_programs, lrs, device, not args.no_cuda_graphs)
+    t_batched, results = run_batched(tasks, batched_programs, lrs, device, graphs, args.streams)
     peak_memory = torch.cuda.max_memory_allocated(device) if cuda else 0
     t_naive, naive = run_naive(tasks, naive_programs, lrs, device)
 
@@ -138,6 +146,12 @@ def main() -> None:
         f"naive:   {args.naive} candidates in {t_naive:.2f} s = {naive_rate:.4f} candidate evals/s"
     )
     print(f"speed-up (batched / naive, same run): {batched_rate / naive_rate:.1f}x")
+    if cuda and args.streams > 1:
+        t_one, _ = run_batched(tasks, batched_programs, lrs, device, graphs, streams=1)
+        print(
+            f"batched with 1 stream: {P / t_one:.3f} candidate evals/s; "
+            f"{args.streams} streams are {t_one / t_batched:.2f}x faster"
+        )
 
     worst = 0.0  # the naive candidates are the first ones of the batch: same runs, same metrics
     for task in tasks:
