@@ -1,0 +1,101 @@
+"""Fitness through the cache: screen, deduplicate by functional hash, train only what is new.
+
+This is the evaluation entry point a search uses. For each candidate it
+
+1. computes the functional hash; a program whose update is not finite on the probe inputs, or
+   that never reads ``g``, is *invalid*: it gets the worst fitness (0) without any training;
+2. looks the hash up in the :class:`~evodisc.cache.FitnessCache` under the suite's configuration
+   key, and reuses a result found there;
+3. trains the remaining programs — one per distinct hash, all together (``fitness.evaluate``) —
+   and stores their results in the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evodisc.analysis import ignores_gradient
+from evodisc.cache import CachedFitness, FitnessCache, fitness_config_key
+from evodisc.hashing import functional_hash_info
+from evodisc.program import Program
+from fitness.baselines import PROTOCOL_VERSION, Fitness, SuiteConfig, evaluate
+
+#: Fitness of an invalid program, and of one that diverged everywhere (ratios are clipped at 0).
+WORST_FITNESS = 0.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One candidate's result and where it came from."""
+
+    functional_hash: str
+    result: CachedFitness
+    cache_hit: bool  # found in the cache, or equivalent to an earlier candidate of this call
+
+
+def config_key(config: SuiteConfig) -> str:
+    """The cache key of a suite configuration (changes with the training protocol too)."""
+    return fitness_config_key({**dataclasses.asdict(config), "protocol": PROTOCOL_VERSION})
+
+
+def _invalid(reason: str) -> CachedFitness:
+    return CachedFitness(WORST_FITNESS, "invalid", {"reason": reason})
+
+
+def _to_cached(fitness: Fitness) -> CachedFitness:
+    tasks = {
+        name: {"metric": t.metric, "best_lr": t.best_lr, "ratio": t.ratio}
+        for name, t in fitness.tasks.items()
+    }
+    # JSON has no NaN: a task that diverged at every learning rate has metric None.
+    for entry in tasks.values():
+        if entry["metric"] != entry["metric"]:
+            entry["metric"] = None
+    status = "diverged" if fitness.diverged else "ok"
+    return CachedFitness(fitness.value, status, {"tasks": tasks})
+
+
+def evaluate_cached(
+    programs: Sequence[Program],
+    cache: FitnessCache,
+    config: SuiteConfig | None = None,
+    device=None,
+) -> list[Evaluation]:
+    """The fitness of each program, training only programs whose function is new to ``cache``."""
+    config = config or SuiteConfig()
+    key = config_key(config)
+    digests: list[str] = []
+    known: dict[str, CachedFitness] = {}  # results available before training
+    hits: list[bool] = []
+    to_train: dict[str, Program] = {}
+    for program in programs:
+        info = functional_hash_info(program)
+        digests.append(info.digest)
+        if info.digest in known or info.digest in to_train:
+            hits.append(True)
+            continue
+        cached = cache.get(info.digest, key)
+        if cached is not None:
+            known[info.digest] = cached
+            hits.append(True)
+        elif not info.finite:
+            known[info.digest] = _invalid("update not finite on the probe inputs")
+            cache.put(info.digest, key, known[info.digest])
+            hits.append(False)
+        elif ignores_gradient(program):
+            known[info.digest] = _invalid("the update never depends on the gradient g")
+            cache.put(info.digest, key, known[info.digest])
+            hits.append(False)
+        else:
+            to_train[info.digest] = program
+            hits.append(False)
+    if to_train:
+        fitnesses = evaluate(list(to_train.values()), config, device)
+        for digest, fitness in zip(to_train, fitnesses, strict=True):
+            known[digest] = _to_cached(fitness)
+            cache.put(digest, key, known[digest])
+    return [
+        Evaluation(digest, known[digest], hit) for digest, hit in zip(digests, hits, strict=True)
+    ]
