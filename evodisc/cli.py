@@ -15,6 +15,7 @@ from rich.table import Table
 from evodisc.analysis import analyse
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import Program, ProgramError, format_program, load_program
+from search_spaces.zoo import UnknownOptimizer
 
 
 class UsageError(Exception):
@@ -200,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args, Console(highlight=False))
-    except (ProgramError, UsageError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        print(f"evodisc: error: {message}", file=sys.stderr)
+    except (ProgramError, UsageError, UnknownOptimizer) as exc:
+        print(f"evodisc: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -22,7 +22,6 @@ many models are stacked along leading batch dimensions, they reduce each model's
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 import torch
-
-Array = "torch.Tensor | np.ndarray | float"
 
 
 @dataclass(frozen=True)
@@ -308,14 +305,6 @@ for _p_ in [
 ]:
     _register(_p_)
 
-#: Binary operators of the text format and the primitive each one stands for.
-INFIX_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
-
-
-def get(name: str) -> Primitive:
-    """The primitive called ``name``; ``KeyError`` if there is none."""
-    return PRIMITIVES[name]
-
 
 def fold_constant(name: str, args: list[float]) -> float:
     """Evaluate ``name`` on constant arguments (IEEE semantics, as the tensors would get)."""
@@ -326,8 +315,3 @@ def fold_constant(name: str, args: list[float]) -> float:
         else:
             value = prim.numpy(*[np.float64(a) for a in args])
     return float(value)
-
-
-def is_finite_constant(value: float) -> bool:
-    """True for a constant that can be written in program text."""
-    return math.isfinite(value)

@@ -15,6 +15,13 @@ from evodisc.program import Program, load_program
 ZOO_DIR = Path(__file__).parent
 
 
+class UnknownOptimizer(KeyError):
+    """No known optimizer has that name; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """One known optimizer."""
@@ -41,8 +48,8 @@ def zoo() -> dict[str, ZooEntry]:
 
 
 def load_known(name: str) -> Program:
-    """The zoo program called ``name``; ``KeyError`` listing the known names otherwise."""
+    """The zoo program called ``name``; :class:`UnknownOptimizer` (a ``KeyError``) otherwise."""
     entries = zoo()
     if name not in entries:
-        raise KeyError(f"unknown optimizer {name!r}; known: {', '.join(entries)}")
+        raise UnknownOptimizer(f"unknown optimizer {name!r}; known: {', '.join(entries)}")
     return entries[name].load()
