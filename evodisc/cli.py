@@ -14,25 +14,12 @@ from rich.table import Table
 
 from evodisc.analysis import analyse
 from evodisc.primitives import PRIMITIVES
-from evodisc.program import Program, ProgramError, format_program, load_program
-from search_spaces.zoo import UnknownOptimizer
+from evodisc.program import ProgramError, format_program
+from search_spaces.zoo import UnknownOptimizer, resolve_program
 
 
 class UsageError(Exception):
     """A bad argument, reported on one line."""
-
-
-def resolve_program(spec: str) -> Program:
-    """A program from a file path, or the name of a known optimizer (``adamw``)."""
-    from search_spaces.zoo import zoo
-
-    path = Path(spec)
-    if path.exists():
-        return load_program(path)
-    known = zoo()
-    if spec in known:
-        return known[spec].load()
-    raise UsageError(f"{spec}: no such file, and not a known optimizer (see 'evodisc zoo')")
 
 
 def cmd_show(args: argparse.Namespace, out: Console) -> None:

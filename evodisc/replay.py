@@ -61,14 +61,6 @@ def _lr(lr: float | None) -> str:
     return "-" if lr is None else f"{lr:g}"
 
 
-def _program(spec: Program | str) -> Program:
-    if isinstance(spec, Program):
-        return spec
-    from evodisc.cli import resolve_program
-
-    return resolve_program(spec)
-
-
 def replay(
     program: Program | str,
     tasks: Sequence[str | Task] | None = None,
@@ -79,9 +71,9 @@ def replay(
 ) -> ReplayResult:
     """Train ``program`` and each baseline (zoo names) with a learning-rate sweep on each task
     (registry names, ``path/to/file.py:factory`` specs or Task objects; default: the suite)."""
-    from search_spaces.zoo import load_known
+    from search_spaces.zoo import load_known, resolve_program
 
-    main = _program(program)
+    main = program if isinstance(program, Program) else resolve_program(program)
     others = {name: load_known(name) for name in baselines}
     loaded = [load_task(t) for t in (tasks or task_names())]
     rows = []

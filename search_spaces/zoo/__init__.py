@@ -10,7 +10,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from evodisc.program import Program, load_program
+from evodisc.program import Program, ProgramError, load_program
 
 ZOO_DIR = Path(__file__).parent
 
@@ -53,3 +53,15 @@ def load_known(name: str) -> Program:
     if name not in entries:
         raise UnknownOptimizer(f"unknown optimizer {name!r}; known: {', '.join(entries)}")
     return entries[name].load()
+
+
+def resolve_program(spec: str | Path) -> Program:
+    """A program from a file path, or the name of a known optimizer (``adamw``)."""
+    path = Path(spec)
+    if path.exists():
+        return load_program(path)
+    entries = zoo()
+    if str(spec) in entries:
+        return entries[str(spec)].load()
+    reason = "no such file, and not a known optimizer (see 'evodisc zoo')"
+    raise ProgramError(reason, filename=str(spec))
