@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,10 @@ def names_used(expr: Expr) -> set[str]:
 
 def parse_program(text: str, filename: str = "<program>") -> Program:
     """Parse program text into a validated :class:`Program`; raise :class:`ProgramError`."""
-    return _Parser(filename).parse(text)
+    try:
+        return _Parser(filename).parse(text)
+    except (RecursionError, MemoryError):
+        raise ProgramError("expressions are nested too deeply", filename=filename) from None
 
 
 def load_program(path: str | Path) -> Program:
@@ -167,7 +171,9 @@ class _Parser:
 
     def parse(self, text: str) -> Program:
         try:
-            module = ast.parse(text, filename=self.filename)
+            with warnings.catch_warnings():  # e.g. "invalid escape sequence": errors come below
+                warnings.simplefilter("ignore", SyntaxWarning)
+                module = ast.parse(text, filename=self.filename)
         except SyntaxError as exc:
             self.error(f"syntax error: {exc.msg}", line=exc.lineno)
         functions = [n for n in module.body if isinstance(n, ast.FunctionDef)]

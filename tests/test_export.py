@@ -10,6 +10,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -17,7 +18,9 @@ from sklearn.datasets import load_digits
 from evodisc import to_torch_optimizer, torch_source
 from evodisc.cli import main
 from evodisc.export import state_keys
+from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program, parse_program
+from fitness.device import available_devices
 from search_spaces.zoo import load_known, zoo
 
 LION = """
@@ -335,3 +338,29 @@ def test_a_slot_that_keeps_g_is_a_copy_not_the_gradient_itself(tmp_path):
         p.grad.copy_(torch.full((3,), 5.0))
         opt.step()  # moves by the first gradient, 1
         assert torch.equal(p.detach(), torch.full((3,), -1.0)), cls
+
+
+@pytest.mark.parametrize("device", [str(d) for d in available_devices()])
+def test_exported_optimizers_agree_with_the_numpy_interpreter_on_every_device(device, tmp_path):
+    """Both classes, on each device present (CUDA where there is one), follow the NumPy-backend
+    interpreter: lr and t scalars, constants and reductions all work on the parameter's device."""
+    start = np.linspace(-1, 1, 12).reshape(3, 4)
+    grads = np.random.default_rng(0).normal(size=(10, 3, 4))
+    programs = {name: entry.load() for name, entry in zoo().items()}
+    programs["tricky"] = parse_program(TRICKY)
+    for name, program in programs.items():
+        compiled, w = compile_program(program, "numpy"), start.copy()
+        state = init_state(program, w)
+        for t, g in enumerate(grads, start=1):
+            update, state = step(compiled, w, g, 0.01, t, state)
+            w = w - update
+        for cls in both_classes(program, tmp_path / name):
+            p = torch.nn.Parameter(torch.tensor(start, device=device))
+            opt = cls([p], lr=0.01)
+            for g in grads:
+                p.grad = torch.tensor(g, device=device)
+                opt.step()
+            assert p.device.type == torch.device(device).type
+            np.testing.assert_allclose(
+                p.detach().cpu().numpy(), w, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name
+            )

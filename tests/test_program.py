@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evodisc.program import (
     Call,
@@ -15,6 +19,7 @@ from evodisc.program import (
     program_from_json,
     program_to_json,
 )
+from search_spaces.program_space import random_program
 
 ADAMW = """\
 def train(w, g, lr, t, m, v):
@@ -184,9 +189,88 @@ def test_malformed_programs_are_rejected_with_line_and_reason(text, line, reason
     assert str(info.value).startswith(f"rule.py:{line}: ")
 
 
+@pytest.mark.parametrize("body", ["u = " + "-" * 5000 + "g", "u = " + " + ".join(["g"] * 20000)])
+def test_absurdly_deep_expressions_are_a_program_error(body):
+    with pytest.raises(ProgramError, match="nested too deeply"):
+        parse_program(_lines(body, "return u, m"), filename="deep.py")
+
+
 def test_parsing_never_executes_the_text(tmp_path):
     marker = tmp_path / "executed"
     text = _lines(f"u = open({str(marker)!r}, 'w')", "return u, m")
     with pytest.raises(ProgramError, match="unknown primitive 'open'"):
         parse_program(text)
     assert not marker.exists()
+
+
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
+# Fragments of program text, valid and not: the parser must answer each mix with a ProgramError
+# (or a program), never another exception.
+FRAGMENTS = st.sampled_from(
+    [
+        "def train(w, g, lr, m):\n",
+        "    ",
+        "\n",
+        "u = ",
+        "return ",
+        "g",
+        "m",
+        "w",
+        "lr",
+        "t",
+        "sign(",
+        "interp(",
+        "clip(",
+        "norm(",
+        ")",
+        "(",
+        ", ",
+        " + ",
+        " - ",
+        " * ",
+        " / ",
+        " ** ",
+        "-",
+        "0.9",
+        "1e-8",
+        "1e999",
+        "x.y",
+        "[0]",
+        "import os",
+        "lambda: 1",
+        "if g:",
+        "for i in g:",
+        " = ",
+        ":",
+        "'s'",
+        "@",
+        "#",
+        "\\",
+        "\t",
+        "def ",
+        "class A:",
+        "yield g",
+        "await g",
+        "∑",
+    ]
+)
+
+
+@FUZZ
+@given(st.lists(FRAGMENTS, max_size=30).map("".join))
+def test_any_text_gives_a_program_or_a_program_error(text):
+    try:
+        program = parse_program(text, filename="fuzz.py")
+    except ProgramError as exc:
+        assert str(exc).startswith("fuzz.py")
+        assert "\n" not in str(exc)
+    else:
+        assert parse_program(format_program(program)) == program
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_random_programs_round_trip_through_text_and_json(seed):
+    program = random_program(random.Random(seed))
+    assert parse_program(format_program(program)) == program
+    assert program_from_json(program_to_json(program)) == program
