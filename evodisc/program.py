@@ -122,6 +122,8 @@ def load_program(path: str | Path) -> Program:
         text = path.read_text()
     except OSError as exc:
         raise ProgramError(f"cannot read file ({exc.strerror})", filename=str(path)) from None
+    except UnicodeDecodeError:
+        raise ProgramError("not a UTF-8 text file", filename=str(path)) from None
     if path.suffix == ".json":
         return program_from_json(text, filename=str(path))
     return parse_program(text, filename=str(path))

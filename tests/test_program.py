@@ -135,6 +135,9 @@ def test_load_program_reports_file_name(tmp_path):
     assert str(info.value) == f"{path}:3: undefined name 'h'"
     with pytest.raises(ProgramError, match="cannot read file"):
         load_program(tmp_path / "missing.py")
+    (tmp_path / "binary.py").write_bytes(b"\xff\xfe\x00def")
+    with pytest.raises(ProgramError, match="not a UTF-8 text file"):
+        load_program(tmp_path / "binary.py")
 
 
 def _lines(*body: str, params: str = "w, g, lr, m") -> str:
