@@ -14,7 +14,7 @@ import torch
 
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program
-from fitness.runs import bad_loss, batch_indices, explosion_limit, seeded_model
+from fitness.runs import bad_loss, batch_indices, data_on, explosion_limit, seeded_model
 from fitness.tasks import Task
 
 
@@ -27,9 +27,8 @@ def train_naive(
     dtype: torch.dtype = torch.float32,
 ) -> float:
     """Validation metric of one run, or NaN if it diverged."""
-    data = task.data()
-    cast = lambda x: x.to(device, dtype if x.is_floating_point() else x.dtype)  # noqa: E731
-    x_train, y_train, x_val, y_val = map(cast, (data.x_train, data.y_train, data.x_val, data.y_val))
+    data = data_on(task, device, dtype)
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     model = seeded_model(task, seed).to(device, dtype)
     params = list(model.parameters())
     compiled = compile_program(program, "torch")

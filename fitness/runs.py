@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from fitness.tasks import Task
+from fitness.tasks import Task, TaskData
 
 #: A run diverges when its training loss is non-finite or exceeds this many times its first loss.
 EXPLODE_FACTOR = 100.0
@@ -19,6 +19,16 @@ DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
 
 #: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
 RATIO_CAP = 10.0
+
+
+def data_on(task: Task, device: torch.device | str, dtype: torch.dtype) -> TaskData:
+    """The task's data on ``device``, floating-point tensors in ``dtype`` (labels keep theirs)."""
+    data = task.data()
+
+    def cast(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device, dtype if x.is_floating_point() else x.dtype)
+
+    return TaskData(cast(data.x_train), cast(data.y_train), cast(data.x_val), cast(data.y_val))
 
 
 def seeded_model(task: Task, seed: int) -> torch.nn.Module:

@@ -28,7 +28,14 @@ from evodisc.interpreter import CompiledProgram, compile_program, step
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import Program, walk
 from fitness.device import resolve_device
-from fitness.runs import bad_loss, batch_indices, best_over_lrs, explosion_limit, seeded_model
+from fitness.runs import (
+    bad_loss,
+    batch_indices,
+    best_over_lrs,
+    data_on,
+    explosion_limit,
+    seeded_model,
+)
 from fitness.tasks import Task, TaskError
 
 #: Steps run eagerly before a CUDA graph is captured (warm-up, as CUDA graphs require).
@@ -114,10 +121,9 @@ class BatchedRun:
         self.P, self.LS, self.S, self.B = P, L * S, S, P * L * S
         dev = self.device
 
-        data = task.data()
-        cast = lambda x: x.to(dev, dtype if x.is_floating_point() else x.dtype)  # noqa: E731
-        self.x_train, self.y_train = cast(data.x_train), cast(data.y_train)
-        self.x_val, self.y_val = cast(data.x_val), cast(data.y_val)
+        data = data_on(task, dev, dtype)
+        self.x_train, self.y_train = data.x_train, data.y_train
+        self.x_val, self.y_val = data.x_val, data.y_val
 
         models = [seeded_model(task, s) for s in self.seeds]
         self.layout = _Layout(models[0])
