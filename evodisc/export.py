@@ -46,7 +46,11 @@ def class_name_from_path(path: str | Path) -> str:
     name = "".join(word[:1].upper() + word[1:] for word in words)
     if not name:
         return DEFAULT_CLASS_NAME
-    return name if name[0].isalpha() else f"Optimizer{name}"
+    if not name[0].isalpha():
+        return f"Optimizer{name}"
+    if keyword.iskeyword(name) or name in _MODULE_NAMES:  # none.py → None, true.py → True
+        return f"{name}Optimizer"
+    return name
 
 
 def _check_class_name(name: str) -> str:

@@ -169,6 +169,10 @@ def step(
         "lr": _scalar(lr, w, batch_dims),
         "t": _scalar(t, w, batch_dims),
     }
+    if len(state) != len(compiled.program.state):
+        raise ValueError(
+            f"the program has {len(compiled.program.state)} state slot(s), got {len(state)}"
+        )
     slots = iter(state)
     inputs = [values[p] if p in values else next(slots) for p in compiled.program.params]
     outputs = compiled(inputs, batch_dims)

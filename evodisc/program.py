@@ -444,6 +444,8 @@ def program_from_json(text: str, filename: str = "<json>") -> Program:
         params = tuple(doc["params"])
         body = tuple(Assign(s["target"], _expr_from_json(s["expr"])) for s in doc["body"])
         returns = tuple(_expr_from_json(e) for e in doc["returns"])
+    except RecursionError:
+        raise ProgramError("expressions are nested too deeply", filename=filename) from None
     except (ValueError, KeyError, TypeError) as exc:
         reason = f"not a program in canonical JSON form ({exc})"
         raise ProgramError(reason, filename=filename) from None

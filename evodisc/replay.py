@@ -13,7 +13,7 @@ from rich.table import Table
 
 from evodisc.program import Program
 from fitness.runs import DEFAULT_LRS, ratio
-from fitness.tasks import Task, load_task, task_names
+from fitness.tasks import Task, TaskError, load_task, task_names
 from fitness.trainer import train_batch
 
 
@@ -48,7 +48,11 @@ class ReplayResult:
             cells = [row.task, row.metric_name, _num(row.metric), _lr(row.best_lr)]
             for name in names:
                 metric, lr = row.baselines[name]
-                cells += [f"{_num(metric)} @ {_lr(lr)}", f"{row.ratios[name]:.3f}"]
+                value = row.ratios[name]
+                cells += [
+                    f"{_num(metric)} @ {_lr(lr)}",
+                    "n/a" if value != value else f"{value:.3f}",
+                ]
             table.add_row(*cells)
         return table
 
@@ -78,7 +82,16 @@ def replay(
     loaded = [load_task(t) for t in (tasks or task_names())]
     rows = []
     for task in loaded:
-        result = train_batch(task, [main, *others.values()], lrs, seeds, device)
+        try:
+            result = train_batch(task, [main, *others.values()], lrs, seeds, device)
+        except TaskError:
+            raise
+        except (RuntimeError, TypeError, ValueError) as exc:  # e.g. a user model vmap can't run
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise TaskError(
+                f"{task.name}: training failed ({type(exc).__name__}: {reason}); "
+                "see the Task protocol in docs/fitness.md"
+            ) from None
         best_lr, metric = result.best(0)
         base = {name: result.best(i + 1)[::-1] for i, name in enumerate(others)}
         ratios = {n: ratio(metric, m, result.higher_is_better) for n, (m, _) in base.items()}

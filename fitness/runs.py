@@ -73,11 +73,19 @@ def best_over_lrs(
 
 
 def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:
-    """``metric`` relative to ``baseline`` (> 1 is better), clipped; 0 for a diverged metric."""
-    if not math.isfinite(metric) or not math.isfinite(baseline):
+    """``metric`` relative to ``baseline`` (> 1 is better), clipped to ``[0, RATIO_CAP]``.
+
+    0 when the program diverged, ``RATIO_CAP`` when only the baseline did. Ratios compare
+    non-negative metrics (losses, accuracies); with a negative one there is no meaningful ratio
+    and the result is NaN.
+    """
+    if not math.isfinite(metric):
         return 0.0
-    if higher_is_better:
-        value = metric / baseline if baseline > 0 else math.inf
-    else:
-        value = baseline / metric if metric > 0 else math.inf
-    return float(min(max(value, 0.0), RATIO_CAP))
+    if not math.isfinite(baseline):
+        return RATIO_CAP
+    if metric < 0 or baseline < 0:
+        return math.nan
+    better, worse = (metric, baseline) if higher_is_better else (baseline, metric)
+    if worse == 0:
+        return 1.0 if better == 0 else RATIO_CAP
+    return float(min(better / worse, RATIO_CAP))

@@ -9,7 +9,9 @@ runs them together with :func:`torch.func.vmap`, so ``loss`` and ``score`` must 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,14 +121,18 @@ def _load_user_task(spec: str) -> Task:
         raise TaskError(f"{spec}: no such file {path_text!r}")
     if not factory_name.isidentifier():
         raise TaskError(f"{spec}: {factory_name!r} is not a Python name")
-    module_name = f"evodisc_user_task_{abs(hash(str(path.resolve())))}"
+    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
+    module_name = f"evodisc_user_task_{digest}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
         raise TaskError(f"{spec}: cannot import {path_text!r} (is it a .py file?)")
     module = importlib.util.module_from_spec(module_spec)
+    # Registered like any imported module: dataclasses and pickling look classes up there.
+    sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:  # a user's file may fail in any way; report it on one line
+        del sys.modules[module_name]
         raise TaskError(f"{spec}: importing the file failed: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):

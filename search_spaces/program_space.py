@@ -14,6 +14,7 @@ test and measure functional hashing).
 
 from __future__ import annotations
 
+import keyword
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -48,6 +49,17 @@ class ProgramSpace:
         unknown = [op for op in self.ops if op not in PRIMITIVES]
         if unknown:
             raise ValueError(f"unknown primitive(s) in the program space: {', '.join(unknown)}")
+        if not self.ops or not self.constants:
+            raise ValueError("the program space needs at least one primitive and one constant")
+        not_reserved = [name for name in self.inputs if name not in RESERVED_INPUTS]
+        if not_reserved:
+            raise ValueError(f"inputs must be among {RESERVED_INPUTS}, not {not_reserved}")
+        names = [*self.inputs, *self.state, self.update_name]
+        for name in names:
+            if not name.isidentifier() or keyword.iskeyword(name) or name in PRIMITIVES:
+                raise ValueError(f"{name!r} cannot name a program variable")
+        if len(set(names)) != len(names) or set(self.state) & set(RESERVED_INPUTS):
+            raise ValueError("inputs, state slots and the update name must be distinct names")
         if not 0 <= self.min_statements <= self.max_statements:
             raise ValueError("need 0 <= min_statements <= max_statements")
 

@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 
 from evodisc import to_torch_optimizer, torch_source
 from evodisc.cli import main
-from evodisc.export import state_keys
+from evodisc.export import class_name_from_path, state_keys
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program, parse_program
 from fitness.device import available_devices
@@ -210,6 +210,21 @@ def test_every_zoo_optimizer_exports_to_source_that_matches_the_interpreter(tmp_
             finals.append(p.detach())
         assert not torch.equal(finals[0], start), name
         torch.testing.assert_close(finals[0], finals[1], rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("lion.py", "Lion"),
+        ("cautious_adamw", "CautiousAdamw"),
+        ("none.py", "NoneOptimizer"),
+        ("true.py", "TrueOptimizer"),
+        ("torch.py", "Torch"),
+        ("2x.py", "Optimizer2x"),
+    ],
+)
+def test_class_names_from_file_names_are_valid_python(path, name):
+    assert class_name_from_path(path) == name
 
 
 def test_generated_source_names_the_class_and_keeps_program_names():

@@ -46,3 +46,9 @@ def test_ratio_direction_cap_and_divergence():
     assert ratio(0.5, 1.0, higher_is_better=True) == 0.5  # half AdamW's accuracy
     assert ratio(1e-9, 1.0, higher_is_better=False) == RATIO_CAP
     assert ratio(math.nan, 1.0, higher_is_better=False) == 0.0
+    assert ratio(1.0, math.inf, higher_is_better=False) == RATIO_CAP  # only AdamW diverged
+    assert ratio(0.0, 0.0, higher_is_better=False) == 1.0  # both reach zero loss
+    assert ratio(0.0, 0.2, higher_is_better=False) == RATIO_CAP
+    # negative metrics (e.g. a log-likelihood) have no meaningful ratio
+    assert math.isnan(ratio(-2.0, -1.0, higher_is_better=True))
+    assert math.isnan(ratio(2.0, -1.0, higher_is_better=False))

@@ -116,3 +116,10 @@ def test_constant_subexpressions_are_folded_at_compile_time():
     compiled = compile_program(program)
     assert len(compiled.code) == 2  # two multiplications; sqrt(4) and (1 - 0.5**2) folded
     assert torch.equal(compiled([torch.ones(2)])[0], torch.full((2,), 1.5))
+
+
+def test_the_wrong_number_of_state_tensors_is_an_error():
+    w = torch.zeros(3)
+    for state in ([w], [w, w, w]):
+        with pytest.raises(ValueError, match="2 state slot"):
+            step(compile_program(ADAMW), w, w, 0.1, 1, state)

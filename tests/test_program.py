@@ -125,6 +125,13 @@ def test_json_is_validated_like_text():
         program_from_json('{"params": []}')
 
 
+def test_deeply_nested_json_is_a_program_error():
+    deep = '{"op": "neg", "args": [' * 2000 + '{"var": "g"}' + "]}" * 2000
+    text = f'{{"params": ["g"], "body": [], "returns": [{deep}]}}'
+    with pytest.raises(ProgramError, match="nested too deeply"):
+        program_from_json(text)
+
+
 def test_load_program_reports_file_name(tmp_path):
     path = tmp_path / "rule.py"
     path.write_text("def train(g):\n    u = sign(g)\n    return u\n")

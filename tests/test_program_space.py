@@ -147,3 +147,21 @@ def test_rewrites_keep_the_updates(seed, exact):
     else:
         finite = np.isfinite(a) & np.isfinite(b)
         np.testing.assert_allclose(a[finite], b[finite], rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "settings_",
+    [
+        {"state": ("lr",)},
+        {"state": ("m", "m")},
+        {"state": ("exp",)},
+        {"inputs": ("g", "lr", "x")},
+        {"ops": ()},
+        {"constants": ()},
+        {"update_name": "m"},
+        {"min_statements": 4, "max_statements": 2},
+    ],
+)
+def test_a_program_space_that_would_build_malformed_programs_is_rejected(settings_):
+    with pytest.raises(ValueError):
+        ProgramSpace(**settings_)

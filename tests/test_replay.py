@@ -124,3 +124,19 @@ def test_a_diverging_program_shows_as_diverged(tmp_path, capsys):
     assert row.best_lr is None and math.isnan(row.metric) and row.ratios["adamw"] == 0.0
     assert main(["replay", str(path), "--task", "ill_conditioned", "--lrs", "0.01"]) == 0
     assert "diverged" in capsys.readouterr().out
+
+
+def test_a_task_whose_model_cannot_be_batched_is_a_one_line_error(tmp_path, capsys):
+    """BatchNorm keeps running statistics, which a vmapped functional call cannot update."""
+    path = tmp_path / "bn.py"
+    path.write_text(
+        USER_TASK.replace(
+            "torch.nn.Linear(2, 2)",
+            "torch.nn.Sequential(torch.nn.Linear(2, 4), "
+            "torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))",
+        )
+    )
+    assert main(["replay", "sgd", "--task", f"{path}:factory", "--lrs", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evodisc: error: blobs: training failed (RuntimeError: ")
+    assert "docs/fitness.md" in err and err.count("\n") == 1
