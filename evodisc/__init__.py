@@ -18,7 +18,6 @@ from evodisc.program import (
     program_from_json,
     program_to_json,
 )
-from evodisc.replay import ReplayResult, replay
 
 __all__ = [
     "PRIMITIVES",
@@ -46,3 +45,13 @@ __all__ = [
     "to_torch_optimizer",
     "torch_source",
 ]
+
+
+def __getattr__(name: str):
+    """``evodisc.replay`` and ``evodisc.ReplayResult`` live in ``fitness.replay``; imported on
+    first use, so that importing the program language does not load the trainer."""
+    if name in ("replay", "ReplayResult"):
+        from fitness import replay as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'evodisc' has no attribute {name!r}")

@@ -116,7 +116,7 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_replay(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.replay import replay
+    from fitness.replay import replay
     from fitness.tasks import TaskError
 
     program = resolve_program(args.program)

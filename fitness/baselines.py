@@ -20,6 +20,7 @@ from evodisc.program import Program, program_to_json
 from fitness.runs import DEFAULT_LRS, ratio
 from fitness.tasks import Task, load_task, task_names
 from fitness.trainer import BatchResult, train_batch
+from search_spaces.zoo import load_known
 
 #: Bump when a built-in task or the training protocol changes, to invalidate cached baselines.
 PROTOCOL_VERSION = 1
@@ -86,8 +87,6 @@ def baseline_metric(
 ) -> tuple[float, float | None]:
     """``(metric, best_lr)`` of the known optimizer ``name`` tuned on ``config``'s grid; read
     from the cache, or trained once and cached."""
-    from search_spaces.zoo import load_known
-
     program = load_known(name)
     path = cache_dir() / "baselines" / f"{task.name}-{name}-{_digest(task, program, config)}.json"
     if path.is_file():

@@ -10,11 +10,11 @@ import pytest
 from evodisc.cli import main
 from evodisc.hashing import functional_hash
 from evodisc.primitives import PRIMITIVES
-from search_spaces.zoo import load_known
+from search_spaces.zoo import ZOO_DIR, load_known
 
 
 def test_show_prints_listing_slots_memory_and_statements(capsys):
-    assert main(["show", "search_spaces/zoo/adamw.py"]) == 0
+    assert main(["show", str(ZOO_DIR / "adamw.py")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("def train(w, g, lr, t, m, v):\n    m = interp(g, m, 0.9)\n")
     assert f"functional hash: {functional_hash(load_known('adamw'))}\n" in out

@@ -144,7 +144,10 @@ DIFFERENT = {
         LION_SPELLINGS["zoo"],
         LION_SPELLINGS["zoo"].replace("0.99", "0.98"),
     ),
-    "beta1 0.9 -> 0.91 (AdamW)": (ADAMW, ADAMW.replace("0.9", "0.91")),
+    "beta1 0.9 -> 0.91 (AdamW)": (
+        ADAMW,
+        ADAMW.replace("interp(g, m, 0.9)", "interp(g, m, 0.91)").replace("0.9 **", "0.91 **"),
+    ),
     "eps 1e-8 -> 1e-7": (ADAMW, ADAMW.replace("1e-8", "1e-7")),
     "weight decay 0.01 -> 0.0101": (ADAMW, ADAMW.replace("0.01 * w", "0.0101 * w")),
     "no bias correction of v": (ADAMW, ADAMW.replace("v / (1 - 0.999 ** t)", "v")),

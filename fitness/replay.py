@@ -15,6 +15,7 @@ from evodisc.program import Program
 from fitness.runs import DEFAULT_LRS, ratio
 from fitness.tasks import Task, TaskError, load_task, task_names
 from fitness.trainer import train_batch
+from search_spaces.zoo import load_known, resolve_program
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,6 @@ def replay(
 ) -> ReplayResult:
     """Train ``program`` and each baseline (zoo names) with a learning-rate sweep on each task
     (registry names, ``path/to/file.py:factory`` specs or Task objects; default: the suite)."""
-    from search_spaces.zoo import load_known, resolve_program
-
     main = program if isinstance(program, Program) else resolve_program(program)
     others = {name: load_known(name) for name in baselines}
     loaded = [load_task(t) for t in (tasks or task_names())]
