@@ -6,9 +6,10 @@ update depends on ``g`` if ``g`` reaches it directly or through any state slot t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evodisc.program import Assign, Program, names_used
+from evodisc.program import Assign, Expr, Program, names_used
 
 
 def _output_roots(program: Program) -> list[set[str]]:
@@ -47,15 +48,19 @@ def eliminate_dead_code(program: Program) -> Program:
     returns = (program.update, *(state_returns[s] for s in kept_state))
     params = tuple(p for p in program.params if p not in program.state or p in needed_slots)
 
-    live: set[str] = set().union(*(names_used(e) for e in returns))
-    body: list[Assign] = []
-    for statement in reversed(program.body):
+    return Program(params, live_statements(program.body, returns), tuple(returns))
+
+
+def live_statements(body: Sequence[Assign], outputs: Sequence[Expr]) -> tuple[Assign, ...]:
+    """The statements of ``body`` whose value reaches one of ``outputs`` (straight-line code)."""
+    live: set[str] = set().union(*(names_used(e) for e in outputs))
+    kept: list[Assign] = []
+    for statement in reversed(body):
         if statement.target in live:
             live.discard(statement.target)
             live |= names_used(statement.expr)
-            body.append(statement)
-    body.reverse()
-    return Program(params, tuple(body), tuple(returns))
+            kept.append(statement)
+    return tuple(reversed(kept))
 
 
 def ignores_gradient(program: Program) -> bool:

@@ -17,10 +17,10 @@ from typing import ClassVar
 
 import torch
 
+from evodisc.analysis import live_statements
 from evodisc.interpreter import CompiledProgram, compile_program, step
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import (
-    Assign,
     Call,
     Const,
     Expr,
@@ -28,7 +28,6 @@ from evodisc.program import (
     Var,
     format_expr,
     format_program,
-    names_used,
 )
 
 DEFAULT_CLASS_NAME = "EvolvedOptimizer"
@@ -140,32 +139,12 @@ _TENSOR = "_tensor"  # pseudo-primitive: a Python number made a float64 tensor
 _PYTHON_ARITHMETIC = {"add", "sub", "mul", "neg", "interp"}  # IEEE-safe on Python numbers
 
 _HELPERS = {
-    "_interp": '''
-def _interp(a, b, beta):
-    """(1 - beta) * a + beta * b, the interpolation of the Lion paper."""
-    return (1 - beta) * a + beta * b
-''',
-    "_clip": '''
-def _clip(x, c):
-    """x clamped to [-|c|, |c|]."""
-    c = abs(c)
-    return torch.clamp(x, -c, c)
-''',
-    "_norm": '''
-def _norm(x):
-    """The L2 norm of the whole tensor (a scalar, broadcast back)."""
-    return torch.sqrt(torch.sum(x * x))
-''',
-    "_rms": '''
-def _rms(x):
-    """The root mean square of the whole tensor (a scalar, broadcast back)."""
-    return torch.sqrt(torch.mean(x * x))
-''',
-    "_mean": '''
-def _mean(x):
-    """The mean of the whole tensor (a scalar, broadcast back)."""
-    return torch.mean(x)
-''',
+    # Helpers of primitives (their ``helper`` source in the registry), keyed by function name.
+    **{
+        re.match(r"def (\w+)", p.helper).group(1): "\n" + p.helper
+        for p in PRIMITIVES.values()
+        if p.helper
+    },
     "_expand": '''
 def _expand(x, w):
     """x (a number or a scalar tensor) as a tensor shaped like w."""
@@ -282,7 +261,7 @@ class _UpdateWriter:
 
     def lines(self) -> list[str]:
         out = []
-        for statement in _live_statements(self.program):
+        for statement in live_statements(self.program.body, self.program.returns):
             expr, kind = self.lower(statement.expr)
             origin = self.env[statement.expr.name][2] if isinstance(statement.expr, Var) else None
             ident = self.new_w if statement.target == "w" else self.idents[statement.target]
@@ -392,15 +371,3 @@ def _fresh(name: str, taken: set[str]) -> str:
     while name in taken:
         name += "_"
     return name
-
-
-def _live_statements(program: Program) -> list[Assign]:
-    """The statements whose value reaches a return value."""
-    live = set().union(*(names_used(e) for e in program.returns))
-    kept = []
-    for statement in reversed(program.body):
-        if statement.target in live:
-            live.discard(statement.target)
-            live |= names_used(statement.expr)
-            kept.append(statement)
-    return kept[::-1]

@@ -43,6 +43,7 @@ class Primitive:
     sympy: Callable
     source: str
     infix: str | None = None  # operator symbol when written infix (``+``, ``**``, unary ``-``)
+    helper: str = ""  # source of the helper function ``source`` calls, if any (export)
     reduction: bool = False  # reduces over the non-batch dimensions, keeps them for broadcasting
     commutative: bool = False
 
@@ -179,6 +180,36 @@ _ELEMENTWISE_UNARY = [
     ("relu", "max(x, 0)", torch.relu, lambda x: np.maximum(x, 0.0), _relu_sym, "torch.relu({0})"),
 ]
 
+#: Standalone torch source of the helper functions that exported code calls.
+_EXPORT_HELPERS = {
+    "clip": '''\
+def _clip(x, c):
+    """x clamped to [-|c|, |c|]."""
+    c = abs(c)
+    return torch.clamp(x, -c, c)
+''',
+    "interp": '''\
+def _interp(a, b, beta):
+    """(1 - beta) * a + beta * b, the interpolation of the Lion paper."""
+    return (1 - beta) * a + beta * b
+''',
+    "norm": '''\
+def _norm(x):
+    """The L2 norm of the whole tensor (a scalar, broadcast back)."""
+    return torch.sqrt(torch.sum(x * x))
+''',
+    "rms": '''\
+def _rms(x):
+    """The root mean square of the whole tensor (a scalar, broadcast back)."""
+    return torch.sqrt(torch.mean(x * x))
+''',
+    "mean": '''\
+def _mean(x):
+    """The mean of the whole tensor (a scalar, broadcast back)."""
+    return torch.mean(x)
+''',
+}
+
 PRIMITIVES: dict[str, Primitive] = {}
 
 
@@ -262,6 +293,7 @@ for _p_ in [
         _clip_np,
         lambda x, c: sympy.Max(-sympy.Abs(c), sympy.Min(x, sympy.Abs(c))),
         "_clip({0}, {1})",
+        helper=_EXPORT_HELPERS["clip"],
     ),
     _p(
         "interp",
@@ -271,6 +303,7 @@ for _p_ in [
         _interp,
         _interp,
         "_interp({0}, {1}, {2})",
+        helper=_EXPORT_HELPERS["interp"],
     ),
     _p(
         "norm",
@@ -280,6 +313,7 @@ for _p_ in [
         _reduction("norm", np),
         _sympy_reduction("norm"),
         "_norm({0})",
+        helper=_EXPORT_HELPERS["norm"],
         reduction=True,
     ),
     _p(
@@ -290,6 +324,7 @@ for _p_ in [
         _reduction("rms", np),
         _sympy_reduction("rms"),
         "_rms({0})",
+        helper=_EXPORT_HELPERS["rms"],
         reduction=True,
     ),
     _p(
@@ -300,6 +335,7 @@ for _p_ in [
         _reduction("mean", np),
         _sympy_reduction("mean"),
         "_mean({0})",
+        helper=_EXPORT_HELPERS["mean"],
         reduction=True,
     ),
 ]:

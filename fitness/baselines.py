@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from evodisc.program import Program, program_to_json
+from fitness.device import resolve_device
 from fitness.runs import DEFAULT_LRS, ratio
 from fitness.tasks import Task, load_task, task_names
 from fitness.trainer import BatchResult, train_batch
@@ -24,6 +25,9 @@ from search_spaces.zoo import load_known
 
 #: Bump when a built-in task or the training protocol changes, to invalidate cached baselines.
 PROTOCOL_VERSION = 1
+
+#: The known optimizer fitness is normalised by (1.0 = this optimizer, tuned on the same grid).
+BASELINE = "adamw"
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -70,9 +74,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EVODISC_CACHE", Path.home() / ".cache" / "evodisc"))
 
 
-def _digest(task: Task, program: Program, config: SuiteConfig) -> str:
+def _digest(task: Task, program: Program, config: SuiteConfig, device: torch.device) -> str:
     key = {
         "version": PROTOCOL_VERSION,
+        "device": device.type,  # CPU and CUDA kernels round differently: AdamW's exact 1.0
         "task": [task.name, task.steps, task.batch_size, task.metric, task.higher_is_better],
         "program": program_to_json(program),
         "lrs": list(config.lrs),
@@ -83,12 +88,13 @@ def _digest(task: Task, program: Program, config: SuiteConfig) -> str:
 
 
 def baseline_metric(
-    task: Task, config: SuiteConfig, device=None, name: str = "adamw"
+    task: Task, config: SuiteConfig, device=None, name: str = BASELINE
 ) -> tuple[float, float | None]:
     """``(metric, best_lr)`` of the known optimizer ``name`` tuned on ``config``'s grid; read
     from the cache, or trained once and cached."""
     program = load_known(name)
-    path = cache_dir() / "baselines" / f"{task.name}-{name}-{_digest(task, program, config)}.json"
+    digest = _digest(task, program, config, resolve_device(device))
+    path = cache_dir() / "baselines" / f"{task.name}-{name}-{digest}.json"
     if path.is_file():
         doc = json.loads(path.read_text())
         return float(doc["metric"]), doc["best_lr"]

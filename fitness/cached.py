@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from evodisc.analysis import ignores_gradient
 from evodisc.cache import CachedFitness, FitnessCache, fitness_config_key
 from evodisc.hashing import functional_hash_info
-from evodisc.program import Program
-from fitness.baselines import PROTOCOL_VERSION, Fitness, SuiteConfig, evaluate
+from evodisc.program import Program, program_to_json
+from fitness.baselines import BASELINE, PROTOCOL_VERSION, Fitness, SuiteConfig, evaluate
+from search_spaces.zoo import load_known
 
 #: Fitness of an invalid program, and of one that diverged everywhere (ratios are clipped at 0).
 WORST_FITNESS = 0.0
@@ -36,8 +37,12 @@ class Evaluation:
 
 
 def config_key(config: SuiteConfig) -> str:
-    """The cache key of a suite configuration (changes with the training protocol too)."""
-    return fitness_config_key({**dataclasses.asdict(config), "protocol": PROTOCOL_VERSION})
+    """The cache key of a suite configuration; it changes with the training protocol and with
+    the baseline program that fitness is normalised by."""
+    baseline = program_to_json(load_known(BASELINE))
+    return fitness_config_key(
+        {**dataclasses.asdict(config), "protocol": PROTOCOL_VERSION, "baseline": baseline}
+    )
 
 
 def _invalid(reason: str) -> CachedFitness:
