@@ -195,6 +195,8 @@ def _run(plan: _Plan, probe: Probe) -> np.ndarray:
                     if reduction:
                         x = regs[args[0]]
                         regs[dest] = fn(x, tuple(range(np.ndim(x))))
+                    elif len(args) == 2:  # the common case, without building a list
+                        regs[dest] = fn(regs[args[0]], regs[args[1]])
                     else:
                         regs[dest] = fn(*[regs[a] for a in args])
             except (ArithmeticError, ValueError):
@@ -219,6 +221,12 @@ def quantise(updates: np.ndarray) -> np.ndarray:
     return bits if all_finite else np.where(finite, bits, _NONFINITE)
 
 
+def _distinct(tokens: np.ndarray) -> int:
+    """How many distinct values ``tokens`` holds (a sort; cheaper than ``np.unique``)."""
+    ordered = np.sort(tokens, axis=None)
+    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
 def functional_hash_info(program: Program | str) -> HashInfo:
     """The functional hash of ``program`` (IR or text) and its finiteness flag."""
     if isinstance(program, str):
@@ -232,7 +240,7 @@ def functional_hash_info(program: Program | str) -> HashInfo:
     digest.update(tokens.astype("<i8").tobytes())
     extra = [reduction] if plan.has_reduction else []
     varies = bool((tokens != tokens[:, :1]).any())  # not the same value in every element
-    if finite and varies and np.unique(tokens).size <= COARSE_SHARE * tokens.size:
+    if finite and varies and _distinct(tokens) <= COARSE_SHARE * tokens.size:
         extra.append(fine)
     for probe in extra:
         updates = _run(plan, probe)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,9 +25,11 @@ from evodisc.program import Const, Expr, Program, Var
 Backend = str  # "torch" or "numpy"
 
 
-@dataclass(frozen=True)
-class Instruction:
-    """``registers[out] = fn(*registers[args])``; reductions also get the reduced dimensions."""
+class Instruction(NamedTuple):
+    """``registers[out] = fn(*registers[args])``; reductions also get the reduced dimensions.
+
+    (A named tuple: programs are compiled by the thousand per second for hashing.)
+    """
 
     out: int
     fn: Callable
@@ -81,6 +84,7 @@ def compile_program(program: Program, backend: Backend = "torch") -> CompiledPro
     constants: dict[float, int] = {}
     code: list[Instruction] = []
     counter = [0]
+    torch_backend = backend == "torch"
 
     def new_register() -> int:
         counter[0] += 1
@@ -96,18 +100,22 @@ def compile_program(program: Program, backend: Backend = "torch") -> CompiledPro
 
     def lower(expr: Expr) -> int | float:
         """Emit code for ``expr``; a Python float when it is constant."""
-        if isinstance(expr, Var):
+        if type(expr) is Var:
             return env[expr.name]
-        if isinstance(expr, Const):
-            return expr.value
+        if type(expr) is Const:
+            return float(expr.value)
         args = [lower(a) for a in expr.args]
-        if all(isinstance(a, float) for a in args):
+        if float not in map(type, args):  # every argument lives in a register
+            regs = tuple(args)
+        elif int not in map(type, args):  # every argument is a constant: fold
             return primitives.fold_constant(expr.op, args)
+        else:
+            regs = tuple(const_register(a) if type(a) is float else a for a in args)
         prim = primitives.PRIMITIVES[expr.op]
         out = new_register()
-        regs = tuple(const_register(a) if isinstance(a, float) else a for a in args)
-        fn = prim.torch if backend == "torch" else prim.numpy
-        code.append(Instruction(out, fn, regs, prim.reduction))
+        code.append(
+            Instruction(out, prim.torch if torch_backend else prim.numpy, regs, prim.reduction)
+        )
         return out
 
     def materialise(expr: Expr) -> int:
