@@ -25,7 +25,12 @@ from lion_pytorch import Lion
 
 from evodisc import CachedFitness, FitnessCache, fitness_config_key, functional_hash
 from evodisc.cli import main
-from evodisc.hashing import PROBE_TS, functional_hash_info, make_probe
+from evodisc.hashing import (
+    HASH_VERSION,
+    PROBE_TS,
+    functional_hash_info,
+    make_probe,
+)
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program, parse_program
 from search_spaces.program_space import equivalent_rewrite, mutate, random_program
@@ -414,3 +419,12 @@ def test_cli_hash_bad_file_is_one_line_error(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and "bad.py:2" in captured.err
+
+
+def test_digests_are_pinned_because_caches_persist_them():
+    """Fitness caches and campaign logs store these digests: a change to how programs are hashed
+    must bump ``HASH_VERSION`` (and these values) on purpose, never by accident."""
+    assert HASH_VERSION == "evodisc-functional-hash/1"
+    assert functional_hash(load_known("adamw")) == "39277b960f33a688c6cae502670e31d4"
+    assert functional_hash(load_known("lion")) == "f277471d1f299f62369e03e1cb12088b"
+    assert functional_hash(load_known("sgd")) == "8e3a4d7cb02c5e5beba8df82f6627a9f"
