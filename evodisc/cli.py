@@ -6,6 +6,7 @@ Errors are reported as one sentence on stderr with exit code 2, never as a trace
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -187,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evodisc`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args, Console(highlight=False))
+        # Piped output has no terminal width: use a wide one rather than rich's 80 columns.
+        width = shutil.get_terminal_size((160, 24)).columns
+        args.run(args, Console(highlight=False, width=width))
     except (ProgramError, UsageError, UnknownOptimizer) as exc:
         print(f"evodisc: error: {exc}", file=sys.stderr)
         return 2

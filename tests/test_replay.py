@@ -94,6 +94,8 @@ def test_tasks_cli_lists_the_suite(capsys):
     out = capsys.readouterr().out
     for name in ("digits_mlp", "digits_cnn", "markov_lm", "teacher_student", "ill_conditioned"):
         assert name in out
+    # piped output keeps every column (rich would drop the last ones at 80 columns)
+    assert "1-block transformer LM" in out and "condition number 1e4" in out
 
 
 @pytest.mark.parametrize(
