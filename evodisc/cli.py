@@ -6,7 +6,6 @@ Errors are reported as one sentence on stderr with exit code 2, never as a trace
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -188,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evodisc`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        # Piped output has no terminal width: use a wide one rather than rich's 80 columns.
-        width = shutil.get_terminal_size((160, 24)).columns
+        # A pipe has no width: don't let rich wrap or drop table columns at its default of 80.
+        width = None if sys.stdout.isatty() else 1000
         args.run(args, Console(highlight=False, width=width))
     except (ProgramError, UsageError, UnknownOptimizer) as exc:
         print(f"evodisc: error: {exc}", file=sys.stderr)
