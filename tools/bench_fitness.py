@@ -153,14 +153,24 @@ def main() -> None:
             f"{args.streams} streams are {t_one / t_batched:.2f}x faster"
         )
 
-    worst = 0.0  # the naive candidates are the first ones of the batch: same runs, same metrics
+    # The naive candidates are the first ones of the batch: the same runs, so the same metrics up
+    # to float rounding (which chaotic runs at large learning rates amplify over the budget).
+    diffs, best_diffs = [], []
     for task in tasks:
         a, b = results[task.name].metric[: args.naive, :, 0], naive[task.name]
         both = np.isfinite(a) & np.isfinite(b)
         agree = np.array_equal(np.isfinite(a), np.isfinite(b))
-        diff = float(np.max(np.abs(a[both] - b[both]) / np.abs(b[both]))) if both.any() else 0.0
-        worst = max(worst, diff if agree else math.inf)
-    print(f"batched vs naive metrics, max relative difference: {worst:.2e}")
+        diffs += list(np.abs(a[both] - b[both]) / np.abs(b[both])) if agree else [math.inf]
+        for p in range(args.naive):  # what fitness uses: the best metric over the grid
+            pick = np.nanmax if task.higher_is_better else np.nanmin
+            if np.isfinite(a[p]).any() and np.isfinite(b[p]).any():
+                best_a, best_b = pick(a[p]), pick(b[p])
+                best_diffs.append(abs(best_a - best_b) / abs(best_b))
+    print(
+        "batched vs naive metrics, relative difference: "
+        f"median {np.median(diffs):.1e}, max {np.max(diffs):.1e}; "
+        f"best over the lr grid (what fitness uses): max {max(best_diffs, default=0.0):.1e}"
+    )
 
     if cuda:
         flops = model_flops(tasks, P, len(lrs))
