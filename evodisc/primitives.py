@@ -48,11 +48,14 @@ class Primitive:
     commutative: bool = False
 
 
+def _as_tensor(x):
+    """``x`` if it is a tensor, else the number as a float64 scalar tensor."""
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+
+
 def _clip_torch(x, c):
     c = abs(c)
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(x, dtype=torch.float64)
-    return torch.clamp(x, min=-c, max=c)
+    return torch.clamp(_as_tensor(x), min=-c, max=c)
 
 
 def _clip_np(x, c):
@@ -64,11 +67,7 @@ def _binary_torch(fn: Callable) -> Callable:
     """Lift a tensor-only binary torch function so one argument may be a Python number."""
 
     def call(a, b):
-        if not isinstance(a, torch.Tensor):
-            a = torch.as_tensor(a, dtype=torch.float64)
-        if not isinstance(b, torch.Tensor):
-            b = torch.as_tensor(b, dtype=torch.float64)
-        return fn(a, b)
+        return fn(_as_tensor(a), _as_tensor(b))
 
     return call
 
@@ -93,25 +92,12 @@ def _reduction(kind: str, lib) -> Callable:
     return call
 
 
-def _sympy_reduction(kind: str) -> Callable:
-    fn = sympy.Function(kind)
-    return lambda x: fn(x)
-
-
 def _relu_sym(x):
     return sympy.Max(x, 0)
 
 
-def _sigmoid_torch(x):
-    return torch.sigmoid(x)
-
-
 def _sigmoid_np(x):
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _p(name, arity, doc, t, n, s, src, **kw) -> Primitive:
-    return Primitive(name, arity, doc, t, n, s, src, **kw)
 
 
 _ELEMENTWISE_UNARY = [
@@ -172,7 +158,7 @@ _ELEMENTWISE_UNARY = [
     (
         "sigmoid",
         "logistic sigmoid 1 / (1 + e⁻ˣ)",
-        _sigmoid_torch,
+        torch.sigmoid,
         _sigmoid_np,
         lambda x: 1 / (1 + sympy.exp(-x)),
         "torch.sigmoid({0})",
@@ -218,54 +204,30 @@ def _register(p: Primitive) -> None:
 
 
 for _name, _doc, _t, _n, _s, _src in _ELEMENTWISE_UNARY:
-    _register(_p(_name, 1, _doc, _t, _n, _s, _src))
+    _register(Primitive(_name, 1, _doc, _t, _n, _s, _src))
 
-for _p_ in [
-    _p(
-        "add",
-        2,
-        "a + b",
-        operator.add,
-        operator.add,
-        operator.add,
-        "({0} + {1})",
-        infix="+",
-        commutative=True,
-    ),
-    _p("sub", 2, "a - b", operator.sub, operator.sub, operator.sub, "({0} - {1})", infix="-"),
-    _p(
-        "mul",
-        2,
-        "a * b",
-        operator.mul,
-        operator.mul,
-        operator.mul,
-        "({0} * {1})",
-        infix="*",
-        commutative=True,
-    ),
-    _p(
-        "div",
-        2,
-        "a / b (±inf when b = 0)",
-        operator.truediv,
-        operator.truediv,
-        operator.truediv,
-        "({0} / {1})",
-        infix="/",
-    ),
-    _p(
+# The operators of the text format: one Python function serves torch, NumPy and SymPy alike.
+_OPERATORS = [
+    # name, doc, function, symbol, commutative
+    ("add", "a + b", operator.add, "+", True),
+    ("sub", "a - b", operator.sub, "-", False),
+    ("mul", "a * b", operator.mul, "*", True),
+    ("div", "a / b (±inf when b = 0)", operator.truediv, "/", False),
+    (
         "pow",
-        2,
         "a ** b (NaN for a negative base and a fractional exponent)",
         operator.pow,
-        operator.pow,
-        operator.pow,
-        "({0} ** {1})",
-        infix="**",
+        "**",
+        False,
     ),
-    _p("neg", 1, "-a", operator.neg, operator.neg, operator.neg, "(-{0})", infix="-"),
-    _p(
+]
+for _name, _doc, _fn, _symbol, _commutative in _OPERATORS:
+    _source = f"({{0}} {_symbol} {{1}})"
+    _register(Primitive(_name, 2, _doc, _fn, _fn, _fn, _source, _symbol, commutative=_commutative))
+_register(Primitive("neg", 1, "-a", operator.neg, operator.neg, operator.neg, "(-{0})", "-"))
+
+for _p_ in [
+    Primitive(
         "minimum",
         2,
         "elementwise minimum",
@@ -275,7 +237,7 @@ for _p_ in [
         "torch.minimum({0}, {1})",
         commutative=True,
     ),
-    _p(
+    Primitive(
         "maximum",
         2,
         "elementwise maximum",
@@ -285,7 +247,7 @@ for _p_ in [
         "torch.maximum({0}, {1})",
         commutative=True,
     ),
-    _p(
+    Primitive(
         "clip",
         2,
         "clip(x, c): clamp x to [-|c|, |c|]",
@@ -295,7 +257,7 @@ for _p_ in [
         "_clip({0}, {1})",
         helper=_EXPORT_HELPERS["clip"],
     ),
-    _p(
+    Primitive(
         "interp",
         3,
         "interp(a, b, β) = (1 - β)·a + β·b, as in the Lion paper",
@@ -305,41 +267,28 @@ for _p_ in [
         "_interp({0}, {1}, {2})",
         helper=_EXPORT_HELPERS["interp"],
     ),
-    _p(
-        "norm",
-        1,
-        "L2 norm of the whole tensor, broadcast back",
-        _reduction("norm", torch),
-        _reduction("norm", np),
-        _sympy_reduction("norm"),
-        "_norm({0})",
-        helper=_EXPORT_HELPERS["norm"],
-        reduction=True,
-    ),
-    _p(
-        "rms",
-        1,
-        "root mean square of the whole tensor, broadcast back",
-        _reduction("rms", torch),
-        _reduction("rms", np),
-        _sympy_reduction("rms"),
-        "_rms({0})",
-        helper=_EXPORT_HELPERS["rms"],
-        reduction=True,
-    ),
-    _p(
-        "mean",
-        1,
-        "mean of the whole tensor, broadcast back",
-        _reduction("mean", torch),
-        _reduction("mean", np),
-        _sympy_reduction("mean"),
-        "_mean({0})",
-        helper=_EXPORT_HELPERS["mean"],
-        reduction=True,
-    ),
 ]:
     _register(_p_)
+
+_REDUCTIONS = [
+    ("norm", "L2 norm of the whole tensor, broadcast back"),
+    ("rms", "root mean square of the whole tensor, broadcast back"),
+    ("mean", "mean of the whole tensor, broadcast back"),
+]
+for _name, _doc in _REDUCTIONS:
+    _register(
+        Primitive(
+            _name,
+            1,
+            _doc,
+            _reduction(_name, torch),
+            _reduction(_name, np),
+            sympy.Function(_name),  # an undefined SymPy function: kept as it is
+            f"_{_name}({{0}})",
+            helper=_EXPORT_HELPERS[_name],
+            reduction=True,
+        )
+    )
 
 
 def fold_constant(name: str, args: list[float]) -> float:
