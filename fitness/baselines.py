@@ -7,7 +7,6 @@ The AdamW reference of each task is computed once and cached as JSON under ``$EV
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from evodisc.cache import fitness_config_key
 from evodisc.program import Program, program_to_json
 from fitness.device import resolve_device
 from fitness.runs import DEFAULT_LRS, ratio
@@ -84,7 +84,7 @@ def _digest(task: Task, program: Program, config: SuiteConfig, device: torch.dev
         "seeds": list(config.seeds),
         "dtype": config.dtype,
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return fitness_config_key(key)
 
 
 def baseline_metric(
