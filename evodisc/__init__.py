@@ -1,11 +1,16 @@
 """evodisc: discover optimization algorithms by evolving symbolic update rules.
 
 The public API; the command line (``evodisc …``) is a thin layer over these functions.
+
+Importing evodisc is light: parsing, analysing, validating and hashing programs need NumPy only.
+The names in :data:`_ON_FIRST_USE` need torch, pyarrow or the application layer (which trains);
+their modules are imported the first time one of them is read (PEP 562), so that ``evodisc show``
+or a search controller never pays for torch.
 """
 
+import importlib
+
 from evodisc.analysis import analyse, eliminate_dead_code, ignores_gradient
-from evodisc.cache import CachedFitness, FitnessCache, fitness_config_key
-from evodisc.export import to_torch_optimizer, torch_source
 from evodisc.hashing import HashInfo, functional_hash, functional_hash_info
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.primitives import PRIMITIVES
@@ -18,19 +23,29 @@ from evodisc.program import (
     program_from_json,
     program_to_json,
 )
+from evodisc.validity import Validity, check_candidate
+
+#: Public name -> the module that defines it, imported on first use.
+_ON_FIRST_USE = {
+    "CachedFitness": "evodisc.fitness_cache",
+    "FitnessCache": "evodisc.fitness_cache",
+    "fitness_config_key": "evodisc.fitness_cache",
+    "to_torch_optimizer": "evodisc.export",
+    "torch_source": "evodisc.export",
+    "replay": "evodisc.app.replay",
+    "ReplayResult": "evodisc.app.replay",
+}
 
 __all__ = [
     "PRIMITIVES",
-    "CachedFitness",
-    "FitnessCache",
     "HashInfo",
     "Program",
     "ProgramError",
-    "ReplayResult",
+    "Validity",
     "analyse",
+    "check_candidate",
     "compile_program",
     "eliminate_dead_code",
-    "fitness_config_key",
     "format_program",
     "functional_hash",
     "functional_hash_info",
@@ -40,18 +55,18 @@ __all__ = [
     "parse_program",
     "program_from_json",
     "program_to_json",
-    "replay",
     "step",
-    "to_torch_optimizer",
-    "torch_source",
+    *_ON_FIRST_USE,
 ]
 
 
 def __getattr__(name: str):
-    """``evodisc.replay`` and ``evodisc.ReplayResult`` live in ``fitness.replay``; imported on
-    first use, so that importing the program language does not load the trainer."""
-    if name in ("replay", "ReplayResult"):
-        from fitness import replay as module
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'evodisc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
+    globals()[name] = value
+    return value
 
-        return getattr(module, name)
-    raise AttributeError(f"module 'evodisc' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

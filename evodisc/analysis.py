@@ -1,4 +1,4 @@
-"""Static analysis of programs: dependencies, dead code, memory, validity.
+"""Static analysis of programs: dependencies, dead code, memory, reductions.
 
 Dependencies are tracked across steps: a state slot feeds the next step's computation, so the
 update depends on ``g`` if ``g`` reaches it directly or through any state slot the update reads.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evodisc.program import Assign, Expr, Program, names_used
+from evodisc.primitives import PRIMITIVES
+from evodisc.program import Assign, Call, Expr, Program, names_used, walk
 
 
 def _output_roots(program: Program) -> list[set[str]]:
@@ -69,6 +70,16 @@ def ignores_gradient(program: Program) -> bool:
     return "g" not in inputs
 
 
+def uses_reduction(program: Program) -> bool:
+    """Whether a live statement reduces over a tensor (``norm``, ``rms``, ``mean``): such a
+    program must see one parameter tensor at a time, and its hash needs another probe size."""
+    pruned = eliminate_dead_code(program)
+    exprs = [s.expr for s in pruned.body] + list(pruned.returns)
+    return any(
+        type(node) is Call and PRIMITIVES[node.op].reduction for e in exprs for node in walk(e)
+    )
+
+
 @dataclass(frozen=True)
 class ProgramInfo:
     """Summary printed by ``evodisc show`` and stored with candidates."""
@@ -77,12 +88,8 @@ class ProgramInfo:
     live_statements: int  # assignments left after dead-code elimination
     state_slots: int  # state slots as written
     memory: int  # state slots actually needed = tensors kept per parameter
-    uses_gradient: bool
-
-    @property
-    def valid(self) -> bool:
-        """A program that ignores the gradient is not a candidate optimizer."""
-        return self.uses_gradient
+    uses_gradient: bool  # False: no update depends on g (see evodisc.validity for the rest)
+    uses_reduction: bool  # a live statement reduces over a tensor (norm, rms, mean)
 
 
 def analyse(program: Program) -> ProgramInfo:
@@ -94,4 +101,5 @@ def analyse(program: Program) -> ProgramInfo:
         state_slots=len(program.state),
         memory=len(pruned.state),
         uses_gradient=not ignores_gradient(program),
+        uses_reduction=uses_reduction(pruned),
     )

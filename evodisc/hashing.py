@@ -118,7 +118,9 @@ class _Plan:
 
     @property
     def has_reduction(self) -> bool:
-        """True if a live instruction is a reduction (its result depends on the tensor size)."""
+        """True if a live instruction is a reduction (its result depends on the tensor size):
+        :func:`evodisc.analysis.uses_reduction` on registers, ~40 µs cheaper per program
+        (``tests/test_hashing.py`` checks that the two agree)."""
         return any(reduction for *_, reduction in self.code)
 
 

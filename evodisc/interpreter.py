@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from evodisc import primitives
 from evodisc.program import Const, Expr, Program, Var
@@ -136,16 +135,27 @@ def compile_program(program: Program, backend: Backend = "torch") -> CompiledPro
     )
 
 
-def init_state(program: Program, w: torch.Tensor | np.ndarray) -> list:
-    """Zero-initialised state slots shaped like ``w``."""
-    zeros = torch.zeros_like if isinstance(w, torch.Tensor) else np.zeros_like
-    return [zeros(w) for _ in program.state]
+def _is_numpy(x) -> bool:
+    """True for NumPy arrays and scalars; anything else here is a torch tensor (this module
+    imports torch only when it is handed tensors, so hashing never loads it)."""
+    return isinstance(x, np.ndarray | np.generic)
+
+
+def init_state(program: Program, w) -> list:
+    """Zero-initialised state slots shaped like ``w`` (a torch tensor or a NumPy array)."""
+    if _is_numpy(w):
+        return [np.zeros_like(w) for _ in program.state]
+    import torch
+
+    return [torch.zeros_like(w) for _ in program.state]
 
 
 def _scalar(value, like, batch_dims: int):
     """Make ``lr``/``t`` broadcast against ``like``: numbers stay numbers on NumPy, become
     float64 scalars on torch; batch-shaped tensors get trailing singleton dimensions."""
-    if isinstance(like, torch.Tensor):
+    if not _is_numpy(like):
+        import torch
+
         if not isinstance(value, torch.Tensor):
             return torch.tensor(float(value), dtype=torch.float64)
         if value.ndim == 0:
@@ -190,7 +200,9 @@ def step(
 
 def _shaped_like(value, w):
     """``value`` with ``w``'s shape and dtype (an output may be a scalar or a float64 scalar)."""
-    if isinstance(w, torch.Tensor):
+    if not _is_numpy(w):
+        import torch
+
         value = torch.as_tensor(value, dtype=w.dtype, device=w.device)
         return value if value.shape == w.shape else value.expand(w.shape).clone()
     value = np.asarray(value, dtype=w.dtype)

@@ -2,11 +2,16 @@
 
 Each :class:`Primitive` names its arity and gives four views of the same function:
 
+* ``numpy`` — the function on NumPy arrays (float64): parsing, constant folding and functional
+  hashing need nothing else;
 * ``torch`` — the implementation the interpreter, the trainer and :func:`to_torch_optimizer` run;
-* ``numpy`` — the same function on NumPy arrays (float64), used where torch's per-call overhead
-  would dominate (functional hashing of tiny inputs);
 * ``sympy`` — its symbolic form, for simplification and LaTeX;
 * ``source`` — a format string of standalone torch code, used by the exporter.
+
+The torch and SymPy forms are *bound on first use*: an entry names them (an attribute of the
+module, or a function of the module that builds the form), and ``primitive.torch`` /
+``primitive.sympy`` import torch / SymPy only when first read. So parsing, analysing and hashing
+a program import neither (``tests/test_layers.py`` checks it).
 
 Adding a primitive is one entry in :data:`PRIMITIVES`.
 
@@ -22,13 +27,19 @@ many models are stacked along leading batch dimensions, they reduce each model's
 
 from __future__ import annotations
 
+import importlib
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
-import sympy
-import torch
+
+#: How a form is named in an entry: an attribute of the module (``"asin"`` → ``torch.asin``), or
+#: a function that receives the module and returns the form.
+FormSpec = str | Callable[[ModuleType], Callable]
+
+_BOUND: dict[tuple[str, str], Callable] = {}  # (module, primitive) -> bound form
 
 
 @dataclass(frozen=True)
@@ -38,24 +49,68 @@ class Primitive:
     name: str
     arity: int
     doc: str
-    torch: Callable
     numpy: Callable
-    sympy: Callable
+    torch_spec: FormSpec
+    sympy_spec: FormSpec
     source: str
     infix: str | None = None  # operator symbol when written infix (``+``, ``**``, unary ``-``)
     helper: str = ""  # source of the helper function ``source`` calls, if any (export)
     reduction: bool = False  # reduces over the non-batch dimensions, keeps them for broadcasting
     commutative: bool = False
 
+    @property
+    def torch(self) -> Callable:
+        """The torch implementation (imports torch on first use)."""
+        return self._bound("torch", self.torch_spec)
 
-def _as_tensor(x):
-    """``x`` if it is a tensor, else the number as a float64 scalar tensor."""
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+    @property
+    def sympy(self) -> Callable:
+        """The SymPy form (imports SymPy on first use)."""
+        return self._bound("sympy", self.sympy_spec)
+
+    def _bound(self, module: str, spec: FormSpec) -> Callable:
+        key = (module, self.name)
+        if key not in _BOUND:
+            lib = importlib.import_module(module)
+            _BOUND[key] = getattr(lib, spec) if isinstance(spec, str) else spec(lib)
+        return _BOUND[key]
 
 
-def _clip_torch(x, c):
-    c = abs(c)
-    return torch.clamp(_as_tensor(x), min=-c, max=c)
+def _same(fn: Callable) -> Callable[[ModuleType], Callable]:
+    """A spec for a form that is the same Python function in every library (``x * x * x``)."""
+    return lambda _lib: fn
+
+
+def _torch_binary(name: str) -> Callable[[ModuleType], Callable]:
+    """A spec for a tensor-only binary torch function, lifted so one argument may be a number."""
+
+    def bind(torch: ModuleType) -> Callable:
+        fn, as_tensor = getattr(torch, name), _torch_as_tensor(torch)
+
+        def call(a, b):
+            return fn(as_tensor(a), as_tensor(b))
+
+        return call
+
+    return bind
+
+
+def _torch_as_tensor(torch: ModuleType) -> Callable:
+    def as_tensor(x):
+        """``x`` if it is a tensor, else the number as a float64 scalar tensor."""
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+
+    return as_tensor
+
+
+def _clip_torch(torch: ModuleType) -> Callable:
+    as_tensor = _torch_as_tensor(torch)
+
+    def clip(x, c):
+        c = abs(c)
+        return torch.clamp(as_tensor(x), min=-c, max=c)
+
+    return clip
 
 
 def _clip_np(x, c):
@@ -63,107 +118,99 @@ def _clip_np(x, c):
     return np.clip(x, -c, c)
 
 
-def _binary_torch(fn: Callable) -> Callable:
-    """Lift a tensor-only binary torch function so one argument may be a Python number."""
-
-    def call(a, b):
-        return fn(_as_tensor(a), _as_tensor(b))
-
-    return call
+def _clip_sympy(sympy: ModuleType) -> Callable:
+    return lambda x, c: sympy.Max(-sympy.Abs(c), sympy.Min(x, sympy.Abs(c)))
 
 
 def _interp(a, b, beta):
     return (1 - beta) * a + beta * b
 
 
-def _reduction(kind: str, lib) -> Callable:
-    """``norm``/``rms``/``mean`` over ``dims`` for ``lib`` (torch or numpy: both take the
+def _reduction(kind: str) -> Callable[[ModuleType], Callable]:
+    """``norm``/``rms``/``mean`` over ``dims`` for a library (torch or numpy: both take the
     ``axis``/``keepdims`` spelling); with no dimension left to reduce, the elementwise limit."""
 
-    def call(x, dims: tuple[int, ...]):
-        if not dims:
-            return x if kind == "mean" else lib.abs(x)
-        if kind == "norm":
-            return lib.sqrt(lib.sum(x * x, axis=dims, keepdims=True))
-        if kind == "rms":
-            return lib.sqrt(lib.mean(x * x, axis=dims, keepdims=True))
-        return lib.mean(x, axis=dims, keepdims=True)
+    def bind(lib: ModuleType) -> Callable:
+        def call(x, dims: tuple[int, ...]):
+            if not dims:
+                return x if kind == "mean" else lib.abs(x)
+            if kind == "norm":
+                return lib.sqrt(lib.sum(x * x, axis=dims, keepdims=True))
+            if kind == "rms":
+                return lib.sqrt(lib.mean(x * x, axis=dims, keepdims=True))
+            return lib.mean(x, axis=dims, keepdims=True)
 
-    return call
+        return call
 
-
-def _relu_sym(x):
-    return sympy.Max(x, 0)
+    return bind
 
 
 def _sigmoid_np(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _square(x):
+    return x**2
+
+
+def _cube(x):
+    return x * x * x
+
+
+def _reciprocal(x):
+    return 1 / x
+
+
 _ELEMENTWISE_UNARY = [
-    # name, doc, torch, numpy, sympy, source
-    ("abs", "absolute value", torch.abs, np.abs, sympy.Abs, "torch.abs({0})"),
-    ("sign", "sign, with sign(0) = 0", torch.sign, np.sign, sympy.sign, "torch.sign({0})"),
-    ("sqrt", "square root (NaN below 0)", torch.sqrt, np.sqrt, sympy.sqrt, "torch.sqrt({0})"),
-    ("square", "x²", torch.square, np.square, lambda x: x**2, "torch.square({0})"),
-    ("cube", "x³", lambda x: x * x * x, lambda x: x * x * x, lambda x: x**3, "({0}) ** 3"),
+    # name, doc, numpy, torch, sympy, source
+    ("abs", "absolute value", np.abs, "abs", "Abs", "torch.abs({0})"),
+    ("sign", "sign, with sign(0) = 0", np.sign, "sign", "sign", "torch.sign({0})"),
+    ("sqrt", "square root (NaN below 0)", np.sqrt, "sqrt", "sqrt", "torch.sqrt({0})"),
+    ("square", "x²", np.square, "square", _same(_square), "torch.square({0})"),
+    ("cube", "x³", _cube, _same(_cube), _same(_cube), "({0}) ** 3"),
     (
         "reciprocal",
         "1 / x (±inf at 0)",
-        torch.reciprocal,
         np.reciprocal,
-        lambda x: 1 / x,
+        "reciprocal",
+        _same(_reciprocal),
         "torch.reciprocal({0})",
     ),
-    ("exp", "eˣ", torch.exp, np.exp, sympy.exp, "torch.exp({0})"),
-    (
-        "log",
-        "natural logarithm (NaN below 0, -inf at 0)",
-        torch.log,
-        np.log,
-        sympy.log,
-        "torch.log({0})",
-    ),
-    ("sin", "sine", torch.sin, np.sin, sympy.sin, "torch.sin({0})"),
-    ("cos", "cosine", torch.cos, np.cos, sympy.cos, "torch.cos({0})"),
-    ("tan", "tangent", torch.tan, np.tan, sympy.tan, "torch.tan({0})"),
-    (
-        "arcsin",
-        "inverse sine (NaN outside [-1, 1])",
-        torch.asin,
-        np.arcsin,
-        sympy.asin,
-        "torch.asin({0})",
-    ),
+    ("exp", "eˣ", np.exp, "exp", "exp", "torch.exp({0})"),
+    ("log", "natural logarithm (NaN below 0, -inf at 0)", np.log, "log", "log", "torch.log({0})"),
+    ("sin", "sine", np.sin, "sin", "sin", "torch.sin({0})"),
+    ("cos", "cosine", np.cos, "cos", "cos", "torch.cos({0})"),
+    ("tan", "tangent", np.tan, "tan", "tan", "torch.tan({0})"),
+    ("arcsin", "inverse sine (NaN outside [-1, 1])", np.arcsin, "asin", "asin", "torch.asin({0})"),
     (
         "arccos",
         "inverse cosine (NaN outside [-1, 1])",
-        torch.acos,
         np.arccos,
-        sympy.acos,
+        "acos",
+        "acos",
         "torch.acos({0})",
     ),
-    ("arctan", "inverse tangent", torch.atan, np.arctan, sympy.atan, "torch.atan({0})"),
-    ("sinh", "hyperbolic sine", torch.sinh, np.sinh, sympy.sinh, "torch.sinh({0})"),
-    ("cosh", "hyperbolic cosine", torch.cosh, np.cosh, sympy.cosh, "torch.cosh({0})"),
-    ("tanh", "hyperbolic tangent", torch.tanh, np.tanh, sympy.tanh, "torch.tanh({0})"),
-    (
-        "arcsinh",
-        "inverse hyperbolic sine",
-        torch.asinh,
-        np.arcsinh,
-        sympy.asinh,
-        "torch.asinh({0})",
-    ),
+    ("arctan", "inverse tangent", np.arctan, "atan", "atan", "torch.atan({0})"),
+    ("sinh", "hyperbolic sine", np.sinh, "sinh", "sinh", "torch.sinh({0})"),
+    ("cosh", "hyperbolic cosine", np.cosh, "cosh", "cosh", "torch.cosh({0})"),
+    ("tanh", "hyperbolic tangent", np.tanh, "tanh", "tanh", "torch.tanh({0})"),
+    ("arcsinh", "inverse hyperbolic sine", np.arcsinh, "asinh", "asinh", "torch.asinh({0})"),
     (
         "sigmoid",
         "logistic sigmoid 1 / (1 + e⁻ˣ)",
-        torch.sigmoid,
         _sigmoid_np,
-        lambda x: 1 / (1 + sympy.exp(-x)),
+        "sigmoid",
+        lambda sympy: lambda x: 1 / (1 + sympy.exp(-x)),
         "torch.sigmoid({0})",
     ),
-    ("relu", "max(x, 0)", torch.relu, lambda x: np.maximum(x, 0.0), _relu_sym, "torch.relu({0})"),
+    (
+        "relu",
+        "max(x, 0)",
+        lambda x: np.maximum(x, 0.0),
+        "relu",
+        lambda sympy: lambda x: sympy.Max(x, 0),
+        "torch.relu({0})",
+    ),
 ]
 
 #: Standalone torch source of the helper functions that exported code calls.
@@ -203,8 +250,8 @@ def _register(p: Primitive) -> None:
     PRIMITIVES[p.name] = p
 
 
-for _name, _doc, _t, _n, _s, _src in _ELEMENTWISE_UNARY:
-    _register(Primitive(_name, 1, _doc, _t, _n, _s, _src))
+for _name, _doc, _n, _t, _s, _src in _ELEMENTWISE_UNARY:
+    _register(Primitive(_name, 1, _doc, _n, _t, _s, _src))
 
 # The operators of the text format: one Python function serves torch, NumPy and SymPy alike.
 _OPERATORS = [
@@ -223,17 +270,23 @@ _OPERATORS = [
 ]
 for _name, _doc, _fn, _symbol, _commutative in _OPERATORS:
     _source = f"({{0}} {_symbol} {{1}})"
-    _register(Primitive(_name, 2, _doc, _fn, _fn, _fn, _source, _symbol, commutative=_commutative))
-_register(Primitive("neg", 1, "-a", operator.neg, operator.neg, operator.neg, "(-{0})", "-"))
+    _register(
+        Primitive(
+            _name, 2, _doc, _fn, _same(_fn), _same(_fn), _source, _symbol, commutative=_commutative
+        )
+    )
+_register(
+    Primitive("neg", 1, "-a", operator.neg, _same(operator.neg), _same(operator.neg), "(-{0})", "-")
+)
 
 for _p_ in [
     Primitive(
         "minimum",
         2,
         "elementwise minimum",
-        _binary_torch(torch.minimum),
         np.minimum,
-        sympy.Min,
+        _torch_binary("minimum"),
+        "Min",
         "torch.minimum({0}, {1})",
         commutative=True,
     ),
@@ -241,9 +294,9 @@ for _p_ in [
         "maximum",
         2,
         "elementwise maximum",
-        _binary_torch(torch.maximum),
         np.maximum,
-        sympy.Max,
+        _torch_binary("maximum"),
+        "Max",
         "torch.maximum({0}, {1})",
         commutative=True,
     ),
@@ -251,9 +304,9 @@ for _p_ in [
         "clip",
         2,
         "clip(x, c): clamp x to [-|c|, |c|]",
-        _clip_torch,
         _clip_np,
-        lambda x, c: sympy.Max(-sympy.Abs(c), sympy.Min(x, sympy.Abs(c))),
+        _clip_torch,
+        _clip_sympy,
         "_clip({0}, {1})",
         helper=_EXPORT_HELPERS["clip"],
     ),
@@ -262,8 +315,8 @@ for _p_ in [
         3,
         "interp(a, b, β) = (1 - β)·a + β·b, as in the Lion paper",
         _interp,
-        _interp,
-        _interp,
+        _same(_interp),
+        _same(_interp),
         "_interp({0}, {1}, {2})",
         helper=_EXPORT_HELPERS["interp"],
     ),
@@ -281,9 +334,9 @@ for _name, _doc in _REDUCTIONS:
             _name,
             1,
             _doc,
-            _reduction(_name, torch),
-            _reduction(_name, np),
-            sympy.Function(_name),  # an undefined SymPy function: kept as it is
+            _reduction(_name)(np),
+            _reduction(_name),
+            lambda sympy, name=_name: sympy.Function(name),  # undefined in SymPy: kept as it is
             f"_{_name}({{0}})",
             helper=_EXPORT_HELPERS[_name],
             reduction=True,

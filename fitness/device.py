@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fitness.tasks import TaskError
+
+class DeviceError(ValueError):
+    """A device that cannot be used here (unknown, or not present), reported on one line."""
+
 
 
 def available_devices() -> list[torch.device]:
@@ -24,12 +27,12 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError) as exc:
-        raise TaskError(f"bad device {spec!r}: {exc}") from None
+        raise DeviceError(f"bad device {spec!r}: {exc}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise TaskError(f"device {spec!r} requested, but CUDA is not available here")
+            raise DeviceError(f"device {spec!r} requested, but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise TaskError(f"device {spec!r}: only {torch.cuda.device_count()} GPU(s) visible")
+            raise DeviceError(f"device {spec!r}: only {torch.cuda.device_count()} GPU(s) visible")
     elif device.type != "cpu":
-        raise TaskError(f"unsupported device {spec!r} (use cpu or cuda[:N])")
+        raise DeviceError(f"unsupported device {spec!r} (use cpu or cuda[:N])")
     return device

@@ -1,5 +1,7 @@
 """What every training run shares, batched or not: seeded initialisation, the order of the
-training batches, the divergence rule, and how the best learning rate is chosen."""
+training batches, the divergence rule, and how the best learning rate is chosen.
+
+How a metric is compared with the baseline's lives in :mod:`fitness.normalise`."""
 
 from __future__ import annotations
 
@@ -16,10 +18,6 @@ EXPLODE_FACTOR = 100.0
 #: The default learning-rate grid (half-decades from 1e-4 to 0.3): wide enough for sign-based
 #: rules (best near 1e-4), Adam-like rules (1e-3) and SGD-like rules (0.1).
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
-
-#: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
-RATIO_CAP = 10.0
-
 
 def data_on(task: Task, device: torch.device | str, dtype: torch.dtype) -> TaskData:
     """The task's data on ``device``, floating-point tensors in ``dtype`` (labels keep theirs)."""
@@ -70,22 +68,3 @@ def best_over_lrs(
     candidates = np.where(valid, per_lr, -np.inf if higher_is_better else np.inf)
     best = int(np.argmax(candidates) if higher_is_better else np.argmin(candidates))
     return float(lrs[best]), float(per_lr[best])
-
-
-def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:
-    """``metric`` relative to ``baseline`` (> 1 is better), clipped to ``[0, RATIO_CAP]``.
-
-    0 when the program diverged, ``RATIO_CAP`` when only the baseline did. Ratios compare
-    non-negative metrics (losses, accuracies); with a negative one there is no meaningful ratio
-    and the result is NaN.
-    """
-    if not math.isfinite(metric):
-        return 0.0
-    if not math.isfinite(baseline):
-        return RATIO_CAP
-    if metric < 0 or baseline < 0:
-        return math.nan
-    better, worse = (metric, baseline) if higher_is_better else (baseline, metric)
-    if worse == 0:
-        return 1.0 if better == 0 else RATIO_CAP
-    return float(min(better / worse, RATIO_CAP))

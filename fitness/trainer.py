@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from evodisc.analysis import uses_reduction
 from evodisc.interpreter import CompiledProgram, compile_program, step
-from evodisc.primitives import PRIMITIVES
-from evodisc.program import Program, walk
+from evodisc.program import Program
 from fitness.device import resolve_device
 from fitness.runs import (
     bad_loss,
@@ -61,12 +61,6 @@ class BatchResult:
         """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
         diverged at every learning rate."""
         return best_over_lrs(self.metric[program], self.lrs, self.higher_is_better)
-
-
-def uses_reductions(program: Program) -> bool:
-    """Whether the program reduces over a tensor (then it must see one parameter at a time)."""
-    exprs = [s.expr for s in program.body] + list(program.returns)
-    return any(PRIMITIVES[n.op].reduction for e in exprs for n in walk(e) if hasattr(n, "op"))
 
 
 def _returns_constant(compiled: CompiledProgram) -> bool:
@@ -140,7 +134,7 @@ class BatchedRun:
         self.lr = lr.repeat_interleave(S).repeat(P)  # [p, l, s] flattened
 
         self.compiled = [compile_program(p, "torch") for p in programs]
-        self.per_tensor = [uses_reductions(p) for p in programs]
+        self.per_tensor = [uses_reduction(p) for p in programs]
         self.state = [
             [torch.zeros(self.LS, self.layout.size, dtype=dtype, device=dev) for _ in p.state]
             for p in programs

@@ -67,11 +67,11 @@ def test_gradient_use_is_tracked_through_state():
     )
     assert ignores_gradient(ignores)
     info = analyse(ignores)
-    assert not info.valid and info.memory == 0 and info.state_slots == 1
+    assert not info.uses_gradient and info.memory == 0 and info.state_slots == 1
 
 
 def test_analyse_counts_statements_and_memory():
     info = analyse(WITH_DEAD_CODE)
     assert (info.statements, info.live_statements) == (5, 2)
     assert (info.state_slots, info.memory) == (3, 1)
-    assert info.valid
+    assert info.uses_gradient

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from evodisc.cli import main
+from evodisc.app.cli import main
 from evodisc.hashing import functional_hash
 from evodisc.primitives import PRIMITIVES
 from search_spaces.zoo import ZOO_DIR, load_known
@@ -66,7 +66,7 @@ def test_malformed_program_error_names_file_and_line(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text("def train(w, g):\n    u = g\n    u = frobnicate(u)\n    return u\n")
     result = subprocess.run(
-        [sys.executable, "-m", "evodisc.cli", "show", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "evodisc.app.cli", "show", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 2
     assert (

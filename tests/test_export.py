@@ -16,7 +16,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from evodisc import to_torch_optimizer, torch_source
-from evodisc.cli import main
+from evodisc.app.cli import main
 from evodisc.export import class_name_from_path, state_keys
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program, parse_program

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from evodisc.analysis import uses_reduction
 from evodisc.program import parse_program
 from fitness.device import available_devices
 from fitness.naive import train_naive
 from fitness.tasks import load_task
-from fitness.trainer import train_batch, uses_reductions
+from fitness.trainer import train_batch
 from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)  # tests run two xdist workers on two cores
@@ -39,7 +40,7 @@ def device(request) -> str:
 def test_batched_equals_each_model_trained_separately():
     task = short("digits_mlp", 25)
     programs = [load_known("adamw"), load_known("lion"), NORMALISED]
-    assert uses_reductions(NORMALISED) and not uses_reductions(programs[0])
+    assert uses_reduction(NORMALISED) and not uses_reduction(programs[0])
     lrs, seeds = (1e-3, 3e-2), (0, 1)
     batched = train_batch(task, programs, lrs, seeds, dtype=torch.float64)
     for p, program in enumerate(programs):

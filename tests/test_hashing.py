@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from lion_pytorch import Lion
 
 from evodisc import CachedFitness, FitnessCache, fitness_config_key, functional_hash
-from evodisc.cli import main
+from evodisc.app.cli import main
 from evodisc.hashing import (
     HASH_VERSION,
     PROBE_TS,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import evodisc
-from evodisc.cli import main
+from evodisc.app.cli import main
 
 torch.set_num_threads(1)
 

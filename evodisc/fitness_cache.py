@@ -51,8 +51,11 @@ def fitness_config_key(config: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class CachedFitness:
-    """One evaluation result: fitness (NaN when invalid), status and JSON-able details
-    (per-task scores, best learning rate, …)."""
+    """One evaluation result: fitness, status (``ok``, ``invalid``, ``diverged``, …) and JSON-able
+    details (per-task scores, best learning rate, the reason a program is invalid, …).
+
+    The cache stores what it is given; the fitness screen gives invalid programs the worst
+    fitness (0, :data:`fitness.evaluation.WORST_FITNESS`)."""
 
     fitness: float
     status: str = "ok"

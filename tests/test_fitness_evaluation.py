@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from evodisc.cache import FitnessCache
+from evodisc.fitness_cache import FitnessCache
 from evodisc.program import parse_program
-from fitness.baselines import SuiteConfig, evaluate
-from fitness.cached import WORST_FITNESS, config_key, evaluate_cached
+from fitness.config import SuiteConfig
+from fitness.evaluation import WORST_FITNESS, config_key, evaluate_cached
+from fitness.suite import evaluate
 from search_spaces.zoo import load_known
 
 CONFIG = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-3, 1e-2), seeds=(0,), dtype="float64")

@@ -2,10 +2,11 @@
 
 This is the evaluation entry point a search uses. For each candidate it
 
-1. computes the functional hash; a program whose update is not finite on the probe inputs, or
-   that never reads ``g``, is *invalid*: it gets the worst fitness (0) without any training;
-2. looks the hash up in the :class:`~evodisc.cache.FitnessCache` under the suite's configuration
-   key, and reuses a result found there;
+1. checks it (:func:`evodisc.validity.check_candidate`, which also computes the functional
+   hash); an *invalid* program (update not finite on the probe inputs, or never reading ``g``)
+   gets the worst fitness (0) without any training;
+2. looks the hash up in the :class:`~evodisc.fitness_cache.FitnessCache` under the suite's
+   configuration key, and reuses a result found there;
 3. trains the remaining programs — one per distinct hash, all together (``fitness.evaluate``) —
    and stores their results in the cache.
 """
@@ -16,11 +17,11 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evodisc.analysis import ignores_gradient
-from evodisc.cache import CachedFitness, FitnessCache, fitness_config_key
-from evodisc.hashing import functional_hash_info
+from evodisc.fitness_cache import CachedFitness, FitnessCache, fitness_config_key
 from evodisc.program import Program, program_to_json
-from fitness.baselines import BASELINE, PROTOCOL_VERSION, Fitness, SuiteConfig, evaluate
+from evodisc.validity import check_candidate
+from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
+from fitness.suite import Fitness, evaluate
 from search_spaces.zoo import load_known
 
 #: Fitness of an invalid program, and of one that diverged everywhere (ratios are clipped at 0).
@@ -43,10 +44,6 @@ def config_key(config: SuiteConfig) -> str:
     return fitness_config_key(
         {**dataclasses.asdict(config), "protocol": PROTOCOL_VERSION, "baseline": baseline}
     )
-
-
-def _invalid(reason: str) -> CachedFitness:
-    return CachedFitness(WORST_FITNESS, "invalid", {"reason": reason})
 
 
 def _to_cached(fitness: Fitness) -> CachedFitness:
@@ -76,26 +73,21 @@ def evaluate_cached(
     hits: list[bool] = []
     to_train: dict[str, Program] = {}
     for program in programs:
-        info = functional_hash_info(program)
-        digests.append(info.digest)
-        if info.digest in known or info.digest in to_train:
+        validity = check_candidate(program)
+        digest = validity.functional_hash
+        digests.append(digest)
+        if digest in known or digest in to_train:
             hits.append(True)
             continue
-        cached = cache.get(info.digest, key)
+        cached = cache.get(digest, key)
+        hits.append(cached is not None)
         if cached is not None:
-            known[info.digest] = cached
-            hits.append(True)
-        elif not info.finite:
-            known[info.digest] = _invalid("update not finite on the probe inputs")
-            cache.put(info.digest, key, known[info.digest])
-            hits.append(False)
-        elif ignores_gradient(program):
-            known[info.digest] = _invalid("the update never depends on the gradient g")
-            cache.put(info.digest, key, known[info.digest])
-            hits.append(False)
+            known[digest] = cached
+        elif not validity.valid:
+            known[digest] = CachedFitness(WORST_FITNESS, "invalid", {"reason": validity.reason})
+            cache.put(digest, key, known[digest])
         else:
-            to_train[info.digest] = program
-            hits.append(False)
+            to_train[digest] = program
     if to_train:
         fitnesses = evaluate(list(to_train.values()), config, device)
         for digest, fitness in zip(to_train, fitnesses, strict=True):

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from evodisc.program import parse_program
-from fitness.baselines import SuiteConfig, baseline_metric, evaluate
-from fitness.runs import RATIO_CAP, ratio
+from fitness.baselines import baseline_metric
+from fitness.config import SuiteConfig
+from fitness.normalise import RATIO_CAP, ratio
+from fitness.suite import evaluate
 from fitness.tasks import load_task
 from search_spaces.zoo import load_known
 

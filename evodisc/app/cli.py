@@ -15,6 +15,7 @@ from rich.table import Table
 from evodisc.analysis import analyse
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import ProgramError, format_program
+from evodisc.validity import check_candidate
 from search_spaces.zoo import UnknownOptimizer, resolve_program
 
 
@@ -23,19 +24,14 @@ class UsageError(Exception):
 
 
 def cmd_show(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.hashing import functional_hash_info
-
     program = resolve_program(args.program)
-    info, identity = analyse(program), functional_hash_info(program)
+    info, validity = analyse(program), check_candidate(program)
     out.print(format_program(program), highlight=False, end="")
-    out.print(f"functional hash: {identity.digest}")
+    out.print(f"functional hash: {validity.functional_hash}")
     out.print(f"state slots: {', '.join(program.state) or 'none'}")
     out.print(f"memory: {info.memory} tensor(s) per parameter")
     out.print(f"statements: {info.statements} ({info.live_statements} live)")
-    problems = [] if info.valid else ["the update never depends on the gradient g"]
-    if not identity.finite:
-        problems.append("its update is not finite (NaN or inf) on the probe inputs")
-    out.print(f"validity: {'invalid: ' + '; '.join(problems) if problems else 'valid'}")
+    out.print(f"validity: {'valid' if validity.valid else 'invalid: ' + validity.reason}")
 
 
 def cmd_primitives(args: argparse.Namespace, out: Console) -> None:
@@ -116,7 +112,8 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_replay(args: argparse.Namespace, out: Console) -> None:
-    from fitness.replay import replay
+    from evodisc.app.replay import replay
+    from fitness.device import DeviceError
     from fitness.tasks import TaskError
 
     program = resolve_program(args.program)
@@ -134,7 +131,7 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
             device=args.device,
             **kwargs,
         )
-    except TaskError as exc:
+    except (TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     out.print(result.table())
 

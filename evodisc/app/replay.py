@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from evodisc.program import Program
-from fitness.runs import DEFAULT_LRS, ratio
+from fitness.device import resolve_device
+from fitness.normalise import ratio
+from fitness.runs import DEFAULT_LRS
 from fitness.tasks import Task, TaskError, load_task, task_names
 from fitness.trainer import train_batch
 from search_spaces.zoo import load_known, resolve_program
@@ -77,6 +79,7 @@ def replay(
     """Train ``program`` and each baseline (zoo names) with a learning-rate sweep on each task
     (registry names, ``path/to/file.py:factory`` specs or Task objects; default: the suite)."""
     main = program if isinstance(program, Program) else resolve_program(program)
+    device = resolve_device(device)  # a bad device is a DeviceError, not a training failure
     others = {name: load_known(name) for name in baselines}
     loaded = [load_task(t) for t in (tasks or task_names())]
     rows = []

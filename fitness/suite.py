@@ -1,0 +1,63 @@
+"""The fitness function: per task the best validation metric over the learning-rate grid,
+normalised against the tuned baseline (1.0 = AdamW, :mod:`fitness.normalise`), averaged over
+the suite. All programs are trained together, one batched run per task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evodisc.program import Program
+from fitness.baselines import baseline_metric
+from fitness.config import SuiteConfig
+from fitness.normalise import ratio
+from fitness.tasks import load_task
+from fitness.trainer import BatchResult, train_batch
+
+
+@dataclass(frozen=True)
+class TaskFitness:
+    """One task's result for one program."""
+
+    task: str
+    metric: float  # best over the learning-rate grid (mean over seeds); NaN if all diverged
+    best_lr: float | None
+    ratio: float  # vs the AdamW baseline, clipped to [0, RATIO_CAP]; 0 if all diverged
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """A program's fitness: the mean of its per-task ratios (1.0 = tuned AdamW)."""
+
+    value: float
+    tasks: dict[str, TaskFitness]
+
+    @property
+    def diverged(self) -> bool:
+        """True when the program diverged at every learning rate on every task."""
+        return all(t.best_lr is None for t in self.tasks.values())
+
+
+def task_fitness(result: BatchResult, program: int, baseline: float) -> TaskFitness:
+    """One program's :class:`TaskFitness` from a batched result and the task's baseline."""
+    best_lr, metric = result.best(program)
+    return TaskFitness(
+        result.task, metric, best_lr, ratio(metric, baseline, result.higher_is_better)
+    )
+
+
+def evaluate(
+    programs: Sequence[Program], config: SuiteConfig | None = None, device=None
+) -> list[Fitness]:
+    """The fitness of each program on the suite; all programs are trained together per task."""
+    config = config or SuiteConfig()
+    per_program: list[dict[str, TaskFitness]] = [{} for _ in programs]
+    for name in config.tasks:
+        task = load_task(name)
+        baseline, _ = baseline_metric(task, config, device)
+        result = train_batch(task, programs, config.lrs, config.seeds, device, config.torch_dtype)
+        for i in range(len(programs)):
+            per_program[i][task.name] = task_fitness(result, i, baseline)
+    return [
+        Fitness(sum(t.ratio for t in tasks.values()) / len(tasks), tasks) for tasks in per_program
+    ]
