@@ -33,7 +33,9 @@ from evodisc.hashing import (
 )
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program, parse_program
-from search_spaces.program_space import equivalent_rewrite, mutate, random_program
+from search_spaces.mutations import mutate
+from search_spaces.rewrites import equivalent_rewrite
+from search_spaces.space import random_program
 from search_spaces.zoo import load_known
 
 ADAMW = """

@@ -19,7 +19,7 @@ from evodisc.program import (
     program_from_json,
     program_to_json,
 )
-from search_spaces.program_space import random_program
+from search_spaces.space import random_program
 
 ADAMW = """\
 def train(w, g, lr, t, m, v):

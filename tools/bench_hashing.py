@@ -20,7 +20,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 from evodisc.analysis import eliminate_dead_code  # noqa: E402
 from evodisc.hashing import functional_hash_info  # noqa: E402
 from evodisc.program import Program, format_program, program_to_json  # noqa: E402
-from search_spaces.program_space import mutate, random_program  # noqa: E402
+from search_spaces.mutations import mutate  # noqa: E402
+from search_spaces.space import random_program  # noqa: E402
 from search_spaces.zoo import load_known  # noqa: E402
 
 

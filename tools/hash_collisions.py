@@ -27,7 +27,8 @@ from evodisc.analysis import eliminate_dead_code, ignores_gradient
 from evodisc.hashing import functional_hash_info, make_probe, run_updates
 from evodisc.interpreter import compile_program
 from evodisc.program import Program, program_to_json
-from search_spaces.program_space import equivalent_rewrite, random_program
+from search_spaces.rewrites import equivalent_rewrite
+from search_spaces.space import random_program
 
 BASE_SEED = 1_000_000
 FRESH = make_probe(random.Random(99), 50, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 50.0, 5000.0))

@@ -13,17 +13,16 @@ from hypothesis import strategies as st
 
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Const, Program, format_program, parse_program, walk
-from search_spaces.program_space import (
+from search_spaces.mutations import (
     MUTATIONS,
-    ProgramSpace,
     change_operator,
     delete_statement,
-    equivalent_rewrite,
     insert_statement,
     mutate,
     perturb_constant,
-    random_program,
 )
+from search_spaces.rewrites import equivalent_rewrite
+from search_spaces.space import ProgramSpace, random_program
 from search_spaces.zoo import load_known
 
 PROPERTY = settings(
