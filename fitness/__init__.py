@@ -1,32 +1,44 @@
-"""Proxy tasks, the batched trainer, baselines and fitness (see ``docs/fitness.md``)."""
+"""Proxy tasks, the batched trainer, baselines and fitness (see ``docs/fitness.md``).
 
-from fitness.baselines import baseline_metric
-from fitness.config import SuiteConfig
-from fitness.device import DeviceError, available_devices, resolve_device
-from fitness.evaluation import Evaluation, evaluate_cached
-from fitness.runs import DEFAULT_LRS
-from fitness.suite import Fitness, TaskFitness, evaluate
-from fitness.tasks import Task, TaskData, TaskError, describe, load_task, task_names
-from fitness.trainer import BatchResult, train_batch
+Like ``evodisc``, importing the package is light: the names below resolve on first use, so that
+``fitness.config`` and ``fitness.tasks`` (names, fingerprints, cache keys) do not import torch.
+"""
 
-__all__ = [
-    "DEFAULT_LRS",
-    "BatchResult",
-    "DeviceError",
-    "Evaluation",
-    "Fitness",
-    "SuiteConfig",
-    "Task",
-    "TaskData",
-    "TaskError",
-    "TaskFitness",
-    "available_devices",
-    "baseline_metric",
-    "describe",
-    "evaluate",
-    "evaluate_cached",
-    "load_task",
-    "resolve_device",
-    "task_names",
-    "train_batch",
-]
+import importlib
+
+#: Public name -> the module that defines it, imported on first use.
+_ON_FIRST_USE = {
+    "DEFAULT_LRS": "fitness.config",
+    "SuiteConfig": "fitness.config",
+    "baseline_metric": "fitness.baselines",
+    "DeviceError": "fitness.device",
+    "available_devices": "fitness.device",
+    "resolve_device": "fitness.device",
+    "Evaluation": "fitness.evaluation",
+    "evaluate_cached": "fitness.evaluation",
+    "Fitness": "fitness.suite",
+    "TaskFitness": "fitness.suite",
+    "evaluate": "fitness.suite",
+    "Task": "fitness.tasks",
+    "TaskData": "fitness.tasks",
+    "TaskError": "fitness.tasks",
+    "describe": "fitness.tasks",
+    "load_task": "fitness.tasks",
+    "task_names": "fitness.tasks",
+    "BatchResult": "fitness.trainer",
+    "train_batch": "fitness.trainer",
+}
+
+__all__ = list(_ON_FIRST_USE)
+
+
+def __getattr__(name: str):
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'fitness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

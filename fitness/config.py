@@ -1,13 +1,20 @@
-"""What a fitness evaluation trains (:class:`SuiteConfig`) and what it is normalised by."""
+"""What a fitness evaluation trains (:class:`SuiteConfig`), what it is normalised by, and the
+cache key of its results. Importing this module does not import torch (a campaign controller
+computes keys without it)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+from evodisc.fitness_cache import fitness_config_key
+from evodisc.program import program_to_json
+from fitness.tasks import task_fingerprint, task_names
+from search_spaces.zoo import load_known
 
-from fitness.runs import DEFAULT_LRS
-from fitness.tasks import task_names
+if TYPE_CHECKING:
+    import torch
 
 #: Bump when a built-in task or the training protocol changes, to invalidate cached results.
 PROTOCOL_VERSION = 1
@@ -15,7 +22,11 @@ PROTOCOL_VERSION = 1
 #: The known optimizer fitness is normalised by (1.0 = this optimizer, tuned on the same grid).
 BASELINE = "adamw"
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The default learning-rate grid (half-decades from 1e-4 to 0.3): wide enough for sign-based
+#: rules (best near 1e-4), Adam-like rules (1e-3) and SGD-like rules (0.1).
+DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
+
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,37 @@ class SuiteConfig:
     seeds: tuple[int, ...] = (0,)
     dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
     @property
     def torch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.dtype]
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (what crosses to a remote evaluator)."""
+        fields = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> SuiteConfig:
+        """The inverse of :meth:`to_dict`."""
+        return cls(tuple(doc["tasks"]), tuple(doc["lrs"]), tuple(doc["seeds"]), doc["dtype"])
+
+    def cache_key(self, device_type: str) -> str:
+        """The key of this suite's fitness values in a :class:`~evodisc.fitness_cache.FitnessCache`:
+        everything that changes a value — the device type (CPU and CUDA kernels round
+        differently), the dtype, each task's fingerprint, the grid, the seeds, the protocol
+        version and the baseline program."""
+        return fitness_config_key(
+            {
+                **self.to_dict(),
+                "tasks": [task_fingerprint(t) for t in self.tasks],
+                "device": device_type,
+                "protocol": PROTOCOL_VERSION,
+                "baseline": program_to_json(load_known(BASELINE)),
+            }
+        )

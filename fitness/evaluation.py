@@ -13,16 +13,15 @@ This is the evaluation entry point a search uses. For each candidate it
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evodisc.fitness_cache import CachedFitness, FitnessCache, fitness_config_key
-from evodisc.program import Program, program_to_json
+from evodisc.fitness_cache import CachedFitness, FitnessCache
+from evodisc.program import Program
 from evodisc.validity import check_candidate
-from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
+from fitness.config import SuiteConfig
+from fitness.device import resolve_device
 from fitness.suite import Fitness, evaluate
-from search_spaces.zoo import load_known
 
 #: Fitness of an invalid program, and of one that diverged everywhere (ratios are clipped at 0).
 WORST_FITNESS = 0.0
@@ -35,15 +34,6 @@ class Evaluation:
     functional_hash: str
     result: CachedFitness
     cache_hit: bool  # found in the cache, or equivalent to an earlier candidate of this call
-
-
-def config_key(config: SuiteConfig) -> str:
-    """The cache key of a suite configuration; it changes with the training protocol and with
-    the baseline program that fitness is normalised by."""
-    baseline = program_to_json(load_known(BASELINE))
-    return fitness_config_key(
-        {**dataclasses.asdict(config), "protocol": PROTOCOL_VERSION, "baseline": baseline}
-    )
 
 
 def _to_cached(fitness: Fitness) -> CachedFitness:
@@ -67,7 +57,7 @@ def evaluate_cached(
 ) -> list[Evaluation]:
     """The fitness of each program, training only programs whose function is new to ``cache``."""
     config = config or SuiteConfig()
-    key = config_key(config)
+    key = config.cache_key(resolve_device(device).type)
     digests: list[str] = []
     known: dict[str, CachedFitness] = {}  # results available before training
     hits: list[bool] = []

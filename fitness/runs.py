@@ -15,10 +15,6 @@ from fitness.tasks import Task, TaskData
 #: A run diverges when its training loss is non-finite or exceeds this many times its first loss.
 EXPLODE_FACTOR = 100.0
 
-#: The default learning-rate grid (half-decades from 1e-4 to 0.3): wide enough for sign-based
-#: rules (best near 1e-4), Adam-like rules (1e-3) and SGD-like rules (0.1).
-DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
-
 def data_on(task: Task, device: torch.device | str, dtype: torch.dtype) -> TaskData:
     """The task's data on ``device``, floating-point tensors in ``dtype`` (labels keep theirs)."""
     data = task.data()

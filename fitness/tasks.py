@@ -15,9 +15,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch is needed to run tasks, not to name or fingerprint them
+    import torch
 
 
 class TaskError(ValueError):
@@ -142,6 +143,20 @@ def _load_user_task(spec: str) -> Task:
     except Exception as exc:
         raise TaskError(f"{spec}: {factory_name}() failed: {type(exc).__name__}: {exc}") from None
     return check_task(task, spec)
+
+
+def task_fingerprint(spec: str) -> str:
+    """What identifies a task's results in a cache key: a built-in's name (its definition is
+    covered by :data:`fitness.config.PROTOCOL_VERSION`), or for ``FILE.py:factory`` the factory
+    and a digest of the file's content (an edited task file is a different task)."""
+    if ":" not in spec:
+        return spec
+    path_text, _, factory_name = spec.rpartition(":")
+    try:
+        content = Path(path_text).read_bytes()
+    except OSError as exc:
+        raise TaskError(f"{spec}: cannot read {path_text!r} ({exc.strerror})") from None
+    return f"{Path(path_text).name}:{factory_name}:{hashlib.blake2b(content).hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)

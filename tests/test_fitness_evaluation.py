@@ -9,7 +9,7 @@ import pytest
 from evodisc.fitness_cache import FitnessCache
 from evodisc.program import parse_program
 from fitness.config import SuiteConfig
-from fitness.evaluation import WORST_FITNESS, config_key, evaluate_cached
+from fitness.evaluation import WORST_FITNESS, evaluate_cached
 from fitness.suite import evaluate
 from search_spaces.zoo import load_known
 
@@ -68,7 +68,8 @@ def test_a_persisted_cache_answers_a_new_campaign_without_training(tmp_path):
 
 def test_another_configuration_is_another_key(tmp_path):
     other = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-3,), seeds=(0,), dtype="float64")
-    assert config_key(other) != config_key(CONFIG)
+    assert other.cache_key("cpu") != CONFIG.cache_key("cpu")
+    assert CONFIG.cache_key("cpu") != CONFIG.cache_key("cuda")
     cache = FitnessCache()
     evaluate_cached([load_known("sgd")], cache, CONFIG)
     [result] = evaluate_cached([load_known("sgd")], cache, other)

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fitness.config import DEFAULT_LRS
 from fitness.device import resolve_device
 from fitness.naive import train_naive
-from fitness.runs import DEFAULT_LRS, seeded_model
+from fitness.runs import seeded_model
 from fitness.tasks import load_task, task_names
 from fitness.trainer import DEFAULT_STREAMS, train_batch
 from search_spaces.zoo import load_known, zoo

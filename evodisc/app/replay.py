@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from evodisc.program import Program
+from fitness.config import DEFAULT_LRS
 from fitness.device import resolve_device
 from fitness.normalise import ratio
-from fitness.runs import DEFAULT_LRS
 from fitness.tasks import Task, TaskError, load_task, task_names
 from fitness.trainer import train_batch
 from search_spaces.zoo import load_known, resolve_program
