@@ -21,10 +21,8 @@ from evodisc.program import Program
 from evodisc.validity import check_candidate
 from fitness.config import SuiteConfig
 from fitness.device import resolve_device
-from fitness.suite import Fitness, evaluate
-
-#: Fitness of an invalid program, and of one that diverged everywhere (ratios are clipped at 0).
-WORST_FITNESS = 0.0
+from fitness.normalise import WORST_FITNESS
+from fitness.suite import evaluate
 
 
 @dataclass(frozen=True)
@@ -34,19 +32,6 @@ class Evaluation:
     functional_hash: str
     result: CachedFitness
     cache_hit: bool  # found in the cache, or equivalent to an earlier candidate of this call
-
-
-def _to_cached(fitness: Fitness) -> CachedFitness:
-    tasks = {
-        name: {"metric": t.metric, "best_lr": t.best_lr, "ratio": t.ratio}
-        for name, t in fitness.tasks.items()
-    }
-    # JSON has no NaN: a task that diverged at every learning rate has metric None.
-    for entry in tasks.values():
-        if entry["metric"] != entry["metric"]:
-            entry["metric"] = None
-    status = "diverged" if fitness.diverged else "ok"
-    return CachedFitness(fitness.value, status, {"tasks": tasks})
 
 
 def evaluate_cached(
@@ -81,7 +66,7 @@ def evaluate_cached(
     if to_train:
         fitnesses = evaluate(list(to_train.values()), config, device)
         for digest, fitness in zip(to_train, fitnesses, strict=True):
-            known[digest] = _to_cached(fitness)
+            known[digest] = CachedFitness(*fitness.as_result())
             cache.put(digest, key, known[digest])
     return [
         Evaluation(digest, known[digest], hit) for digest, hit in zip(digests, hits, strict=True)

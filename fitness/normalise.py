@@ -11,6 +11,9 @@ import math
 #: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
 RATIO_CAP = 10.0
 
+#: Fitness of a program that is invalid, failed, or diverged on every task (every ratio is 0).
+WORST_FITNESS = 0.0
+
 
 def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:
     """``metric`` relative to ``baseline`` (> 1 is better), clipped to ``[0, RATIO_CAP]``.

@@ -4,7 +4,8 @@ the suite. All programs are trained together, one batched run per task."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from evodisc.program import Program
@@ -37,6 +38,24 @@ class Fitness:
         """True when the program diverged at every learning rate on every task."""
         return all(t.best_lr is None for t in self.tasks.values())
 
+    def as_result(self) -> tuple[str, float, dict]:
+        """``(status, value, details)`` as caches and logs store them: status ``ok`` or
+        ``diverged``; details JSON-able (a task's metric is None when it diverged)."""
+        tasks = {
+            name: {
+                "metric": t.metric if math.isfinite(t.metric) else None,
+                "best_lr": t.best_lr,
+                "ratio": t.ratio,
+            }
+            for name, t in self.tasks.items()
+        }
+        return ("diverged" if self.diverged else "ok"), self.value, {"tasks": tasks}
+
+
+def baseline_metrics(config: SuiteConfig, device=None) -> dict[str, float]:
+    """The baseline's metric on every task of the suite (cached; see :func:`baseline_metric`)."""
+    return {name: baseline_metric(load_task(name), config, device)[0] for name in config.tasks}
+
 
 def task_fitness(result: BatchResult, program: int, baseline: float) -> TaskFitness:
     """One program's :class:`TaskFitness` from a batched result and the task's baseline."""
@@ -47,14 +66,24 @@ def task_fitness(result: BatchResult, program: int, baseline: float) -> TaskFitn
 
 
 def evaluate(
-    programs: Sequence[Program], config: SuiteConfig | None = None, device=None
+    programs: Sequence[Program],
+    config: SuiteConfig | None = None,
+    device=None,
+    baselines: Mapping[str, float] | None = None,
 ) -> list[Fitness]:
-    """The fitness of each program on the suite; all programs are trained together per task."""
+    """The fitness of each program on the suite; all programs are trained together per task.
+
+    ``baselines`` (task name → the baseline's metric) skips :func:`baseline_metric`: a campaign
+    computes them once and ships them to its evaluators.
+    """
     config = config or SuiteConfig()
     per_program: list[dict[str, TaskFitness]] = [{} for _ in programs]
     for name in config.tasks:
         task = load_task(name)
-        baseline, _ = baseline_metric(task, config, device)
+        if baselines is not None:
+            baseline = baselines[name]
+        else:
+            baseline, _ = baseline_metric(task, config, device)
         result = train_batch(task, programs, config.lrs, config.seeds, device, config.torch_dtype)
         for i in range(len(programs)):
             per_program[i][task.name] = task_fitness(result, i, baseline)

@@ -1,0 +1,70 @@
+"""The worker side of a distributed evaluation: a plain, serialisable request in, one plain
+result per program out.
+
+A request holds the programs as canonical JSON IR, the suite as a plain dict
+(:meth:`SuiteConfig.to_dict`) and the baselines' metrics computed once per campaign. Every
+program gets a result, whatever happens to the others: a program that makes training raise is
+isolated by bisection (status ``error`` with the reason; the rest of its batch is trained), and a
+batch that runs out of memory is split in halves and retried.
+
+A result is a dict: ``status`` (``ok`` | ``diverged`` | ``error``), ``fitness``, ``details``
+(per task: ``metric`` — None when diverged —, ``best_lr``, ``ratio``; or ``reason``),
+``seconds`` (this program's share of the batch's training time) and ``worker``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from evodisc.program import Program, program_from_json
+from fitness.config import SuiteConfig
+from fitness.normalise import WORST_FITNESS
+from fitness.suite import evaluate
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _train(
+    programs: Sequence[Program],
+    config: SuiteConfig,
+    baselines: Mapping[str, float],
+    device,
+) -> list[tuple[str, float, dict]]:
+    """Results for ``programs``, bisecting around failures (see the module docstring)."""
+    try:
+        return [f.as_result() for f in evaluate(programs, config, device, baselines)]
+    except Exception as exc:  # a program (or the batch's size) broke training: isolate it
+        if len(programs) == 1:
+            oom = _is_out_of_memory(exc)
+            reason = "out of memory even alone" if oom else _reason(exc)
+            return [("error", WORST_FITNESS, {"reason": reason})]
+        if _is_out_of_memory(exc) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(programs) // 2
+        return _train(programs[:half], config, baselines, device) + _train(
+            programs[half:], config, baselines, device
+        )
+
+
+def evaluate_request(request: Mapping, device=None, worker: str = "") -> list[dict]:
+    """Train the programs of ``request`` (``programs``: JSON IR list, ``suite``: dict,
+    ``baselines``: task → metric) and return one result dict per program, in order."""
+    config = SuiteConfig.from_dict(request["suite"])
+    programs = [program_from_json(text) for text in request["programs"]]
+    start = time.perf_counter()
+    results = _train(programs, config, request["baselines"], device)
+    seconds = (time.perf_counter() - start) / max(len(programs), 1)
+    return [
+        dict(status=status, fitness=value, details=details, seconds=seconds, worker=worker)
+        for status, value, details in results
+    ]

@@ -1,0 +1,82 @@
+"""The worker side of a campaign: a plain request in, one plain result per program out, and no
+program's failure loses the others' results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import fitness.worker
+from evodisc.program import parse_program, program_to_json
+from fitness.config import SuiteConfig
+from fitness.suite import baseline_metrics, evaluate
+from fitness.worker import evaluate_request
+from search_spaces.zoo import load_known
+
+torch.set_num_threads(1)
+
+CONFIG = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,))
+PROGRAMS = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd")]
+
+
+@pytest.fixture
+def request_doc(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+    return {
+        "programs": [program_to_json(p) for p in PROGRAMS],
+        "suite": CONFIG.to_dict(),
+        "baselines": baseline_metrics(CONFIG),
+    }
+
+
+def test_results_match_in_process_fitness_and_are_json(request_doc):
+    results = evaluate_request(request_doc, worker="w1")
+    expected = evaluate(PROGRAMS, CONFIG)
+    assert [r["fitness"] for r in results] == [f.value for f in expected]
+    assert results[0]["fitness"] == 1.0  # AdamW against its own baseline, shipped in the request
+    assert all(r["status"] == "ok" and r["worker"] == "w1" for r in results)
+    assert json.loads(json.dumps(results)) == results  # crosses any process boundary
+
+
+def test_a_program_that_breaks_training_is_isolated(request_doc, monkeypatch):
+    real = fitness.worker.evaluate
+    culprit = PROGRAMS[2]
+
+    def evaluate_failing_on_culprit(programs, *args):
+        if culprit in programs:
+            raise RuntimeError("boom from one program\nsecond line")
+        return real(programs, *args)
+
+    monkeypatch.setattr(fitness.worker, "evaluate", evaluate_failing_on_culprit)
+    results = evaluate_request(request_doc)
+    assert [r["status"] for r in results] == ["ok", "ok", "error", "ok"]
+    assert results[2]["details"] == {"reason": "RuntimeError: boom from one program"}
+    assert results[2]["fitness"] == 0.0
+    assert [r["fitness"] for r in results[:2]] == [f.value for f in real(PROGRAMS[:2], CONFIG)]
+
+
+def test_a_batch_out_of_memory_is_split_and_retried(request_doc, monkeypatch):
+    real = fitness.worker.evaluate
+    sizes = []
+
+    def evaluate_with_memory_for_two(programs, *args):
+        sizes.append(len(programs))
+        if len(programs) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(programs, *args)
+
+    monkeypatch.setattr(fitness.worker, "evaluate", evaluate_with_memory_for_two)
+    results = evaluate_request(request_doc)
+    assert sizes == [4, 2, 2]
+    assert all(r["status"] == "ok" for r in results)
+    assert [r["fitness"] for r in results] == [f.value for f in real(PROGRAMS, CONFIG)]
+
+
+def test_a_diverging_program_is_reported_as_diverged(request_doc):
+    exploding = parse_program("def train(g, lr):\n    return -1000 * g, \n")
+    request_doc["programs"] = [program_to_json(exploding)]
+    [result] = evaluate_request(request_doc)
+    assert result["status"] == "diverged" and result["fitness"] == 0.0
+    assert result["details"]["tasks"]["ill_conditioned"]["metric"] is None
