@@ -66,7 +66,7 @@ def evaluate_cached(
     if to_train:
         fitnesses = evaluate(list(to_train.values()), config, device)
         for digest, fitness in zip(to_train, fitnesses, strict=True):
-            known[digest] = CachedFitness(*fitness.as_result())
+            known[digest] = fitness.as_cached()
             cache.put(digest, key, known[digest])
     return [
         Evaluation(digest, known[digest], hit) for digest, hit in zip(digests, hits, strict=True)

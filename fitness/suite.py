@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program
 from fitness.baselines import baseline_metric
 from fitness.config import SuiteConfig
@@ -38,9 +39,9 @@ class Fitness:
         """True when the program diverged at every learning rate on every task."""
         return all(t.best_lr is None for t in self.tasks.values())
 
-    def as_result(self) -> tuple[str, float, dict]:
-        """``(status, value, details)`` as caches and logs store them: status ``ok`` or
-        ``diverged``; details JSON-able (a task's metric is None when it diverged)."""
+    def as_cached(self) -> CachedFitness:
+        """The result as caches and logs store it: status ``ok`` or ``diverged``, details
+        JSON-able (a task's metric is None when it diverged)."""
         tasks = {
             name: {
                 "metric": t.metric if math.isfinite(t.metric) else None,
@@ -49,7 +50,7 @@ class Fitness:
             }
             for name, t in self.tasks.items()
         }
-        return ("diverged" if self.diverged else "ok"), self.value, {"tasks": tasks}
+        return CachedFitness(self.value, "diverged" if self.diverged else "ok", {"tasks": tasks})
 
 
 def baseline_metrics(config: SuiteConfig, device=None) -> dict[str, float]:

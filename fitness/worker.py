@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program, program_from_json
 from fitness.config import SuiteConfig
 from fitness.normalise import WORST_FITNESS
@@ -39,15 +40,15 @@ def _train(
     config: SuiteConfig,
     baselines: Mapping[str, float],
     device,
-) -> list[tuple[str, float, dict]]:
+) -> list[CachedFitness]:
     """Results for ``programs``, bisecting around failures (see the module docstring)."""
     try:
-        return [f.as_result() for f in evaluate(programs, config, device, baselines)]
+        return [f.as_cached() for f in evaluate(programs, config, device, baselines)]
     except Exception as exc:  # a program (or the batch's size) broke training: isolate it
         if len(programs) == 1:
             oom = _is_out_of_memory(exc)
             reason = "out of memory even alone" if oom else _reason(exc)
-            return [("error", WORST_FITNESS, {"reason": reason})]
+            return [CachedFitness(WORST_FITNESS, "error", {"reason": reason})]
         if _is_out_of_memory(exc) and torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = len(programs) // 2
@@ -65,6 +66,7 @@ def evaluate_request(request: Mapping, device=None, worker: str = "") -> list[di
     results = _train(programs, config, request["baselines"], device)
     seconds = (time.perf_counter() - start) / max(len(programs), 1)
     return [
-        dict(status=status, fitness=value, details=details, seconds=seconds, worker=worker)
-        for status, value, details in results
+        {"status": r.status, "fitness": r.fitness, "details": dict(r.details)}
+        | {"seconds": seconds, "worker": worker}
+        for r in results
     ]
