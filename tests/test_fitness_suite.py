@@ -21,26 +21,56 @@ torch.set_num_threads(1)
 CONFIG = SuiteConfig(tasks=("ill_conditioned", "teacher_student"), lrs=(1e-3, 1e-2, 0.1))
 
 
-def test_adamw_has_fitness_one_and_the_baseline_is_cached(tmp_path, monkeypatch):
+def _cached_baselines() -> dict[str, tuple[float, float | None]]:
+    """Each task's baseline ``(metric, best_lr)`` as the cache holds it now."""
+    return {name: baseline_metric(load_task(name), CONFIG) for name in CONFIG.tasks}
+
+
+def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypatch):
     monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
     never = parse_program("def train(g, lr):\n    return lr * g * 1e-9\n")
     adamw, sgd, stuck = evaluate([load_known("adamw"), load_known("sgd"), never], CONFIG)
-    assert adamw.value == pytest.approx(1.0, abs=1e-6)
-    assert all(t.ratio == pytest.approx(1.0, abs=1e-6) for t in adamw.tasks.values())
-    assert adamw.tasks["ill_conditioned"].best_lr in CONFIG.lrs
-    assert sgd.value != pytest.approx(1.0, abs=1e-3)
-    assert stuck.value < 0.5  # a rule that barely moves is far worse than AdamW
+    baselines = _cached_baselines()
+    assert len(list((tmp_path / "baselines").glob("*.json"))) == len(CONFIG.tasks)
+    # AdamW is normalised by itself, trained the same deterministic way on CPU: exactly 1.
+    assert adamw.value == 1.0
+    for name, (metric, best_lr) in baselines.items():
+        assert adamw.tasks[name].ratio == 1.0
+        assert (adamw.tasks[name].metric, adamw.tasks[name].best_lr) == (metric, best_lr)
+        assert best_lr in CONFIG.lrs
+    for fitness in (adamw, sgd, stuck):
+        assert set(fitness.tasks) == set(CONFIG.tasks)
+        for name, task in fitness.tasks.items():
+            higher = load_task(name).higher_is_better
+            assert task.ratio == ratio(task.metric, baselines[name][0], higher)
+            assert not higher  # both tasks score a loss: the ratio is baseline / metric, capped
+            assert task.ratio == pytest.approx(min(baselines[name][0] / task.metric, RATIO_CAP))
+        assert fitness.value == pytest.approx(
+            math.fsum(t.ratio for t in fitness.tasks.values()) / len(fitness.tasks), rel=1e-15
+        )
+    assert all(0.0 < t.ratio < 0.5 for t in stuck.tasks.values())  # barely moves: far worse
+    assert sgd.tasks["ill_conditioned"].ratio < 0.5  # plain SGD on an ill-conditioned problem
 
+
+def test_the_cached_baseline_is_what_normalises(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+    (first,) = evaluate([load_known("sgd")], CONFIG)
     files = sorted((tmp_path / "baselines").glob("*.json"))
     assert [f.name.split("-")[0] for f in files] == ["ill_conditioned", "teacher_student"]
-    # the cache is what is used: doctor it and the baseline follows
+    # doctor the cache: a baseline twice SGD's loss makes SGD exactly twice as good as it
+    sgd_loss = first.tasks["ill_conditioned"].metric
     doc = json.loads(files[0].read_text())
-    doc["metric"] = 123.0
+    doc["metric"] = 2 * sgd_loss
     files[0].write_text(json.dumps(doc))
-    assert baseline_metric(load_task("ill_conditioned"), CONFIG)[0] == 123.0
+    assert baseline_metric(load_task("ill_conditioned"), CONFIG)[0] == 2 * sgd_loss
+    (again,) = evaluate([load_known("sgd")], CONFIG)
+    assert again.tasks["ill_conditioned"].metric == sgd_loss  # same training, new baseline
+    assert again.tasks["ill_conditioned"].ratio == 2.0
+    assert again.tasks["teacher_student"] == first.tasks["teacher_student"]
+    assert again.value == pytest.approx((2.0 + first.tasks["teacher_student"].ratio) / 2)
     # a different grid is a different baseline
     other = SuiteConfig(tasks=CONFIG.tasks, lrs=(1e-3,))
-    assert baseline_metric(load_task("ill_conditioned"), other)[0] != 123.0
+    assert baseline_metric(load_task("ill_conditioned"), other)[0] != 2 * sgd_loss
 
 
 def test_ratio_direction_cap_and_divergence():

@@ -1,4 +1,4 @@
-"""Functional hashing, the fitness cache, and ``evodisc hash``.
+"""Functional hashing and ``evodisc hash`` (the fitness cache: ``tests/test_fitness_cache.py``).
 
 Equivalence claims are checked twice: equal digests, and (for the hand-written spellings and the
 property tests) equal updates on fresh inputs computed with the torch interpreter, an independent
@@ -7,36 +7,34 @@ path from the NumPy one the hash uses.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import random
 import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lion_pytorch import Lion
 
-from evodisc import CachedFitness, FitnessCache, fitness_config_key, functional_hash
+from evodisc import functional_hash
+from evodisc.analysis import uses_reduction
 from evodisc.app.cli import main
 from evodisc.hashing import (
     HASH_VERSION,
     PROBE_TS,
+    _plan,
     functional_hash_info,
     make_probe,
 )
 from evodisc.interpreter import compile_program, init_state, step
-from evodisc.program import Program, parse_program
+from evodisc.program import Call, Program, format_program, parse_program, walk
 from search_spaces.mutations import mutate
 from search_spaces.rewrites import equivalent_rewrite
-from search_spaces.space import random_program
-from search_spaces.zoo import load_known
+from search_spaces.space import ProgramSpace, random_program
+from search_spaces.zoo import load_known, zoo
 
 ADAMW = """
 def train(w, g, lr, t, m, v):
@@ -276,6 +274,58 @@ def test_non_finite_programs_are_flagged_and_hash_deterministically():
     assert functional_hash_info(ADAMW).finite
 
 
+DEAD_REDUCTIONS = {
+    "unused temporary": "def train(g, lr):\n    junk = norm(g)\n    return lr * g\n",
+    "slot the update never reads": (
+        "def train(g, lr, m):\n    m = m + rms(g)\n    return lr * sign(g), m\n"
+    ),
+    "overwritten before use": (
+        "def train(g, lr):\n    a = mean(g)\n    a = sign(g)\n    return lr * a\n"
+    ),
+}
+LIVE_REDUCTIONS = {
+    "in the update": "def train(g, lr):\n    return lr * g / norm(g)\n",
+    "through a slot, next step": (
+        "def train(g, lr, m):\n    u = lr * m\n    m = rms(g)\n    return u, m\n"
+    ),
+}
+REDUCING = ProgramSpace(ops=("add", "mul", "sign", "sqrt", "interp", "norm", "rms", "mean"))
+
+
+def _has_reduction_on_registers(program: Program) -> bool:
+    return _plan(compile_program(program, backend="numpy")).has_reduction
+
+
+def test_the_hash_sees_a_reduction_exactly_where_the_analysis_does():
+    """The hash decides on registers whether a program needs the reduction probe; it must agree
+    with :func:`evodisc.analysis.uses_reduction` on the IR, dead code included."""
+    for text in DEAD_REDUCTIONS.values():
+        program = parse_program(text)
+        assert not uses_reduction(program) and not _has_reduction_on_registers(program)
+    for text in LIVE_REDUCTIONS.values():
+        program = parse_program(text)
+        assert uses_reduction(program) and _has_reduction_on_registers(program)
+    programs = [load_known(name) for name in sorted(zoo())]
+    programs += [random_program(random.Random(seed), REDUCING) for seed in range(200)]
+    verdicts = []
+    for program in programs:
+        verdicts.append(uses_reduction(program))
+        assert _has_reduction_on_registers(program) == verdicts[-1], format_program(program)
+    written = [
+        any(isinstance(n, Call) and n.op in ("norm", "rms", "mean") for n in _program_nodes(p))
+        for p in programs
+    ]
+    # both answers occur often, and so do reductions that are written but dead
+    assert sum(verdicts) >= 40 and len(verdicts) - sum(verdicts) >= 40
+    assert sum(w and not v for w, v in zip(written, verdicts, strict=True)) >= 10
+    assert any(verdicts[: len(zoo())])  # the cautious optimizers' mean(mask)
+
+
+def _program_nodes(program: Program) -> list:
+    roots = [s.expr for s in program.body] + list(program.returns)
+    return [node for root in roots for node in walk(root)]
+
+
 # -------------------------------------------------------------------------- property tests
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -317,85 +367,6 @@ def test_equal_hashes_mean_equal_updates_on_fresh_inputs(seed):
     for other in others:
         if functional_hash(other) == functional_hash(program):
             assert_same_updates(reference, torch_updates(other))
-
-
-# ------------------------------------------------------------------------------------ cache
-
-
-def test_config_key_is_stable_and_order_free():
-    a = fitness_config_key({"tasks": ["mlp", "lm"], "steps": 200, "lrs": [1e-3, 3e-3]})
-    b = fitness_config_key({"lrs": [1e-3, 3e-3], "steps": 200, "tasks": ["mlp", "lm"]})
-    assert a == b and len(a) == 32
-    assert a != fitness_config_key({"tasks": ["mlp", "lm"], "steps": 201, "lrs": [1e-3, 3e-3]})
-    for bad in ({"x": math.nan}, {"x": object()}, ["not", "a", "mapping"]):
-        with pytest.raises(ValueError):
-            fitness_config_key(bad)
-
-
-def test_cache_is_consulted_before_evaluation_and_counts():
-    cache = FitnessCache()
-    key = fitness_config_key({"task": "quadratic"})
-    evaluations = []
-
-    def evaluate() -> CachedFitness:
-        evaluations.append(1)
-        return CachedFitness(0.75, "ok", {"best_lr": 0.001})
-
-    results = [
-        cache.get_or_evaluate(functional_hash(parse_program(text)), key, evaluate)
-        for text in LION_SPELLINGS.values()
-    ]
-    assert len(evaluations) == 1
-    assert [hit for _, hit in results] == [False, True, True]
-    assert cache.hits == 2 and cache.misses == 1 and cache.hit_rate == pytest.approx(2 / 3)
-    lion = functional_hash(load_known("lion"))
-    assert cache.contains(lion, key) and (lion, key) in cache
-    assert not cache.contains(lion, fitness_config_key({"task": "other"}))
-    assert cache.get(functional_hash(ADAMW), key) is None and cache.misses == 2
-
-
-def test_cache_persists_as_parquet_parts_and_reloads(tmp_path):
-    directory = tmp_path / "cache"
-    key = fitness_config_key({"task": "mlp"})
-    cache = FitnessCache(directory)
-    cache.put("a" * 32, key, CachedFitness(1.5, "ok", {"scores": {"mlp": 1.5}, "best_lr": 3e-4}))
-    cache.put("b" * 32, key, CachedFitness(math.nan, "diverged"))
-    first = cache.flush()
-    assert cache.flush() is None  # nothing new
-    cache.put("c" * 32, key, CachedFitness(-2.0))
-    second = cache.flush()
-    assert first != second and first.exists() and second.exists()
-    (directory / ".part-crashed.parquet.tmp").write_bytes(b"half a file")
-
-    reloaded = FitnessCache(directory)
-    assert len(reloaded) == 3
-    assert reloaded.get("a" * 32, key).details == {"scores": {"mlp": 1.5}, "best_lr": 3e-4}
-    diverged = reloaded.get("b" * 32, key)
-    assert math.isnan(diverged.fitness) and diverged.status == "diverged"
-    assert reloaded.get("c" * 32, key).fitness == -2.0
-    table = pq.read_table(first)
-    assert table.column_names == ["functional_hash", "config_key", "fitness", "status", "details"]
-    assert json.loads(table.column("details")[0].as_py())["best_lr"] == 3e-4
-
-
-def test_cache_ingests_a_campaign_log_table():
-    key = fitness_config_key({"task": "mlp"})
-    log = pa.table(
-        {
-            "id": [1, 2, 3],
-            "functional_hash": ["x" * 32, None, "y" * 32],
-            "config_key": [key, key, key],
-            "fitness": [0.5, 0.1, None],
-            "status": ["ok", "ok", "error"],
-            "details": ["{}", "{}", None],
-        }
-    )
-    cache = FitnessCache()
-    assert cache.ingest(log) == 2
-    assert cache.get("x" * 32, key).fitness == 0.5
-    assert math.isnan(cache.get("y" * 32, key).fitness)
-    with pytest.raises(ValueError, match="fitness_cache|fitness-cache"):
-        cache.ingest(pa.table({"functional_hash": ["z"]}))
 
 
 # --------------------------------------------------------------------------------------- CLI
