@@ -35,6 +35,7 @@ class ProgramSpace:
     ops: tuple[str, ...] = field(default_factory=lambda: tuple(PRIMITIVES))
     min_statements: int = 5
     max_statements: int = 15
+    max_state_slots: int = 3  # mutations add state slots up to this many
     constant_probability: float = 0.2  # chance that a random argument is a constant
     constants: tuple[float, ...] = DEFAULT_CONSTANTS
     update_name: str = "update"
@@ -56,6 +57,11 @@ class ProgramSpace:
             raise ValueError("inputs, state slots and the update name must be distinct names")
         if not 0 <= self.min_statements <= self.max_statements:
             raise ValueError("need 0 <= min_statements <= max_statements")
+        if self.max_state_slots < len(self.state):
+            raise ValueError(
+                f"max_state_slots ({self.max_state_slots}) is less than the number of state "
+                f"slots ({len(self.state)})"
+            )
 
 
 DEFAULT_SPACE = ProgramSpace()

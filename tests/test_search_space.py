@@ -11,10 +11,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evodisc.edit import Site, site_position, validate, visible_names
 from evodisc.interpreter import compile_program, init_state, step
-from evodisc.program import Const, Program, format_program, parse_program, walk
+from evodisc.program import Call, Const, Expr, Program, Var, format_program, parse_program, walk
 from search_spaces.mutations import (
     MUTATIONS,
+    change_argument,
     change_operator,
     delete_statement,
     insert_statement,
@@ -97,16 +99,18 @@ def test_space_restricts_operators_and_rejects_unknown_ones():
 def test_every_mutation_gives_a_well_formed_program(seed, name):
     parent = _parent(seed)
     child = MUTATIONS[name](parent, random.Random(seed))
-    assert child.params == parent.params
+    inputs = [p for p in parent.params if p not in parent.state]
+    assert [p for p in child.params if p not in child.state] == inputs  # slots may come and go
     assert_well_formed(child)
 
 
 def test_each_mutation_does_what_it_says():
     rng = random.Random(0)
     adamw = load_known("adamw")
+    unbounded = ProgramSpace(min_statements=0)  # AdamW is at the default min_statements
     for _ in range(20):
         assert len(insert_statement(adamw, rng).body) == len(adamw.body) + 1
-        assert len(delete_statement(adamw, rng).body) == len(adamw.body) - 1
+        assert len(delete_statement(adamw, rng, unbounded).body) == len(adamw.body) - 1
         assert _ops(change_operator(adamw, rng)) != _ops(adamw)
         before, after = _constants(adamw), _constants(perturb_constant(adamw, rng))
         differing = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
@@ -115,10 +119,56 @@ def test_each_mutation_does_what_it_says():
         assert 0.49 <= b / a <= 2.01
 
 
+def _differing_sites(parent: Program, child: Program) -> list[Site]:
+    """The topmost sites where ``child``'s expressions differ from ``parent``'s (same statements,
+    targets and parameters asserted)."""
+    assert child.params == parent.params
+    assert [s.target for s in child.body] == [s.target for s in parent.body]
+    assert len(child.returns) == len(parent.returns)
+    found: list[Site] = []
+
+    def diff(a: Expr, b: Expr, where: str, index: int, path: tuple[int, ...]) -> None:
+        if a == b:
+            return
+        if isinstance(a, Call) and isinstance(b, Call) and a.op == b.op:
+            for k, (x, y) in enumerate(zip(a.args, b.args, strict=True)):
+                diff(x, y, where, index, (*path, k))
+        else:
+            found.append((where, index, path))
+
+    for i, (a, b) in enumerate(zip(parent.body, child.body, strict=True)):
+        diff(a.expr, b.expr, "body", i, ())
+    for j, (a, b) in enumerate(zip(parent.returns, child.returns, strict=True)):
+        diff(a, b, "return", j, ())
+    return found
+
+
+def test_change_argument_changes_one_leaf_to_a_visible_name_or_a_constant():
+    parents = [load_known(name) for name in ("adamw", "lion", "nadam", "cautious_adamw")]
+    parents += [random_program(random.Random(seed)) for seed in range(40)]
+    kinds = set()
+    for seed in range(200):
+        parent = parents[seed % len(parents)]
+        child = change_argument(parent, random.Random(seed))
+        assert validate(child) is child
+        assert parse_program(format_program(child)) == child
+        (site,) = _differing_sites(parent, child)
+        where, index, path = site
+        new = child.body[index].expr if where == "body" else child.returns[index]
+        for k in path:
+            new = new.args[k]
+        if isinstance(new, Var):
+            assert new.name in visible_names(parent, site_position(parent, site))
+        else:
+            assert isinstance(new, Const), new
+        kinds.add(type(new))
+    assert kinds == {Var, Const}
+
+
 def test_mutate_uses_all_operators_and_changes_the_program():
     rng = random.Random(1)
     parent = load_known("adamw")
-    children = [mutate(parent, rng) for _ in range(200)]
+    children = [mutate(parent, rng, ProgramSpace(min_statements=0)) for _ in range(200)]
     sizes = {len(c.body) - len(parent.body) for c in children}
     assert sizes == {-1, 0, 1}
     assert sum(c != parent for c in children) >= 190
@@ -126,7 +176,7 @@ def test_mutate_uses_all_operators_and_changes_the_program():
 
 def test_deleting_the_only_definition_repairs_later_uses():
     program = parse_program("def train(g, lr):\n    a = sign(g)\n    return lr * a\n")
-    child = delete_statement(program, random.Random(0))
+    child = delete_statement(program, random.Random(0), ProgramSpace(min_statements=0))
     assert child.body == ()
     assert_well_formed(child)
 
