@@ -8,11 +8,10 @@ their modules are imported the first time one of them is read (PEP 562), so that
 or a search controller never pays for torch.
 """
 
-import importlib
-
 from evodisc.analysis import analyse, eliminate_dead_code, ignores_gradient
 from evodisc.hashing import HashInfo, functional_hash, functional_hash_info
 from evodisc.interpreter import compile_program, init_state, step
+from evodisc.lazy import on_first_use
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import (
     Program,
@@ -60,13 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _ON_FIRST_USE:
-        raise AttributeError(f"module 'evodisc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = on_first_use(globals(), _ON_FIRST_USE)

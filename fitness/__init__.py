@@ -4,7 +4,7 @@ Like ``evodisc``, importing the package is light: the names below resolve on fir
 ``fitness.config`` and ``fitness.tasks`` (names, fingerprints, cache keys) do not import torch.
 """
 
-import importlib
+from evodisc.lazy import on_first_use
 
 #: Public name -> the module that defines it, imported on first use.
 _ON_FIRST_USE = {
@@ -32,13 +32,4 @@ _ON_FIRST_USE = {
 __all__ = list(_ON_FIRST_USE)
 
 
-def __getattr__(name: str):
-    if name not in _ON_FIRST_USE:
-        raise AttributeError(f"module 'fitness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = on_first_use(globals(), _ON_FIRST_USE)
