@@ -136,6 +136,46 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
     out.print(result.table())
 
 
+def cmd_run(args: argparse.Namespace, out: Console) -> None:
+    import time
+
+    from evodisc.app.campaign import CampaignError, check_tasks, load_campaign
+    from evodisc.app.evaluators import EvaluatorError
+    from evodisc.app.progress import Progress
+    from evodisc.app.run import run_campaign
+    from evodisc.app.store import StoreError
+
+    directory = args.out or "DIR"
+    try:
+        campaign = check_tasks(load_campaign(args.campaign), source=args.campaign)
+        if args.resume and not args.out:
+            raise UsageError("--resume needs --out DIR, the directory of the run to continue")
+        directory = args.out or f"runs/{campaign.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        progress = Progress(Console(stderr=True), quiet=args.quiet)
+        out.print(f"campaign {campaign.name} → {directory}")
+        summary = run_campaign(
+            campaign,
+            directory,
+            resume=args.resume,
+            force=args.force,
+            address=args.address,
+            no_ray=args.no_ray,
+            progress=progress,
+        )
+    except (CampaignError, StoreError, EvaluatorError) as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise UsageError(
+            f"interrupted; what finished is logged. Continue with: evodisc run {args.campaign} "
+            f"--out {directory} --resume"
+        ) from None
+    out.print(f"{summary.candidates} candidates in {summary.seconds:.0f} s; log: {directory}/log")
+    if summary.best is not None:
+        cid, fitness, text = summary.best
+        out.print(f"best: candidate {cid}, fitness {fitness:.4f} (1.0 = tuned AdamW)")
+        out.print(text, end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evodisc", description="Discover optimization algorithms by evolution."
@@ -177,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--seeds", type=int, default=1, help="seeds per learning rate")
     replay.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     replay.set_defaults(run=cmd_replay)
+
+    run = sub.add_parser("run", help="run a discovery campaign (embedded local Ray by default)")
+    run.add_argument("campaign", help="campaign file (experiments/*.toml)")
+    run.add_argument("--out", default=None, help="campaign directory (default: runs/NAME-TIME)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--force", action="store_true", help="resume although the file changed")
+    run.add_argument(
+        "--address", default=None, help="Ray cluster HOST:PORT (default: $RAY_ADDRESS or local)"
+    )
+    run.add_argument("--no-ray", action="store_true", help="evaluate in this process, no Ray")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(run=cmd_run)
     return parser
 
 

@@ -1,0 +1,309 @@
+"""The campaign controller: drives the evolution, screens candidates, keeps evaluators busy and
+logs every result durably (DESIGN §1: the loop from the evolution to the log and back).
+
+One round: ask the evolution for candidates until ``in_flight`` are outstanding; checkpoint
+(so that every dispatched candidate is on disk before it is trained); screen them (invalid,
+cached, waiting for an equivalent candidate, or new); send the new ones in batches to idle
+evaluators; take whatever batches finished; log the finished candidates (a durable Parquet part)
+and tell the evolution their fitness, in log order; checkpoint again.
+
+Crash safety follows from that order. The checkpoint holds the evolution state, including the
+candidates asked but not yet told. After a ``kill -9`` at any moment, ``--resume`` reloads it,
+tells the evolution the results that reached the log after the checkpoint (in log order),
+rebuilds the fitness cache from the log, and dispatches the candidates still missing: no id is
+lost, none is logged twice, and no function is trained twice once its result is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from evodisc.analysis import analyse
+from evodisc.app import store
+from evodisc.app.campaign import Campaign
+from evodisc.app.evaluators import Batch, Completion
+from evodisc.app.evolution import Candidate, RegularizedEvolution
+from evodisc.app.progress import Progress, Stats
+from evodisc.app.screen import WORST_FITNESS, Screen, Verdict
+from evodisc.fitness_cache import CachedFitness
+from evodisc.program import format_program, program_to_json
+
+#: Dispatches of a batch whose evaluator crashed, before its candidates are logged as errors.
+MAX_CRASHES = 3
+#: Dispatches of a batch that ran past the deadline, before its candidates are logged as timeouts.
+MAX_TIMEOUTS = 2
+#: Results are made durable at least this often (seconds) while they come in.
+FLUSH_EVERY = 0.5
+#: Statuses whose results are deterministic and go into the fitness cache.
+CACHEABLE = ("ok", "diverged", "invalid", "error")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a finished (or interrupted) run leaves behind."""
+
+    directory: Path
+    candidates: int
+    best: tuple[int, float, str] | None  # id, fitness, program text
+    seconds: float
+
+
+class Controller:
+    """One campaign's loop over an evaluator pool (see the module docstring)."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        directory: Path,
+        pool,
+        evolution: RegularizedEvolution,
+        screen: Screen,
+        baselines: dict[str, float],
+        log: store.CandidateLog,
+        history: pa.Table | None = None,
+        elapsed_before: float = 0.0,
+    ):
+        """``history``: the log so far, when resuming (for the counters)."""
+        self.campaign = campaign
+        self.directory = directory
+        self.pool = pool
+        self.evolution = evolution
+        self.screen = screen
+        self.log = log
+        self.suite = campaign.fitness_config()
+        self.baselines = baselines
+        self.elapsed_before = elapsed_before
+        self.start = time.monotonic()
+        self.candidates: dict[int, Candidate] = {c.id: c for c in evolution.outstanding}
+        self.to_dispatch: list[int] = []
+        self.retry: list[Batch] = []  # batches to send again (crashed or timed-out evaluator)
+        self.finished: list[dict] = []  # rows not yet durable
+        self.next_batch = 0
+        self.batch_seconds: list[float] = []
+        self.logged_now = 0  # this run
+        if history is None or history.num_rows == 0:
+            self.logged = self.cache_hits = self.invalid = 0
+        else:
+            self.logged = history.num_rows
+            self.cache_hits = pc.sum(history.column("cache_hit")).as_py() or 0
+            self.invalid = pc.sum(pc.equal(history.column("status"), "invalid")).as_py() or 0
+        self.last_flush = time.monotonic()
+
+    # ----------------------------------------------------------------------------- the loop
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.start
+
+    def _may_ask(self) -> bool:
+        budget = self.campaign.budget
+        asked = self.evolution.asked
+        if budget.evaluations and asked >= budget.evaluations:
+            return False
+        return not (budget.wall_seconds and self.elapsed() >= budget.wall_seconds)
+
+    def run(self, progress: Progress) -> None:
+        """Run rounds until the budget is spent and every candidate is logged."""
+        self._dispatch_outstanding()
+        while self.candidates or self._may_ask():
+            self._round()
+            progress.update(self.stats())
+        self._flush()
+        progress.update(self.stats(), force=True)
+
+    def _round(self) -> None:
+        limit = self.campaign.resources.in_flight
+        asked = []
+        while self._may_ask() and len(self.candidates) < limit:
+            candidate = self.evolution.ask()
+            self.candidates[candidate.id] = candidate
+            asked.append(candidate)
+        if asked:
+            self.checkpoint()  # on disk before any of them is trained
+        for candidate in asked:
+            self._screen(candidate)
+        self._send()
+        busy = self.pool.busy() > 0
+        for completion in self.pool.poll(timeout=0.05 if busy else 0.0):
+            self._complete(completion)
+        if self.finished and (
+            time.monotonic() - self.last_flush >= FLUSH_EVERY or not busy or not self._may_ask()
+        ):
+            self._flush()
+
+    def _dispatch_outstanding(self) -> None:
+        """Candidates asked before a crash and not in the log: screen them again."""
+        for candidate in sorted(self.candidates.values(), key=lambda c: c.id):
+            self._screen(candidate)
+
+    def _screen(self, candidate: Candidate) -> None:
+        screened = self.screen.screen(candidate)
+        if screened.verdict is Verdict.NEW:
+            self.to_dispatch.append(candidate.id)
+        elif screened.verdict is not Verdict.WAITING:
+            cached = screened.verdict is Verdict.CACHED
+            self._finish(candidate.id, screened.result, cache_hit=cached)
+
+    def _send(self) -> None:
+        while self.retry and self.pool.idle():
+            self.pool.submit(self.retry.pop(0))
+        size = self.campaign.resources.batch_size
+        while self.to_dispatch and self.pool.idle():
+            ids, self.to_dispatch = self.to_dispatch[:size], self.to_dispatch[size:]
+            request = {
+                "programs": [program_to_json(self.candidates[i].program) for i in ids],
+                "suite": self.suite,
+                "baselines": self.baselines,
+            }
+            self.pool.submit(Batch(self.next_batch, ids, request))
+            self.next_batch += 1
+
+    def _complete(self, completion: Completion) -> None:
+        batch = completion.batch
+        if completion.failure:
+            self._failed(completion)
+            return
+        self.batch_seconds.append(completion.seconds)
+        self._update_deadline()
+        for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
+            cached = CachedFitness(result["fitness"], result["status"], result["details"])
+            source = {"seconds": result["seconds"], "worker": result["worker"]}
+            self._finish(cid, cached, cache_hit=False, node=completion.node, **source)
+            digest = self.candidates[cid].validity.functional_hash
+            for waiter in self.screen.resolve(digest, cached, cache=result["status"] in CACHEABLE):
+                self._finish(waiter, cached, cache_hit=True)
+
+    def _failed(self, completion: Completion) -> None:
+        batch = completion.batch
+        crashed = completion.failure.startswith("crashed")
+        limit = MAX_CRASHES if crashed else MAX_TIMEOUTS
+        if batch.attempts < limit:
+            self.retry.append(batch)
+            return
+        status = "error" if crashed else "timeout"
+        reason = f"{completion.failure} ({batch.attempts} attempts)"
+        result = CachedFitness(WORST_FITNESS, status, {"reason": reason})
+        for cid in batch.candidate_ids:
+            digest = self.candidates[cid].validity.functional_hash
+            self._finish(cid, result, cache_hit=False, node=completion.node)
+            for waiter in self.screen.resolve(digest, result, cache=False):
+                self._finish(waiter, result, cache_hit=False)
+
+    def _update_deadline(self) -> None:
+        configured = self.campaign.resources.timeout_seconds
+        if configured:
+            self.pool.deadline = configured
+        elif len(self.batch_seconds) >= 3:
+            self.pool.deadline = max(60.0, 10 * statistics.median(self.batch_seconds[-50:]))
+
+    def _finish(self, cid: int, result: CachedFitness, cache_hit: bool, **source) -> None:
+        candidate = self.candidates[cid]
+        self.finished.append(
+            candidate_row(
+                candidate,
+                result,
+                cache_hit=cache_hit,
+                config_key=self.screen.config_key,
+                wall_time=self.elapsed(),
+                **source,
+            )
+        )
+
+    def _flush(self) -> None:
+        """Make finished rows durable, then tell the evolution, then checkpoint."""
+        if not self.finished:
+            return
+        self.log.append(self.finished)
+        self.log.flush()
+        for row in self.finished:
+            self.evolution.tell(row["id"], row["fitness"])
+            del self.candidates[row["id"]]
+            self.logged += 1
+            self.logged_now += 1
+            self.cache_hits += row["cache_hit"]
+            self.invalid += row["status"] == "invalid"
+        self.finished = []
+        self.last_flush = time.monotonic()
+        self.checkpoint()
+
+    def stop(self) -> None:
+        """After Ctrl-C: make finished rows durable. No checkpoint: the interrupt may have cut a
+        round short, and resuming reconciles the last checkpoint with the log anyway."""
+        if self.finished:
+            self.log.append(self.finished)
+            self.log.flush()
+            self.finished = []
+
+    def checkpoint(self) -> None:
+        store.write_checkpoint(
+            self.directory, {"evolution": self.evolution.state_dict(), "elapsed": self.elapsed()}
+        )
+
+    # --------------------------------------------------------------------------- reporting
+
+    def stats(self) -> Stats:
+        budget = self.campaign.budget.evaluations or None
+        seconds = time.monotonic() - self.start
+        rate = self.logged_now / seconds if seconds > 0 else 0.0
+        population = [
+            m.fitness for p in self.evolution.populations for m in p if math.isfinite(m.fitness)
+        ]
+        best = self.evolution.best
+        eta = (budget - self.logged) / rate if budget and rate > 0 else None
+        return Stats(
+            done=self.logged,
+            budget=budget,
+            rate=rate,
+            best=None if best is None else best[1],
+            median=statistics.median(population) if population else None,
+            cache_hit_share=self.cache_hits / self.logged if self.logged else 0.0,
+            invalid_share=self.invalid / self.logged if self.logged else 0.0,
+            in_flight=len(self.candidates),
+            eta_seconds=eta,
+        )
+
+
+def candidate_row(
+    candidate: Candidate,
+    result: CachedFitness,
+    *,
+    cache_hit: bool,
+    config_key: str,
+    wall_time: float,
+    seconds: float = 0.0,
+    worker: str = "",
+    node: str = "",
+) -> dict:
+    """One row of the candidate log (columns: :data:`evodisc.app.store.LOG_SCHEMA`)."""
+    info = analyse(candidate.program)
+    fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
+    return {
+        "id": candidate.id,
+        "parent_id": candidate.parent_id,
+        "mutation": candidate.mutation,
+        "island": candidate.island,
+        "program": format_program(candidate.program),
+        "program_json": program_to_json(candidate.program),
+        "functional_hash": candidate.validity.functional_hash,
+        "config_key": config_key,
+        "cache_hit": cache_hit,
+        "status": result.status,
+        "fitness": fitness,
+        "details": json.dumps(dict(result.details), sort_keys=True, separators=(",", ":")),
+        "statements": info.statements,
+        "state_slots": info.state_slots,
+        "memory": info.memory,
+        "eval_seconds": seconds,
+        "worker": worker,
+        "node": node,
+        "wall_time": wall_time,
+        "time": datetime.now(UTC),
+    }

@@ -1,0 +1,248 @@
+"""Where candidates are trained: pools of evaluators that take batches and hand back results as
+they complete, with one interface for Ray actors (an embedded local Ray or a cluster) and for the
+controller's own process (``--no-ray``).
+
+An :class:`Evaluator` wraps the batched trainer (``fitness.worker``); a pool keeps each one busy
+with one batch at a time. The Ray pool never waits on a single actor: :meth:`RayPool.poll` takes
+whatever finished (``ray.wait``), replaces an actor that died (its batch comes back as a
+``crashed`` completion, for the controller to re-dispatch) and kills and replaces one whose batch
+ran past the deadline (a ``timeout`` completion).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: Ray listens on loopback only (../shared/notes/ray.md); must be set before ``import ray``.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+NAMESPACE = "evodisc"
+
+
+class EvaluatorError(RuntimeError):
+    """Evaluators cannot be started (no Ray cluster at the address, authentication, …)."""
+
+
+class Evaluator:
+    """Trains batches of programs on one device (a Ray actor, or an object in-process)."""
+
+    def __init__(self, name: str, device: str | None = None, threads: int = 1):
+        import torch
+
+        from fitness.device import resolve_device
+
+        torch.set_num_threads(max(1, threads))
+        self.name = name
+        self.device = resolve_device(device)
+
+    def info(self) -> dict:
+        """Where this evaluator runs: name, node, host, process, device type."""
+        node = socket.gethostname()
+        try:
+            import ray
+
+            if ray.is_initialized():
+                node = ray.get_runtime_context().get_node_id()[:12]
+        except ImportError:
+            pass
+        return {
+            "name": self.name,
+            "node": node,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": self.device.type,
+        }
+
+    def evaluate(self, request: Mapping) -> list[dict]:
+        """One result dict per program of ``request`` (see :mod:`fitness.worker`)."""
+        from fitness.worker import evaluate_request
+
+        return evaluate_request(request, self.device, self.name)
+
+    def baselines(self, suite: Mapping) -> dict[str, float]:
+        """The baseline's metric per task of ``suite`` (computed once per campaign)."""
+        from fitness.config import SuiteConfig
+        from fitness.suite import baseline_metrics
+
+        return baseline_metrics(SuiteConfig.from_dict(dict(suite)), self.device)
+
+
+@dataclass
+class Batch:
+    """Candidates sent together to one evaluator."""
+
+    id: int
+    candidate_ids: list[int]
+    request: dict
+    attempts: int = 0  # dispatches so far (re-dispatched after a crash or a timeout)
+
+
+@dataclass
+class Completion:
+    """A batch that came back: results (one per candidate), or why not (``crashed``,
+    ``timeout``) with the results left empty."""
+
+    batch: Batch
+    results: list[dict] = field(default_factory=list)
+    failure: str = ""
+    node: str = ""
+    seconds: float = 0.0
+
+
+class InProcessPool:
+    """One evaluator in the controller's process; a batch is trained when submitted."""
+
+    def __init__(self, device: str | None = None, threads: int = 1):
+        self.evaluator = Evaluator("local", device, threads)
+        self.info = [self.evaluator.info()]
+        self._done: list[Completion] = []
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def idle(self) -> int:
+        """How many evaluators can take a batch now."""
+        return 1
+
+    def busy(self) -> int:
+        return 0
+
+    def submit(self, batch: Batch) -> None:
+        batch.attempts += 1
+        start = time.perf_counter()
+        results = self.evaluator.evaluate(batch.request)
+        seconds = time.perf_counter() - start
+        self._done.append(Completion(batch, results, node=self.info[0]["node"], seconds=seconds))
+
+    def poll(self, timeout: float) -> list[Completion]:
+        done, self._done = self._done, []
+        return done
+
+    def baselines(self, suite: Mapping) -> dict[str, float]:
+        return self.evaluator.baselines(suite)
+
+    def close(self) -> None:
+        pass
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start an embedded local
+    Ray on loopback; :class:`EvaluatorError` with one line when that fails."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    token = os.path.expanduser("~/.ray/auth_token")
+    if address and (os.path.exists(token) or os.environ.get("RAY_AUTH_TOKEN")):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default token auth (ray.md)
+    import ray
+
+    if ray.is_initialized():
+        return
+    options = dict(namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    except ray.exceptions.AuthenticationError as exc:
+        raise EvaluatorError(
+            f"Ray at {address} refused the connection ({_first_line(exc)}): "
+            "set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the cluster's token"
+        ) from None
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        where = f"at {address}" if address else "locally"
+        raise EvaluatorError(f"cannot start or reach Ray {where}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class RayPool:
+    """``count`` long-lived evaluator actors; each one trains one batch at a time."""
+
+    def __init__(
+        self,
+        count: int,
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        deadline: float | None = None,
+    ):
+        import ray
+
+        self._ray = ray
+        self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        self._threads = max(1, int(cpus))
+        self._device = "cuda" if gpus > 0 else "cpu"
+        self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
+        self._generation = 0
+        self.actors = [self._start(k) for k in range(count)]
+        self.info = ray.get([a.info.remote() for a in self.actors])
+        self._running: dict = {}  # object ref -> (actor index, batch, start time)
+
+    def _start(self, index: int):
+        self._generation += 1
+        name = f"evaluator-{index}-{self._generation}"
+        actor_class = self._ray.remote(Evaluator).options(name=name, **self._options)
+        return actor_class.remote(name, self._device, self._threads)
+
+    @property
+    def size(self) -> int:
+        return len(self.actors)
+
+    def _idle_indices(self) -> list[int]:
+        taken = {index for index, _, _ in self._running.values()}
+        return [k for k in range(len(self.actors)) if k not in taken]
+
+    def idle(self) -> int:
+        return len(self._idle_indices())
+
+    def busy(self) -> int:
+        return len(self._running)
+
+    def submit(self, batch: Batch) -> None:
+        index = self._idle_indices()[0]
+        batch.attempts += 1
+        ref = self.actors[index].evaluate.remote(batch.request)
+        self._running[ref] = (index, batch, time.perf_counter())
+
+    def _replace(self, index: int) -> None:
+        self._ray.kill(self.actors[index], no_restart=True)
+        self.actors[index] = self._start(index)
+        self.info[index] = self._ray.get(self.actors[index].info.remote())
+
+    def poll(self, timeout: float) -> list[Completion]:
+        """Batches that finished within ``timeout`` seconds, crashed, or ran past the deadline."""
+        if not self._running:
+            return []
+        running = list(self._running)
+        ready, _ = self._ray.wait(running, num_returns=len(running), timeout=timeout)
+        done = []
+        for ref in ready:
+            index, batch, start = self._running.pop(ref)
+            seconds = time.perf_counter() - start
+            node = self.info[index]["node"]
+            try:
+                done.append(Completion(batch, self._ray.get(ref), node=node, seconds=seconds))
+            except self._ray.exceptions.RayActorError as exc:
+                done.append(Completion(batch, failure=f"crashed: {_first_line(exc)}", node=node))
+                self._replace(index)
+        now = time.perf_counter()
+        for ref, (index, batch, start) in list(self._running.items()):
+            if self.deadline is not None and now - start > self.deadline:
+                del self._running[ref]
+                done.append(Completion(batch, failure="timeout", node=self.info[index]["node"]))
+                self._replace(index)
+        return done
+
+    def baselines(self, suite: Mapping) -> dict[str, float]:
+        return self._ray.get(self.actors[0].baselines.remote(dict(suite)))
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor, no_restart=True)
+        self.actors = []

@@ -1,0 +1,136 @@
+"""Start or resume a campaign: the directory, the evaluators, the baselines, the fitness cache
+and the evolution; then the controller's loop (:mod:`evodisc.app.controller`).
+
+``evodisc run CAMPAIGN.toml`` calls :func:`run_campaign`. Resuming (``resume=True``) needs the
+directory's campaign, checkpoint and log: a changed campaign file is refused unless ``force``,
+a missing or unreadable checkpoint is an error (never a silent fresh start).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from evodisc.app import store
+from evodisc.app.campaign import Campaign, CampaignError
+from evodisc.app.controller import CACHEABLE, Controller, Summary
+from evodisc.app.evaluators import InProcessPool, RayPool, start_ray
+from evodisc.app.evolution import RegularizedEvolution
+from evodisc.app.progress import Progress
+from evodisc.app.screen import Screen
+from evodisc.fitness_cache import FitnessCache
+from fitness.config import SuiteConfig
+
+BASELINES_FILE = "baselines.json"
+
+
+def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
+    """The evaluators the campaign asks for: in-process with ``no_ray`` or ``evaluators = 0``,
+    else Ray actors on an embedded local Ray or on the cluster at ``address``."""
+    resources = campaign.resources
+    device = "cuda" if resources.gpus_per_evaluator > 0 else "cpu"
+    if no_ray or resources.evaluators == 0:
+        return InProcessPool(device, threads=max(1, int(resources.cpus_per_evaluator)))
+    start_ray(address)
+    return RayPool(
+        resources.evaluators,
+        cpus=resources.cpus_per_evaluator,
+        gpus=resources.gpus_per_evaluator,
+        deadline=resources.timeout_seconds or None,
+    )
+
+
+def _baselines(directory: Path, pool, suite: dict) -> dict[str, float]:
+    """The baselines' metrics, computed once per campaign by an evaluator and kept in DIR."""
+    path = directory / BASELINES_FILE
+    if path.is_file():
+        return json.loads(path.read_text())["metrics"]
+    metrics = pool.baselines(suite)
+    store.write_json(path, {"suite": suite, "metrics": metrics})
+    return metrics
+
+
+def _resume_state(directory: Path, campaign: Campaign, force: bool):
+    """Evolution, log table and elapsed seconds of a campaign directory to resume."""
+    stored = store.read_campaign(directory)
+    if stored["digest"] != campaign.digest() and not force:
+        raise CampaignError(
+            f"{directory} was run with a different campaign file; resume with the same file, "
+            "or add --force to continue with this one"
+        )
+    checkpoint = store.read_checkpoint(directory)
+    config = campaign.evolution_config()
+    evolution = RegularizedEvolution.from_state(config, checkpoint["evolution"])
+    return evolution, checkpoint.get("elapsed", 0.0)
+
+
+def run_campaign(
+    campaign: Campaign,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    address: str | None = None,
+    no_ray: bool = False,
+    progress: Progress | None = None,
+) -> Summary:
+    """Run ``campaign`` into ``out`` until its budget is spent (see the module docstring)."""
+    directory = store.prepare_directory(Path(out), resume)
+    if resume:
+        evolution, elapsed = _resume_state(directory, campaign, force)
+    else:
+        store.write_campaign(directory, campaign.to_dict(), campaign.digest())
+        evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
+    log = store.CandidateLog(directory)
+    logged = log.read()
+    with ExitStack() as stack:
+        pool = open_pool(campaign, address, no_ray)
+        stack.callback(pool.close)
+        suite = campaign.fitness_config()
+        device_type = pool.info[0]["device"]
+        key = SuiteConfig.from_dict(suite).cache_key(device_type)
+        cache = FitnessCache()
+        cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
+        cache.ingest(logged.filter(cacheable))
+        _tell_logged_outstanding(evolution, logged)
+        controller = Controller(
+            campaign,
+            directory,
+            pool,
+            evolution,
+            Screen(cache, key),
+            _baselines(directory, pool, suite),
+            log,
+            history=logged,
+            elapsed_before=elapsed,
+        )
+        progress = progress or Progress(quiet=True)
+        with progress:
+            try:
+                controller.run(progress)
+            except KeyboardInterrupt:
+                controller.stop()
+                raise
+        best = evolution.best
+    return Summary(
+        directory,
+        controller.logged,
+        None if best is None else (best[0], best[1], str(best[2])),
+        controller.elapsed(),
+    )
+
+
+def _tell_logged_outstanding(evolution: RegularizedEvolution, logged: pa.Table) -> None:
+    """Tell the evolution the results logged after its checkpoint, in log order."""
+    outstanding = {c.id for c in evolution.outstanding}
+    for cid, fitness in zip(
+        logged.column("id").to_pylist(), logged.column("fitness").to_pylist(), strict=True
+    ):
+        if cid in outstanding:
+            evolution.tell(cid, fitness)
+
+

@@ -1,0 +1,299 @@
+"""The campaign directory (DESIGN.md §2.3), crash-safe: a ``kill -9`` at any moment loses at most
+the results not yet flushed, and never leaves a partial file where a reader looks.
+
+``DIR/campaign.json``
+    the resolved campaign (``Campaign.to_dict()``) and its digest.
+``DIR/checkpoint.json``
+    the latest population checkpoint (replaced whole; a missing or unreadable one is an error).
+``DIR/log/part-NNNNNN-<uuid8>.parquet``
+    the candidate log: append-only parts, merged now and then by :meth:`CandidateLog.compact`.
+    ``pandas.read_parquet(DIR / "log")``, ``pyarrow.parquet.read_table`` and duckdb
+    (``read_parquet('DIR/log/*.parquet')``) read it as it is.
+
+Every file is written to a hidden ``.<name>.tmp``, fsynced, renamed over its name, and the
+directory fsynced. A compacted part names its sources in its metadata: if a crash leaves them
+beside it, the next :class:`CandidateLog` deletes them, and :meth:`CandidateLog.read` drops
+duplicate ids meanwhile.
+
+Log columns, one row per candidate (:data:`LOG_SCHEMA`):
+
+- ``id`` (int64): campaign-wide candidate id, contiguous from 0.
+- ``parent_id`` (int64, null): the program it was mutated from; null for seeds and random ones.
+- ``mutation`` (string): ``seed:<name>``, ``random``, ``restart:<id>``, ``migration:<id>`` or
+  the mutation's name.
+- ``island`` (int32): the island it lives on.
+- ``program`` (string): the program text.
+- ``program_json`` (string): the program's canonical JSON (IR).
+- ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
+- ``config_key`` (string): the fitness configuration's cache key.
+- ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
+- ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error`` or ``timeout``.
+- ``fitness`` (float64): mean ratio over the tasks (1.0 = tuned AdamW; higher is better).
+- ``details`` (string): canonical JSON: per task its metric, ratio and best learning rate; the
+  reason when invalid or failed.
+- ``statements`` (int32): statements in the program.
+- ``state_slots`` (int32): state slots it declares.
+- ``memory`` (int32): state tensors it keeps per parameter.
+- ``eval_seconds`` (float64): seconds its evaluation took (its share of a batch).
+- ``worker`` (string): the evaluator that scored it.
+- ``node`` (string): the machine that evaluator ran on.
+- ``wall_time`` (float64): seconds since the campaign started when the result arrived.
+- ``time`` (timestamp, UTC): when the row was logged.
+
+``functional_hash``, ``config_key``, ``fitness``, ``status`` and ``details`` are
+:data:`evodisc.fitness_cache.SCHEMA`'s columns: ``FitnessCache().ingest(log.read())`` rebuilds a
+cache from a log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CAMPAIGN_FILE = "campaign.json"
+CHECKPOINT_FILE = "checkpoint.json"
+LOG_DIR = "log"
+
+LOG_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        ("parent_id", pa.int64()),
+        ("mutation", pa.string()),
+        ("island", pa.int32()),
+        ("program", pa.string()),
+        ("program_json", pa.string()),
+        ("functional_hash", pa.string()),
+        ("config_key", pa.string()),
+        ("cache_hit", pa.bool_()),
+        ("status", pa.string()),
+        ("fitness", pa.float64()),
+        ("details", pa.string()),
+        ("statements", pa.int32()),
+        ("state_slots", pa.int32()),
+        ("memory", pa.int32()),
+        ("eval_seconds", pa.float64()),
+        ("worker", pa.string()),
+        ("node", pa.string()),
+        ("wall_time", pa.float64()),
+        ("time", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+_PART = re.compile(r"part-(\d{6})-[0-9a-f]{8}\.parquet")
+_SOURCES = b"evodisc.compacted_from"  # a compacted part's metadata key: its sources' names
+
+
+class StoreError(ValueError):
+    """A campaign directory that cannot be used as asked; the message is one line."""
+
+
+class CandidateLog:
+    """The candidate log of the campaign directory ``directory`` (parts in ``directory/log``).
+
+    Opening it removes temporary files a crash left and finishes an interrupted compaction.
+    Rows are buffered by :meth:`append` and made durable by :meth:`flush`.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / LOG_DIR
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._pending: list[pa.Table] = []
+        _remove_temporaries(self.path)
+        self._finish_compaction()
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer rows (column name → value; missing columns are null, ``time`` defaults to
+        now). Unknown columns, a missing id or a wrong type are a :class:`StoreError` now."""
+        rows = [dict(row) for row in rows]
+        now = datetime.now(UTC)
+        for row in rows:
+            unknown = sorted(set(row) - set(LOG_SCHEMA.names))
+            if unknown:
+                raise StoreError(f"log row: unknown column(s) {', '.join(unknown)}")
+            if row.get("id") is None:
+                raise StoreError("log row: every row needs an id")
+            row.setdefault("time", now)
+        try:
+            self._pending.append(pa.Table.from_pylist(rows, schema=LOG_SCHEMA))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise StoreError(f"log row: {exc}") from None
+
+    def flush(self) -> Path | None:
+        """Write the buffered rows as a new durable part; its path, or None if none were."""
+        if not self._pending:
+            return None
+        part = self._write_part(pa.concat_tables(self._pending), self._next_number())
+        self._pending = []
+        return part
+
+    def read(self) -> pa.Table:
+        """Every flushed row, one per id (the first logged), sorted by id."""
+        parts = self._parts()
+        if not parts:
+            return LOG_SCHEMA.empty_table()
+        table = pa.concat_tables([_read_part(part) for part in parts])
+        _, first = np.unique(table.column("id").to_numpy(), return_index=True)
+        return table.take(first)
+
+    def compact(self) -> Path | None:
+        """Flush, then merge all parts into one (crash-safe); the new part, or None if there
+        was at most one part."""
+        self.flush()
+        parts = self._parts()
+        if len(parts) < 2:
+            return None
+        table = self.read().replace_schema_metadata(
+            {_SOURCES: json.dumps([part.name for part in parts])}
+        )
+        merged = self._write_part(table, _number(parts[-1]))
+        self._delete(parts)
+        return merged
+
+    def _parts(self) -> list[Path]:
+        return sorted(p for p in self.path.iterdir() if _PART.fullmatch(p.name))
+
+    def _next_number(self) -> int:
+        return max((_number(part) for part in self._parts()), default=-1) + 1
+
+    def _write_part(self, table: pa.Table, number: int) -> Path:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        part = self.path / f"part-{number:06d}-{uuid.uuid4().hex[:8]}.parquet"
+        _write_durably(part, sink.getvalue())
+        return part
+
+    def _finish_compaction(self) -> None:
+        """Delete the sources a compacted part lists (a crash may have left them)."""
+        merged = set()
+        for part in self._parts():
+            metadata = _read_part(part, schema_only=True).metadata or {}
+            merged.update(json.loads(metadata.get(_SOURCES, b"[]")))
+        leftovers = [part for part in self._parts() if part.name in merged]
+        if leftovers:
+            self._delete(leftovers)
+
+    def _delete(self, parts: list[Path]) -> None:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        _fsync_directory(self.path)
+
+
+def _number(part: Path) -> int:
+    return int(part.name.split("-")[1])
+
+
+def _read_part(part: Path, schema_only: bool = False) -> Any:
+    try:
+        if schema_only:
+            return pq.read_schema(part)
+        return pq.read_table(part, schema=LOG_SCHEMA).replace_schema_metadata(None)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{part}: unreadable log part ({exc})") from None
+
+
+# Checkpoint and campaign file -------------------------------------------------------------------
+
+
+def write_checkpoint(directory: str | Path, state: Mapping[str, Any]) -> None:
+    """Replace ``DIR/checkpoint.json`` with ``state`` (JSON-able) atomically."""
+    write_json(Path(directory) / CHECKPOINT_FILE, state)
+
+
+def read_checkpoint(directory: str | Path) -> dict:
+    """The checkpointed state; :class:`StoreError` if it is missing or unreadable."""
+    return _read_json(Path(directory) / CHECKPOINT_FILE, "checkpoint")
+
+
+def write_campaign(directory: str | Path, campaign: Mapping[str, Any], digest: str) -> None:
+    """Write ``DIR/campaign.json``: ``{"campaign": the resolved campaign, "digest": …}``."""
+    write_json(Path(directory) / CAMPAIGN_FILE, {"campaign": campaign, "digest": digest})
+
+
+def read_campaign(directory: str | Path) -> dict:
+    """``{"campaign": …, "digest": …}`` as :func:`write_campaign` wrote them."""
+    path = Path(directory) / CAMPAIGN_FILE
+    document = _read_json(path, "campaign file")
+    if not isinstance(document.get("campaign"), dict) or not isinstance(
+        document.get("digest"), str
+    ):
+        raise StoreError(f"{path}: unreadable campaign file (no campaign and digest)")
+    return document
+
+
+def write_json(path: str | Path, document: Any) -> None:
+    """Replace the file ``path`` with ``document`` as (indented) JSON, atomically."""
+    _write_durably(Path(path), (json.dumps(document, indent=1) + "\n").encode())
+
+
+def prepare_directory(out: str | Path, resume: bool) -> Path:
+    """The campaign directory ``out``, ready to run into: new or empty unless ``resume``, in
+    which case it must hold a campaign file and a checkpoint (leftover temporaries are removed).
+    A previous run is never overwritten."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} is not a directory")
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise StoreError(f"{out} is not empty: use --resume to continue it, or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    if not out.exists():
+        raise StoreError(f"{out} does not exist: there is no campaign to resume")
+    for name in (CAMPAIGN_FILE, CHECKPOINT_FILE):
+        if not (out / name).is_file():
+            raise StoreError(f"{out} cannot be resumed: it has no {name}")
+    _remove_temporaries(out)
+    return out
+
+
+# Durable files ----------------------------------------------------------------------------------
+
+
+def _write_durably(path: Path, data: bytes | pa.Buffer) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_temporaries(directory: Path) -> None:
+    for temporary in directory.glob(".*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(document, dict):
+        raise StoreError(f"{path}: unreadable {what} (not a JSON object)")
+    return document
