@@ -5,7 +5,9 @@ One round: ask the evolution for candidates until ``in_flight`` are outstanding;
 (so that every dispatched candidate is on disk before it is trained); screen them (invalid,
 cached, waiting for an equivalent candidate, or new); send the new ones in batches to idle
 evaluators; take whatever batches finished; log the finished candidates (a durable Parquet part)
-and tell the evolution their fitness, in log order; checkpoint again.
+and tell the evolution their fitness, in log order. The checkpoint after those tells is the next
+round's, written once its asks are done (one checkpoint covers both), or the last one when the
+run ends.
 
 Crash safety follows from that order. The checkpoint holds the evolution state, including the
 candidates asked but not yet told. After a ``kill -9`` at any moment, ``--resume`` reloads it,
@@ -87,6 +89,8 @@ class Controller:
         self.to_dispatch: list[int] = []
         self.retry: list[Batch] = []  # batches to send again (crashed or timed-out evaluator)
         self.finished: list[dict] = []  # rows not yet durable
+        self.told_since_checkpoint = False  # tells that no checkpoint holds yet
+        self.program_json: dict[int, str] = {}  # candidate id -> program JSON (computed once)
         self.next_batch = 0
         self.batch_seconds: list[float] = []
         self.logged_now = 0  # this run
@@ -117,6 +121,8 @@ class Controller:
             self._round()
             progress.update(self.stats())
         self._flush()
+        if self.told_since_checkpoint:
+            self.checkpoint()
         progress.update(self.stats(), force=True)
 
     def _round(self) -> None:
@@ -126,8 +132,8 @@ class Controller:
             candidate = self.evolution.ask()
             self.candidates[candidate.id] = candidate
             asked.append(candidate)
-        if asked:
-            self.checkpoint()  # on disk before any of them is trained
+        if asked or self.told_since_checkpoint:
+            self.checkpoint()  # the last flush's tells, and the asked: before any is trained
         for candidate in asked:
             self._screen(candidate)
         self._send()
@@ -159,7 +165,7 @@ class Controller:
         while self.to_dispatch and self.pool.idle():
             ids, self.to_dispatch = self.to_dispatch[:size], self.to_dispatch[size:]
             request = {
-                "programs": [program_to_json(self.candidates[i].program) for i in ids],
+                "programs": [self._program_json(i) for i in ids],
                 "suite": self.suite,
                 "baselines": self.baselines,
             }
@@ -204,6 +210,12 @@ class Controller:
         elif len(self.batch_seconds) >= 3:
             self.pool.deadline = max(60.0, 10 * statistics.median(self.batch_seconds[-50:]))
 
+    def _program_json(self, cid: int) -> str:
+        text = self.program_json.get(cid)
+        if text is None:
+            text = self.program_json[cid] = program_to_json(self.candidates[cid].program)
+        return text
+
     def _finish(self, cid: int, result: CachedFitness, cache_hit: bool, **source) -> None:
         candidate = self.candidates[cid]
         self.finished.append(
@@ -213,12 +225,13 @@ class Controller:
                 cache_hit=cache_hit,
                 config_key=self.screen.config_key,
                 wall_time=self.elapsed(),
+                program_json=self._program_json(cid),
                 **source,
             )
         )
 
     def _flush(self) -> None:
-        """Make finished rows durable, then tell the evolution, then checkpoint."""
+        """Make finished rows durable, then tell the evolution (the next round checkpoints)."""
         if not self.finished:
             return
         self.log.append(self.finished)
@@ -226,13 +239,14 @@ class Controller:
         for row in self.finished:
             self.evolution.tell(row["id"], row["fitness"])
             del self.candidates[row["id"]]
+            self.program_json.pop(row["id"], None)
             self.logged += 1
             self.logged_now += 1
             self.cache_hits += row["cache_hit"]
             self.invalid += row["status"] == "invalid"
         self.finished = []
         self.last_flush = time.monotonic()
-        self.checkpoint()
+        self.told_since_checkpoint = True
 
     def stop(self) -> None:
         """After Ctrl-C: make finished rows durable. No checkpoint: the interrupt may have cut a
@@ -243,9 +257,11 @@ class Controller:
             self.finished = []
 
     def checkpoint(self) -> None:
-        store.write_checkpoint(
-            self.directory, {"evolution": self.evolution.state_dict(), "elapsed": self.elapsed()}
-        )
+        state = write_checkpoint(self.directory, self.evolution, self.elapsed())
+        self.told_since_checkpoint = False
+        for doc in state["outstanding"]:  # the programs' JSON, made for the checkpoint anyway
+            if doc["id"] in self.candidates:
+                self.program_json.setdefault(doc["id"], doc["program_json"])
 
     # --------------------------------------------------------------------------- reporting
 
@@ -271,6 +287,14 @@ class Controller:
         )
 
 
+def write_checkpoint(directory: Path, evolution: RegularizedEvolution, elapsed: float) -> dict:
+    """The evolution's state (outstanding candidates included) and the time spent, durably;
+    returns the evolution's state as written."""
+    state = evolution.state_dict()
+    store.write_checkpoint(directory, {"evolution": state, "elapsed": elapsed})
+    return state
+
+
 def candidate_row(
     candidate: Candidate,
     result: CachedFitness,
@@ -281,8 +305,10 @@ def candidate_row(
     seconds: float = 0.0,
     worker: str = "",
     node: str = "",
+    program_json: str | None = None,
 ) -> dict:
-    """One row of the candidate log (columns: :data:`evodisc.app.store.LOG_SCHEMA`)."""
+    """One row of the candidate log (columns: :data:`evodisc.app.store.LOG_SCHEMA`);
+    ``program_json``: the program's JSON when already known (it is computed otherwise)."""
     info = analyse(candidate.program)
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     return {
@@ -291,7 +317,7 @@ def candidate_row(
         "mutation": candidate.mutation,
         "island": candidate.island,
         "program": format_program(candidate.program),
-        "program_json": program_to_json(candidate.program),
+        "program_json": program_json or program_to_json(candidate.program),
         "functional_hash": candidate.validity.functional_hash,
         "config_key": config_key,
         "cache_hit": cache_hit,

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: Ray listens on loopback only (../shared/notes/ray.md); must be set before ``import ray``.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+#: Ray's own retry warnings would bury evodisc's one-line errors.
+os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
 
 NAMESPACE = "evodisc"
+#: Seconds to wait for a remote Ray head before giving up.
+CONNECT_SECONDS = 30.0
 
 
 class EvaluatorError(RuntimeError):
@@ -134,6 +139,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start an embedded local
     Ray on loopback; :class:`EvaluatorError` with one line when that fails."""
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        _check_reachable(address)
     token = os.path.expanduser("~/.ray/auth_token")
     if address and (os.path.exists(token) or os.environ.get("RAY_AUTH_TOKEN")):
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default token auth (ray.md)
@@ -144,9 +151,11 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     options = dict(namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
     try:
         if address:
-            ray.init(address=address, **options)
+            _within(CONNECT_SECONDS, lambda: ray.init(address=address, **options), address)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    except EvaluatorError:
+        raise
     except ray.exceptions.AuthenticationError as exc:
         raise EvaluatorError(
             f"Ray at {address} refused the connection ({_first_line(exc)}): "
@@ -155,6 +164,40 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "locally"
         raise EvaluatorError(f"cannot start or reach Ray {where}: {_first_line(exc)}") from None
+
+
+def _within(seconds: float, connect, address: str) -> None:
+    """Run ``connect`` (``ray.init``), giving up after ``seconds``: Ray retries for minutes on a
+    port that accepts connections but does not answer like a Ray head."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            connect()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        raise EvaluatorError(f"no answer from a Ray head at {address} within {seconds:.0f} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, on one line, where ``ray.init`` would retry for minutes: ``address`` must be
+    ``HOST:PORT`` of a listening Ray head (its GCS port, 6379 by default)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise EvaluatorError(f"bad Ray address {address!r}: expected HOST:PORT (the head's port)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise EvaluatorError(f"no Ray cluster at {address} ({reason})") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from evodisc.program import Program, program_from_json, program_to_json
+from evodisc.analysis import eliminate_dead_code
+from evodisc.program import Const, Program, program_from_json, program_to_json, walk
 from evodisc.validity import Validity, check_candidate
 from search_spaces.mutations import MUTATIONS, pick_mutation
 from search_spaces.space import DEFAULT_SPACE, ProgramSpace, random_program
@@ -152,6 +153,19 @@ def _rank(member: Member) -> tuple[float, int]:
     return member.fitness, -member.candidate.id
 
 
+def _zero_signs(program: Program) -> list[float]:
+    """The signs of the program's zero constants (``==`` does not tell ``0.0`` from ``-0.0``,
+    and the functional hash can)."""
+    exprs = (*(s.expr for s in program.body), *program.returns)
+    return [math.copysign(1.0, n.value) for e in exprs for n in walk(e)
+            if type(n) is Const and n.value == 0]  # fmt: skip
+
+
+def _same_code(a: Program, b: Program) -> bool:
+    """Whether ``a`` and ``b`` are the same program, constants to the sign of zero."""
+    return a == b and _zero_signs(a) == _zero_signs(b)
+
+
 def tournament(members: Sequence[Member], size: int, rng: random.Random) -> Member:
     """The fittest of ``size`` members drawn uniformly with replacement (Real et al., Alg. 1);
     ties go to the lower id."""
@@ -197,6 +211,7 @@ class RegularizedEvolution:
         self._next_id = 0
         self._told = 0
         self._restarts = 0
+        self._texts: dict[int, str] = {}  # candidate id -> program JSON (see state_dict)
 
     # -------------------------------------------------------------------------------- queries
 
@@ -282,11 +297,22 @@ class RegularizedEvolution:
         return check_candidate(program, space.max_statements, space.max_state_slots)
 
     def _child(self, parent: Candidate, island: int) -> Candidate:
-        """A mutation of ``parent``, re-drawn while its functional hash equals the parent's."""
+        """A mutation of ``parent``, re-drawn while its functional hash equals the parent's.
+
+        A child whose live code (after dead-code elimination) is the parent's has the parent's
+        functional hash (the hash sees only the updates: :mod:`evodisc.hashing`), so it is
+        re-drawn without hashing it; most re-draws are such mutations of dead code. The
+        candidates are the same as when every child is hashed, and only the one returned is
+        checked (:meth:`_check`)."""
         rng, weights = self._rngs["mutation"], self.config.mutation_weights
+        live = eliminate_dead_code(parent.program)
+        validity = None
         for _ in range(self.config.max_retries + 1):
             name = pick_mutation(parent.program, rng, self._space, weights)
             program = MUTATIONS[name](parent.program, rng, self._space)
+            if _same_code(eliminate_dead_code(program), live):
+                validity = None  # the parent's hash: re-draw
+                continue
             validity = self._check(program)
             if validity.functional_hash != parent.validity.functional_hash:
                 break
@@ -330,16 +356,29 @@ class RegularizedEvolution:
 
     def state_dict(self) -> dict:
         """The full state as JSON-able data (strict JSON: non-finite fitness is ``None``)."""
-        return {
+        # A candidate's program JSON is computed once, not at every checkpoint: candidates are
+        # immutable and their ids unique, so the text is kept by id while the state holds it.
+        texts: dict[int, str] = {}
+
+        def text(c: Candidate) -> str:
+            known = texts.get(c.id) or self._texts.get(c.id)
+            if known is None:
+                known = program_to_json(c.program)
+            texts[c.id] = known
+            return known
+
+        state = {
             "format": STATE_FORMAT,
             "next_id": self._next_id,
             "told": self._told,
             "restarts": self._restarts,
             "rngs": {name: _rng_to_json(rng) for name, rng in self._rngs.items()},
-            "islands": [_island_to_json(island) for island in self._islands],
-            "outstanding": [_candidate_to_json(c) for c in self._outstanding.values()],
-            "best": None if self._best is None else _member_to_json(self._best),
+            "islands": [_island_to_json(island, text) for island in self._islands],
+            "outstanding": [_candidate_to_json(c, text) for c in self._outstanding.values()],
+            "best": None if self._best is None else _member_to_json(self._best, text),
         }
+        self._texts = texts  # only the candidates the state still holds
+        return state
 
     @classmethod
     def from_state(cls, config: EvolutionConfig, state: dict) -> RegularizedEvolution:
@@ -376,10 +415,10 @@ def _rng_from_json(doc: list) -> random.Random:
     return rng
 
 
-def _candidate_to_json(c: Candidate) -> dict:
+def _candidate_to_json(c: Candidate, text: Callable[[Candidate], str] | None = None) -> dict:
     return {
         "id": c.id,
-        "program_json": program_to_json(c.program),
+        "program_json": program_to_json(c.program) if text is None else text(c),
         "parent_id": c.parent_id,
         "mutation": c.mutation,
         "island": c.island,
@@ -394,9 +433,9 @@ def _candidate_from_json(doc: dict) -> Candidate:
     return Candidate(doc["id"], program, doc["parent_id"], doc["mutation"], doc["island"], validity)
 
 
-def _member_to_json(m: Member) -> dict:
+def _member_to_json(m: Member, text: Callable[[Candidate], str] | None = None) -> dict:
     fitness = m.fitness if math.isfinite(m.fitness) else None
-    return {"fitness": fitness, "candidate": _candidate_to_json(m.candidate)}
+    return {"fitness": fitness, "candidate": _candidate_to_json(m.candidate, text)}
 
 
 def _member_from_json(doc: dict) -> Member:
@@ -404,9 +443,9 @@ def _member_from_json(doc: dict) -> Member:
     return Member(_candidate_from_json(doc["candidate"]), fitness)
 
 
-def _island_to_json(island: Island) -> dict:
+def _island_to_json(island: Island, text: Callable[[Candidate], str] | None = None) -> dict:
     return {
-        "population": [_member_to_json(m) for m in island.population],
+        "population": [_member_to_json(m, text) for m in island.population],
         "plan": [
             {
                 "label": s.label,
@@ -416,7 +455,7 @@ def _island_to_json(island: Island) -> dict:
             }
             for s in island.plan
         ],
-        "seeds": [_candidate_to_json(c) for c in island.seeds],
+        "seeds": [_candidate_to_json(c, text) for c in island.seeds],
     }
 
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from evodisc.app import store
 from evodisc.app.campaign import Campaign, CampaignError
-from evodisc.app.controller import CACHEABLE, Controller, Summary
+from evodisc.app.controller import CACHEABLE, Controller, Summary, write_checkpoint
 from evodisc.app.evaluators import InProcessPool, RayPool, start_ray
 from evodisc.app.evolution import RegularizedEvolution
 from evodisc.app.progress import Progress
@@ -83,13 +83,15 @@ def run_campaign(
     if resume:
         evolution, elapsed = _resume_state(directory, campaign, force)
     else:
-        store.write_campaign(directory, campaign.to_dict(), campaign.digest())
         evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
-    log = store.CandidateLog(directory)
-    logged = log.read()
     with ExitStack() as stack:
-        pool = open_pool(campaign, address, no_ray)
+        pool = open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
         stack.callback(pool.close)
+        if not resume:
+            store.write_campaign(directory, campaign.to_dict(), campaign.digest())
+            write_checkpoint(directory, evolution, elapsed=0.0)
+        log = store.CandidateLog(directory)
+        logged = log.read()
         suite = campaign.fitness_config()
         device_type = pool.info[0]["device"]
         key = SuiteConfig.from_dict(suite).cache_key(device_type)

@@ -1,0 +1,141 @@
+"""Campaigns end to end: `evodisc run` in-process and on real Ray (a 3-node cluster on loopback),
+a killed evaluator, a killed driver and `--resume`, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from evodisc.app.campaign import check_tasks, load_campaign
+from evodisc.app.cli import main
+from evodisc.app.run import run_campaign
+from evodisc.app.store import CandidateLog
+
+TRAINED = ("ok", "diverged", "error")
+
+CAMPAIGN = """
+[campaign]
+seed = {seed}
+
+[space]
+max_statements = 10
+
+[evolution]
+population = 8
+tournament = 3
+warm_start = ["adamw", "sgd"]
+random_programs = 2
+
+[budget]
+evaluations = {evaluations}
+
+[fitness]
+tasks = ["ill_conditioned"]
+lrs = [1e-2, 0.1]
+
+[resources]
+evaluators = {evaluators}
+batch_size = 4
+in_flight = 8
+"""
+
+
+def write_campaign(tmp_path: Path, evaluations=40, evaluators=0, seed=0, name="tiny") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(CAMPAIGN.format(evaluations=evaluations, evaluators=evaluators, seed=seed))
+    return path
+
+
+def log_rows(directory: Path) -> list[dict]:
+    return CandidateLog(directory).read().to_pylist()
+
+
+def assert_complete(rows: list[dict], count: int) -> None:
+    """Every candidate id 0..count-1 logged exactly once, and no function trained twice."""
+    assert sorted(r["id"] for r in rows) == list(range(count))
+    trained = [r["functional_hash"] for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
+    assert len(trained) == len(set(trained))
+
+
+@pytest.fixture(autouse=True)
+def baseline_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path_factory.getbasetemp() / "evodisc-cache"))
+
+
+# ------------------------------------------------------------------------------- in-process
+
+
+def test_in_process_campaign_is_deterministic_and_logs_everything(tmp_path):
+    campaign = check_tasks(load_campaign(write_campaign(tmp_path)))
+    first = run_campaign(campaign, tmp_path / "a", no_ray=True)
+    second = run_campaign(campaign, tmp_path / "b", no_ray=True)
+    a, b = log_rows(tmp_path / "a"), log_rows(tmp_path / "b")
+    assert_complete(a, 40)
+    varying = ("eval_seconds", "wall_time", "time", "worker", "node")
+    assert [{k: v for k, v in r.items() if k not in varying} for r in a] == [
+        {k: v for k, v in r.items() if k not in varying} for r in b
+    ]
+    assert first.best == second.best and first.best[1] >= 1.0  # AdamW is in the population
+    statuses = {r["status"] for r in a}
+    assert "ok" in statuses and statuses <= {"ok", "invalid", "diverged", "error"}
+    # seeds are logged as such, children name their parent and mutation
+    assert a[0]["mutation"] == "seed:adamw" and a[0]["parent_id"] is None
+    children = [r for r in a if r["parent_id"] is not None]
+    assert children and all(r["parent_id"] < r["id"] for r in children)
+    # equivalent programs are trained once: the cache answered some candidates
+    assert any(r["cache_hit"] for r in a)
+
+
+def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_path):
+    path = write_campaign(tmp_path, evaluations=120)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
+    driver = subprocess.Popen([*command, "--no-ray", "--quiet"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        parts = list((out / "log").glob("part-*.parquet")) if (out / "log").exists() else []
+        if sum(pq.read_metadata(p).num_rows for p in parts) >= 30:
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the campaign finished before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = log_rows(out)
+    assert 30 <= len(before) < 120
+
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--quiet"]) == 2  # not --resume
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
+    after = log_rows(out)
+    assert_complete(after, 120)
+    assert after[: len(before)] == before  # what was logged stays as it was
+
+
+def test_resuming_with_another_campaign_file_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(write_campaign(tmp_path, 8)), "--out", str(out), "--no-ray"]) == 0
+    other = write_campaign(tmp_path, 8, seed=1, name="other")
+    capsys.readouterr()
+    assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different campaign file" in err and "--force" in err
+    assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume", "--force"]) == 0
+
+
+def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(write_campaign(tmp_path).read_text().replace("population", "populaton"))
+    assert main(["run", str(bad), "--out", str(tmp_path / "x"), "--no-ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "populaton" in err and "population" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(write_campaign(tmp_path)), "--out", str(tmp_path / "empty"),
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be resumed" in err
