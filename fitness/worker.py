@@ -24,6 +24,7 @@ from evodisc.program import Program, program_from_json
 from fitness.config import SuiteConfig
 from fitness.normalise import WORST_FITNESS
 from fitness.suite import evaluate
+from fitness.tasks import TaskError
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -41,9 +42,14 @@ def _train(
     baselines: Mapping[str, float],
     device,
 ) -> list[CachedFitness]:
-    """Results for ``programs``, bisecting around failures (see the module docstring)."""
+    """Results for ``programs``, bisecting around failures (see the module docstring). A
+    :class:`TaskError` (a task that cannot run at all) is no program's fault: it propagates."""
+    if not programs:
+        return []
     try:
         return [f.as_cached() for f in evaluate(programs, config, device, baselines)]
+    except TaskError:
+        raise
     except Exception as exc:  # a program (or the batch's size) broke training: isolate it
         if len(programs) == 1:
             oom = _is_out_of_memory(exc)

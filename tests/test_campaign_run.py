@@ -8,60 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from campaign_helpers import assert_complete, log_rows, write_campaign
 
 from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
 from evodisc.app.run import run_campaign
-from evodisc.app.store import CandidateLog
-
-TRAINED = ("ok", "diverged", "error")
-
-CAMPAIGN = """
-[campaign]
-seed = {seed}
-
-[space]
-max_statements = 10
-
-[evolution]
-population = 8
-tournament = 3
-warm_start = ["adamw", "sgd"]
-random_programs = 2
-
-[budget]
-evaluations = {evaluations}
-
-[fitness]
-tasks = ["ill_conditioned"]
-lrs = [1e-2, 0.1]
-
-[resources]
-evaluators = {evaluators}
-batch_size = 4
-in_flight = 8
-"""
-
-
-def write_campaign(tmp_path: Path, evaluations=40, evaluators=0, seed=0, name="tiny") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(CAMPAIGN.format(evaluations=evaluations, evaluators=evaluators, seed=seed))
-    return path
-
-
-def log_rows(directory: Path) -> list[dict]:
-    return CandidateLog(directory).read().to_pylist()
-
-
-def assert_complete(rows: list[dict], count: int) -> None:
-    """Every candidate id 0..count-1 logged exactly once, and no function trained twice."""
-    assert sorted(r["id"] for r in rows) == list(range(count))
-    trained = [r["functional_hash"] for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
-    assert len(trained) == len(set(trained))
 
 
 @pytest.fixture(autouse=True)

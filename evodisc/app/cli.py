@@ -144,6 +144,8 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
     from evodisc.app.progress import Progress
     from evodisc.app.run import run_campaign
     from evodisc.app.store import StoreError
+    from fitness.device import DeviceError
+    from fitness.tasks import TaskError
 
     directory = args.out or "DIR"
     try:
@@ -162,7 +164,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             no_ray=args.no_ray,
             progress=progress,
         )
-    except (CampaignError, StoreError, EvaluatorError) as exc:
+    except (CampaignError, StoreError, EvaluatorError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
         raise UsageError(

@@ -270,7 +270,7 @@ class RayPool:
             seconds = time.perf_counter() - start
             node = self.info[index]["node"]
             try:
-                done.append(Completion(batch, self._ray.get(ref), node=node, seconds=seconds))
+                done.append(Completion(batch, self._get(ref), node=node, seconds=seconds))
             except self._ray.exceptions.RayActorError as exc:
                 done.append(Completion(batch, failure=f"crashed: {_first_line(exc)}", node=node))
                 self._replace(index)
@@ -283,7 +283,16 @@ class RayPool:
         return done
 
     def baselines(self, suite: Mapping) -> dict[str, float]:
-        return self._ray.get(self.actors[0].baselines.remote(dict(suite)))
+        return self._get(self.actors[0].baselines.remote(dict(suite)))
+
+    def _get(self, ref):
+        """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an
+        :class:`EvaluatorError` with its own one-line message, not Ray's wrapped traceback."""
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None
 
     def close(self) -> None:
         for actor in self.actors:

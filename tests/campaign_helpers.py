@@ -1,0 +1,55 @@
+"""A tiny campaign file and checks of a campaign log, shared by the campaign tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evodisc.app.store import CandidateLog
+
+TRAINED = ("ok", "diverged", "error")
+
+CAMPAIGN = """
+[campaign]
+seed = {seed}
+
+[space]
+max_statements = 10
+
+[evolution]
+population = 8
+tournament = 3
+warm_start = ["adamw", "sgd"]
+random_programs = 2
+
+[budget]
+evaluations = {evaluations}
+
+[fitness]
+tasks = ["ill_conditioned"]
+lrs = [1e-2, 0.1]
+
+[resources]
+evaluators = {evaluators}
+batch_size = 4
+in_flight = {in_flight}
+"""
+
+
+def write_campaign(
+    tmp_path: Path, evaluations=40, evaluators=0, seed=0, name="tiny", in_flight=8
+) -> Path:
+    path = tmp_path / f"{name}.toml"
+    fields = dict(evaluations=evaluations, evaluators=evaluators, seed=seed, in_flight=in_flight)
+    path.write_text(CAMPAIGN.format(**fields))
+    return path
+
+
+def log_rows(directory: Path) -> list[dict]:
+    return CandidateLog(directory).read().to_pylist()
+
+
+def assert_complete(rows: list[dict], count: int) -> None:
+    """Every candidate id 0..count-1 logged exactly once, and no function trained twice."""
+    assert sorted(r["id"] for r in rows) == list(range(count))
+    trained = [r["functional_hash"] for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
+    assert len(trained) == len(set(trained))

@@ -1,0 +1,123 @@
+"""Campaigns on real Ray: a 3-node cluster on loopback (``ray.cluster_utils.Cluster``), an
+evaluator process killed mid-run, a batch past its deadline, and a bad ``--address``.
+
+All tests of this module share one cluster (starting Ray costs seconds) and run in one xdist
+worker (``xdist_group``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+import ray
+from campaign_helpers import assert_complete, log_rows, write_campaign
+from ray.cluster_utils import Cluster
+
+from evodisc.app.campaign import check_tasks, load_campaign
+from evodisc.app.cli import main
+from evodisc.app.evaluators import NAMESPACE, Batch, RayPool
+from evodisc.app.run import run_campaign
+from evodisc.app.store import CandidateLog
+from evodisc.program import program_to_json
+from search_spaces.zoo import load_known
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    os.environ["EVODISC_CACHE"] = str(tmp_path_factory.mktemp("evodisc-cache"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_a_campaign_spreads_over_the_nodes_of_a_cluster(cluster, tmp_path):
+    assert len({n["NodeID"] for n in ray.nodes() if n["Alive"]}) == 3
+    campaign = check_tasks(load_campaign(write_campaign(tmp_path, 60, evaluators=3, in_flight=16)))
+    run_campaign(campaign, tmp_path / "run", address=cluster.address)
+    rows = log_rows(tmp_path / "run")
+    assert_complete(rows, 60)
+    trained = [r for r in rows if r["node"]]
+    assert len({r["node"] for r in trained}) > 1  # evaluators ran on more than one node
+    assert len({r["worker"] for r in trained}) == 3
+
+
+def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
+    campaign = check_tasks(load_campaign(write_campaign(tmp_path, evaluations=80, evaluators=2)))
+    out = tmp_path / "run"
+    runner = threading.Thread(target=run_campaign, args=(campaign, out), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 120
+    killed = None
+    while killed is None and time.monotonic() < deadline and runner.is_alive():
+        rows = CandidateLog(out).read().num_rows if (out / "log").exists() else 0
+        if rows >= 16:
+            actor = ray.get_actor("evaluator-0-1", namespace=NAMESPACE)
+            killed = ray.get(actor.info.remote())["pid"]
+            os.kill(killed, signal.SIGKILL)  # a real crash of the worker process
+        time.sleep(0.05)
+    assert killed is not None, "the campaign ended before an evaluator could be killed"
+    runner.join(240)
+    assert not runner.is_alive()
+    rows = log_rows(out)
+    assert_complete(rows, 80)
+    workers = {r["worker"] for r in rows if r["node"]}
+    assert "evaluator-0-3" in workers  # the replacement took over (generations 1, 2 started)
+
+
+def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(cluster, tmp_path):
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import dataclasses, time\n"
+        "from fitness.builtin import ill_conditioned\n"
+        "class Slow:\n"
+        "    def __init__(self):\n"
+        "        self.task = ill_conditioned()\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(self.task, name)\n"
+        "    def data(self):\n"
+        "        time.sleep(30)  # a hung evaluation\n"
+        "        return self.task.data()\n"
+        "def factory():\n"
+        "    return Slow()\n"
+    )
+    pool = RayPool(1, deadline=1.0)
+    try:
+        first = pool.info[0]["name"]
+        suite = {"tasks": [f"{slow}:factory"], "lrs": [0.1], "seeds": [0], "dtype": "float32"}
+        request = {"programs": [program_to_json(load_known("sgd"))], "suite": suite}
+        pool.submit(Batch(0, [0], {**request, "baselines": {suite["tasks"][0]: 1.0}}))
+        done = []
+        start = time.monotonic()
+        while not done and time.monotonic() - start < 20:
+            done = pool.poll(0.2)
+        assert [c.failure for c in done] == ["timeout"]
+        assert time.monotonic() - start < 15  # well before the 30 s the batch would take
+        assert pool.info[0]["name"] != first and pool.idle() == 1
+    finally:
+        pool.close()
+
+
+def test_a_bad_address_is_one_line(cluster, tmp_path, capsys):
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray.shutdown()  # the CLI must connect by itself
+    try:
+        path = write_campaign(tmp_path, evaluators=1)
+        assert main(["run", str(path), "--out", str(tmp_path / "x"), "--address",
+                     f"127.0.0.1:{port}"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"evodisc: error: no Ray cluster at 127.0.0.1:{port} (Connection refused)\n"
+        assert not any((tmp_path / "x").iterdir())  # nothing written
+    finally:
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
