@@ -53,3 +53,10 @@ def assert_complete(rows: list[dict], count: int) -> None:
     assert sorted(r["id"] for r in rows) == list(range(count))
     trained = [r["functional_hash"] for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
     assert len(trained) == len(set(trained))
+
+
+def assert_kept(before: list[dict], after: list[dict]) -> None:
+    """Every row logged before (ids need not be contiguous: results arrive out of order) is in
+    the log after, unchanged."""
+    by_id = {r["id"]: r for r in after}
+    assert [by_id.get(r["id"]) for r in before] == before
