@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-#: Ray listens on loopback only (../shared/notes/ray.md); must be set before ``import ray``.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 #: Ray's own retry warnings would bury evodisc's one-line errors.
 os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
 
@@ -46,14 +45,10 @@ class Evaluator:
 
     def info(self) -> dict:
         """Where this evaluator runs: name, node, host, process, device type."""
+        ray = sys.modules.get("ray")  # loaded in an actor; never imported just for this
         node = socket.gethostname()
-        try:
-            import ray
-
-            if ray.is_initialized():
-                node = ray.get_runtime_context().get_node_id()[:12]
-        except ImportError:
-            pass
+        if ray is not None and ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()[:12]
         return {
             "name": self.name,
             "node": node,
@@ -137,8 +132,12 @@ class InProcessPool:
 
 def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start an embedded local
-    Ray on loopback; :class:`EvaluatorError` with one line when that fails."""
+    Ray that listens on loopback only; :class:`EvaluatorError` with one line when that fails."""
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        # Every listener of a single-machine Ray on 127.0.0.1 (../shared/notes/ray.md); it must
+        # be set before ray is imported, and not for a cluster, whose nodes must reach us.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if address and address != "auto":
         _check_reachable(address)
     token = os.path.expanduser("~/.ray/auth_token")
