@@ -27,8 +27,12 @@ from fitness.suite import evaluate
 from fitness.tasks import TaskError
 
 
+#: torch.OutOfMemoryError (torch >= 2.5) is torch.cuda.OutOfMemoryError before that.
+_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(exc)
+    return isinstance(exc, _OUT_OF_MEMORY) or "out of memory" in str(exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -64,7 +64,7 @@ def test_a_batch_out_of_memory_is_split_and_retried(request_doc, monkeypatch):
     def evaluate_with_memory_for_two(programs, *args):
         sizes.append(len(programs))
         if len(programs) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return real(programs, *args)
 
     monkeypatch.setattr(fitness.worker, "evaluate", evaluate_with_memory_for_two)
