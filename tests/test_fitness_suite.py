@@ -11,6 +11,7 @@ import torch
 from evodisc.program import parse_program
 from fitness.baselines import baseline_metric
 from fitness.config import SuiteConfig
+from fitness.device import resolve_device
 from fitness.normalise import RATIO_CAP, ratio
 from fitness.suite import evaluate
 from fitness.tasks import load_task
@@ -32,11 +33,14 @@ def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypa
     adamw, sgd, stuck = evaluate([load_known("adamw"), load_known("sgd"), never], CONFIG)
     baselines = _cached_baselines()
     assert len(list((tmp_path / "baselines").glob("*.json"))) == len(CONFIG.tasks)
-    # AdamW is normalised by itself, trained the same deterministic way on CPU: exactly 1.
-    assert adamw.value == 1.0
+    # AdamW is normalised by itself: exactly 1 on CPU, where training it beside other programs
+    # rounds exactly as alone; on CUDA the batch's size changes kernels and the last bits.
+    one = 1.0 if resolve_device().type == "cpu" else pytest.approx(1.0, rel=1e-6)
+    assert adamw.value == one
     for name, (metric, best_lr) in baselines.items():
-        assert adamw.tasks[name].ratio == 1.0
-        assert (adamw.tasks[name].metric, adamw.tasks[name].best_lr) == (metric, best_lr)
+        assert adamw.tasks[name].ratio == one
+        assert adamw.tasks[name].metric == (metric if one == 1.0 else pytest.approx(metric, 1e-6))
+        assert adamw.tasks[name].best_lr == best_lr
         assert best_lr in CONFIG.lrs
     for fitness in (adamw, sgd, stuck):
         assert set(fitness.tasks) == set(CONFIG.tasks)

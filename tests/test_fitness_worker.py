@@ -11,6 +11,7 @@ import torch
 import fitness.worker
 from evodisc.program import parse_program, program_to_json
 from fitness.config import SuiteConfig
+from fitness.device import resolve_device
 from fitness.suite import baseline_metrics, evaluate
 from fitness.worker import evaluate_request
 from search_spaces.zoo import load_known
@@ -35,7 +36,10 @@ def test_results_match_in_process_fitness_and_are_json(request_doc):
     results = evaluate_request(request_doc, worker="w1")
     expected = evaluate(PROGRAMS, CONFIG)
     assert [r["fitness"] for r in results] == [f.value for f in expected]
-    assert results[0]["fitness"] == 1.0  # AdamW against its own baseline, shipped in the request
+    # AdamW against its own baseline, shipped in the request (exact on CPU; on CUDA the batch's
+    # size changes the kernels and the last bits)
+    one = 1.0 if resolve_device().type == "cpu" else pytest.approx(1.0, rel=1e-6)
+    assert results[0]["fitness"] == one
     assert all(r["status"] == "ok" and r["worker"] == "w1" for r in results)
     assert json.loads(json.dumps(results)) == results  # crosses any process boundary
 
@@ -71,7 +75,8 @@ def test_a_batch_out_of_memory_is_split_and_retried(request_doc, monkeypatch):
     results = evaluate_request(request_doc)
     assert sizes == [4, 2, 2]
     assert all(r["status"] == "ok" for r in results)
-    assert [r["fitness"] for r in results] == [f.value for f in real(PROGRAMS, CONFIG)]
+    halves = real(PROGRAMS[:2], CONFIG) + real(PROGRAMS[2:], CONFIG)
+    assert [r["fitness"] for r in results] == [f.value for f in halves]
 
 
 def test_a_diverging_program_is_reported_as_diverged(request_doc):

@@ -31,9 +31,10 @@ workers=()
 python3 -c "import xdist" 2>/dev/null && workers=(-n 8 --dist loadgroup)
 echo "ignored: ${ignore[*]:-none}" | tee "$out/tests.txt"
 timeout 300 python3 -m pytest -q -p no:cacheprovider -o addopts="" "${workers[@]}" \
-    "${ignore[@]}" tests 2>&1 | tee -a "$out/tests.txt" | tail -15
+    "${ignore[@]}" ${GPU_TESTS:-tests} 2>&1 | tee -a "$out/tests.txt" | tail -15
 # A Lion-style campaign on the GPU, in-process (no Ray on the image), for two minutes.
-sed -e 's/^evaluators = 4 .*/evaluators = 0/' -e 's/^wall_seconds = .*/wall_seconds = 120/' \
+sed -e 's/^evaluators = 4 .*/evaluators = 0/' \
+    -e "s/^wall_seconds = .*/wall_seconds = ${CAMPAIGN_SECONDS:-120}/" \
     experiments/lion_search.toml > "$out/lion_gpu.toml"
 timeout 240 python3 -m evodisc.app.cli run "$out/lion_gpu.toml" --out "$out/lion_run" \
     --no-ray --quiet 2>&1 | tee "$out/campaign.txt" | tail -20
@@ -47,4 +48,7 @@ print(f"{len(log)} candidates, {len(trained)} trained in {span:.0f} s: "
       f"{len(log) / span:.1f} candidates/s, {len(trained) / span:.1f} trained/s")
 print("status", dict(collections.Counter(r["status"] for r in log)))
 print("best", max(r["fitness"] for r in log))
+reasons = collections.Counter(r["details"][:160] for r in log if r["status"] == "error")
+for reason, count in reasons.most_common(5):
+    print("error x", count, reason)
 PY
