@@ -82,13 +82,14 @@ def _same(fn: Callable) -> Callable[[ModuleType], Callable]:
 
 
 def _torch_binary(name: str) -> Callable[[ModuleType], Callable]:
-    """A spec for a tensor-only binary torch function, lifted so one argument may be a number."""
+    """A spec for a binary torch function that wants two tensors on one device, lifted so that
+    either argument may be a number or a scalar tensor on another device."""
 
     def bind(torch: ModuleType) -> Callable:
         fn, as_tensor = getattr(torch, name), _torch_as_tensor(torch)
 
         def call(a, b):
-            return fn(as_tensor(a), as_tensor(b))
+            return fn(as_tensor(a, b), as_tensor(b, a))
 
         return call
 
@@ -96,9 +97,15 @@ def _torch_binary(name: str) -> Callable[[ModuleType], Callable]:
 
 
 def _torch_as_tensor(torch: ModuleType) -> Callable:
-    def as_tensor(x):
-        """``x`` if it is a tensor, else the number as a float64 scalar tensor."""
-        return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+    def as_tensor(x, like=None):
+        """``x`` as a tensor on ``like``'s device: a number becomes a float64 scalar filled on
+        that device (so a CUDA graph can capture it), a scalar tensor elsewhere is moved."""
+        device = like.device if isinstance(like, torch.Tensor) else None
+        if not isinstance(x, torch.Tensor):
+            return torch.full((), x, dtype=torch.float64, device=device)
+        if device is not None and x.device != device and x.dim() == 0:
+            return x.to(device)
+        return x
 
     return as_tensor
 
@@ -107,8 +114,8 @@ def _clip_torch(torch: ModuleType) -> Callable:
     as_tensor = _torch_as_tensor(torch)
 
     def clip(x, c):
-        c = abs(c)
-        return torch.clamp(as_tensor(x), min=-c, max=c)
+        c = abs(as_tensor(c, x))
+        return torch.clamp(as_tensor(x, c), min=-c, max=c)
 
     return clip
 

@@ -35,11 +35,15 @@ def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypa
     assert len(list((tmp_path / "baselines").glob("*.json"))) == len(CONFIG.tasks)
     # AdamW is normalised by itself: exactly 1 on CPU, where training it beside other programs
     # rounds exactly as alone; on CUDA the batch's size changes kernels and the last bits.
-    one = 1.0 if resolve_device().type == "cpu" else pytest.approx(1.0, rel=1e-6)
-    assert adamw.value == one
+    exact = resolve_device().type == "cpu"
+
+    def same(x: float) -> float:
+        return x if exact else pytest.approx(x, rel=1e-6)
+
+    assert adamw.value == same(1.0)
     for name, (metric, best_lr) in baselines.items():
-        assert adamw.tasks[name].ratio == one
-        assert adamw.tasks[name].metric == (metric if one == 1.0 else pytest.approx(metric, 1e-6))
+        assert adamw.tasks[name].ratio == same(1.0)
+        assert adamw.tasks[name].metric == same(metric)
         assert adamw.tasks[name].best_lr == best_lr
         assert best_lr in CONFIG.lrs
     for fitness in (adamw, sgd, stuck):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy
+import torch
 from sympy.core.function import AppliedUndef
 
 from evodisc.primitives import PRIMITIVES
+from fitness.device import available_devices
 
 SYMBOLS = sympy.symbols("x y z", real=True)
 POINTS = 25
@@ -75,3 +77,23 @@ def test_reductions_stay_unevaluated_sympy_functions(name):
     at_two = expr.subs(x, 2.0).evalf(50)
     assert isinstance(at_two, AppliedUndef) and not at_two.is_Number
     assert at_two.args == (sympy.Float(2.0),)
+
+
+@pytest.mark.parametrize("device", available_devices(), ids=str)
+@pytest.mark.parametrize("name", [n for n, p in PRIMITIVES.items() if p.arity > 1])
+def test_torch_forms_take_numbers_and_scalars_beside_tensors_on_any_device(name, device):
+    """A constant (a Python number) or a CPU scalar such as ``lr`` may meet a tensor on a GPU in
+    any argument; the result is on the tensor's device and equals the NumPy form (a CUDA run
+    found ``clip(0.5, x)`` and ``minimum`` failing there)."""
+    prim = PRIMITIVES[name]
+    values = np.array([-1.5, -0.25, 0.0, 0.3, 2.0])
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    for position in range(prim.arity):
+        for scalar in (0.5, torch.tensor(0.5, dtype=torch.float64)):
+            args = [scalar] * prim.arity
+            args[position] = tensor
+            got = prim.torch(*args)
+            with np.errstate(all="ignore"):  # IEEE results (inf, NaN) are part of the check
+                expected = prim.numpy(*[values if a is tensor else 0.5 for a in args])
+            np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-12, atol=0)
+            assert got.device == tensor.device
