@@ -178,6 +178,19 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         out.print(text, end="")
 
 
+def cmd_report(args: argparse.Namespace, out: Console) -> None:
+    from evodisc.app.report import write_report
+    from evodisc.app.store import StoreError
+
+    try:
+        report = write_report(args.directory, top=args.top)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    for line in report.summary:
+        out.print(line)
+    out.print(f"report: {report.directory / 'index.html'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evodisc", description="Discover optimization algorithms by evolution."
@@ -231,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ray", action="store_true", help="evaluate in this process, no Ray")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.set_defaults(run=cmd_run)
+
+    report = sub.add_parser("report", help="plots, top programs and an archive of a campaign")
+    report.add_argument("directory", help="campaign directory (evodisc run --out DIR)")
+    report.add_argument("--top", type=int, default=5, help="programs shown (default 5)")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

@@ -1,0 +1,224 @@
+"""``evodisc report DIR``: what a campaign found, as a self-contained page and a terminal summary.
+
+Reads the campaign directory (``campaign.json`` and the candidate log; a campaign still running,
+or cut by a crash, is reported as far as it is logged) and writes ``DIR/report/``:
+``index.html`` (no network needed: plain HTML and CSS, the plots beside it as PNG files), the
+plots (:mod:`evodisc.app.plots`) and ``archive.csv``, every distinct program with its fitness.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from evodisc.app import plots, store
+
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class Program:
+    """One distinct program (functional hash) of the campaign."""
+
+    functional_hash: str
+    first_id: int
+    count: int  # candidates with this hash
+    fitness: float
+    status: str
+    statements: int
+    memory: int
+    text: str
+    details: dict
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where the report went, and its summary lines."""
+
+    directory: Path
+    summary: list[str]
+
+
+def distinct_programs(rows: list[dict]) -> list[Program]:
+    """One entry per functional hash (its first candidate), fittest first."""
+    by_hash: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        by_hash.setdefault(row["functional_hash"], []).append(row)
+    programs = [
+        Program(
+            digest,
+            group[0]["id"],
+            len(group),
+            group[0]["fitness"],
+            group[0]["status"],
+            group[0]["statements"],
+            group[0]["memory"],
+            group[0]["program"],
+            json.loads(group[0]["details"] or "{}"),
+        )
+        for digest, group in by_hash.items()
+    ]
+    return sorted(programs, key=lambda p: (-p.fitness, p.first_id))
+
+
+def write_report(directory: str | Path, top: int = 5) -> Report:
+    """Write ``DIR/report/`` for the campaign in ``directory``; see the module docstring."""
+    directory = Path(directory)
+    campaign = store.read_campaign(directory)["campaign"]
+    rows = store.CandidateLog(directory).read().to_pylist()
+    out = directory / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    rows.sort(key=lambda r: (r["wall_time"], r["id"]))  # the order results arrived in
+    programs = distinct_programs(rows)
+    figures = _plots(rows, programs, out) if rows else []
+    _write_archive(programs, out / "archive.csv")
+    best = [p for p in programs if p.status == "ok"][:top]
+    summary = _summary(campaign["campaign"]["name"], rows, programs, best)
+    (out / "index.html").write_text(_page(campaign, summary, figures, best))
+    return Report(out, summary)
+
+
+def _plots(rows: list[dict], programs: list[Program], out: Path) -> list[tuple[str, str]]:
+    fitness = np.array([r["fitness"] for r in rows], dtype=float)
+    trained = [p for p in programs if p.status in ("ok", "diverged")]
+    fit = np.array([p.fitness for p in trained], dtype=float)
+    made = [
+        (plots.fitness_over_time(fitness, out / "fitness.png"), "Best and median fitness"),
+        (
+            plots.shares_over_time(
+                np.array([r["cache_hit"] for r in rows], dtype=float),
+                np.array([r["status"] == "invalid" for r in rows], dtype=float),
+                out / "shares.png",
+            ),
+            "Cache hits and invalid candidates",
+        ),
+        (
+            plots.fitness_against(
+                np.array([p.statements for p in trained], dtype=float),
+                fit,
+                "statements",
+                "Fitness against program size",
+                out / "pareto_size.png",
+            ),
+            "Fitness against size, Pareto front",
+        ),
+        (
+            plots.fitness_against(
+                np.array([p.memory for p in trained], dtype=float),
+                fit,
+                "state tensors per parameter (memory)",
+                "Fitness against memory",
+                out / "pareto_memory.png",
+            ),
+            "Fitness against memory, Pareto front",
+        ),
+        (
+            plots.rate_over_time(
+                np.array([r["wall_time"] for r in rows], dtype=float), out / "rate.png"
+            ),
+            "Candidates per second",
+        ),
+    ]
+    return [(path.name, caption) for path, caption in made]
+
+
+def _write_archive(programs: list[Program], path: Path) -> None:
+    columns = ("functional_hash", "first_id", "count", "fitness", "status", "statements", "memory")
+    table = pa.table(
+        {
+            **{c: [getattr(p, c) for p in programs] for c in columns},
+            "program": [p.text for p in programs],
+        }
+    )
+    pacsv.write_csv(table, path)
+
+
+def _summary(name: str, rows: list[dict], programs: list[Program], best: list[Program]) -> list:
+    n = len(rows)
+    if not n:
+        return [f"campaign {name}: no candidate logged yet"]
+    hits = sum(r["cache_hit"] for r in rows)
+    invalid = sum(r["status"] == "invalid" for r in rows)
+    lines = [
+        f"campaign {name}: {n} candidates, {len(programs)} distinct programs, "
+        f"{hits / n:.0%} cache hits, {invalid / n:.0%} invalid",
+    ]
+    for rank, p in enumerate(best, 1):
+        lines.append(f"#{rank} fitness {p.fitness:.4f} (candidate {p.first_id}, {p.count}×)")
+    return lines
+
+
+_PAGE = string.Template("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>evodisc report: $name</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; color: #222; }
+pre { background: #f6f6f6; padding: .8rem; overflow-x: auto; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; }
+figure { margin: 0; flex: 1 1 45%; } figure img { max-width: 100%; }
+figcaption { font-size: .9rem; color: #555; } .missing { color: #b00; }
+table { border-collapse: collapse; } td, th { padding: .2rem .6rem; border-bottom: 1px solid #ddd; }
+</style></head><body>
+<h1>Campaign <code>$name</code></h1>
+<p>$summary</p>
+<div class="figures">$figures</div>
+<h2>Top programs</h2>
+$programs
+<p><a href="archive.csv">archive.csv</a>: every distinct program with its fitness.</p>
+<details><summary>Campaign file (resolved)</summary><pre>$campaign</pre></details>
+<script>
+// Say so on the page when a plot is missing (and let a test read how many loaded).
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  images.filter(i => !(i.complete && i.naturalWidth > 0)).forEach(i => {
+    i.insertAdjacentHTML("afterend", `<p class="missing">missing: $${i.getAttribute("src")}</p>`);
+  });
+  document.body.dataset.imagesLoaded =
+    `$${images.filter(i => i.complete && i.naturalWidth > 0).length}/$${images.length}`;
+});
+</script>
+</body></html>
+""")
+
+
+def _page(campaign: dict, summary: list[str], figures, best: list[Program]) -> str:
+    figure_html = "".join(
+        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for name, caption in figures
+    )
+    return _PAGE.substitute(
+        name=html.escape(campaign["campaign"]["name"]),
+        summary="<br>".join(html.escape(line) for line in summary),
+        figures=figure_html,
+        programs="".join(_program_html(rank, p) for rank, p in enumerate(best, 1)) or "<p>none</p>",
+        campaign=html.escape(json.dumps(campaign, indent=1)),
+    )
+
+
+def _program_html(rank: int, program: Program) -> str:
+    tasks = program.details.get("tasks", {})
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{t['ratio']:.3f}</td>"
+        f"<td>{_metric(t['metric'])}</td><td>{t['best_lr']}</td></tr>"
+        for name, t in tasks.items()
+    )
+    return (
+        f"<h3>#{rank}: fitness {program.fitness:.4f}</h3>"
+        f"<p>candidate {program.first_id} ({program.count} candidates with this function), "
+        f"{program.statements} statements, memory {program.memory}</p>"
+        f"<pre>{html.escape(program.text)}</pre>"
+        "<table><tr><th>task</th><th>vs AdamW</th><th>metric</th><th>best lr</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _metric(value: float | None) -> str:
+    return "diverged" if value is None else f"{value:.4g}"

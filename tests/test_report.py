@@ -1,0 +1,89 @@
+"""`evodisc report`: a real (tiny) campaign's page, plots and archive, opened in headless
+Chromium (Debian's ``chromium-headless-shell``; ``.ci/run`` installs it when missing)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+
+import pytest
+from campaign_helpers import write_campaign
+
+from evodisc.app.campaign import check_tasks, load_campaign
+from evodisc.app.cli import main
+from evodisc.app.plots import pareto_front
+from evodisc.app.report import write_report
+from evodisc.app.run import run_campaign
+from evodisc.app.store import CandidateLog
+
+BROWSER = "chromium-headless-shell"
+
+
+@pytest.fixture(scope="module")
+def campaign_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    campaign = check_tasks(load_campaign(write_campaign(tmp, evaluations=60)))
+    run_campaign(campaign, tmp / "run", no_ray=True)
+    return tmp / "run"
+
+
+def open_in_browser(page) -> tuple[str, str]:
+    """The rendered DOM and the browser's stderr (console messages are logged there)."""
+    browser = shutil.which(BROWSER)
+    assert browser, f"{BROWSER} is needed (apt-get install {BROWSER}; .ci/run installs it)"
+    done = subprocess.run(
+        [browser, "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )
+    return done.stdout, done.stderr
+
+
+def test_report_page_loads_every_plot_without_console_errors(campaign_dir, capsys):
+    assert main(["report", str(campaign_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "campaign tiny: 60 candidates" in out and "#1 fitness" in out
+    page = campaign_dir / "report" / "index.html"
+    dom, log = open_in_browser(page)
+    assert 'data-images-loaded="5/5"' in dom
+    assert "CONSOLE" not in log, log
+    for name in ("fitness", "shares", "pareto_size", "pareto_memory", "rate"):
+        assert (page.parent / f"{name}.png").stat().st_size > 10_000  # a real plot, not empty
+
+
+def test_a_missing_plot_is_visible_on_the_page(campaign_dir, tmp_path):
+    report = shutil.copytree(campaign_dir / "report", tmp_path / "report")
+    (report / "rate.png").unlink()
+    dom, _ = open_in_browser(report / "index.html")
+    assert 'data-images-loaded="4/5"' in dom and "missing: rate.png" in dom
+
+
+def test_archive_holds_every_distinct_program_with_its_fitness(campaign_dir):
+    write_report(campaign_dir)
+    rows = CandidateLog(campaign_dir).read().to_pylist()
+    with open(campaign_dir / "report" / "archive.csv") as handle:
+        archive = list(csv.DictReader(handle))
+    assert {a["functional_hash"] for a in archive} == {r["functional_hash"] for r in rows}
+    assert sum(int(a["count"]) for a in archive) == len(rows)
+    fitness = {r["functional_hash"]: r["fitness"] for r in rows}
+    assert all(float(a["fitness"]) == fitness[a["functional_hash"]] for a in archive)
+    assert [float(a["fitness"]) for a in archive] == sorted(
+        (float(a["fitness"]) for a in archive), reverse=True
+    )
+
+
+def test_a_campaign_with_an_empty_log_still_gets_a_page(tmp_path):
+    campaign = check_tasks(load_campaign(write_campaign(tmp_path, evaluations=8)))
+    run_campaign(campaign, tmp_path / "run", no_ray=True)
+    for part in (tmp_path / "run" / "log").glob("*.parquet"):
+        part.unlink()  # as if cut by a crash before the first result
+    report = write_report(tmp_path / "run")
+    assert report.summary == ["campaign tiny: no candidate logged yet"]
+    assert (report.directory / "index.html").is_file()
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    fitness = [1.0, 0.5, 0.9, 1.2, 0.4]
+    size = [5, 2, 6, 9, 2]
+    assert sorted(pareto_front(fitness, size)) == [0, 1, 3]
