@@ -176,6 +176,9 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         cid, fitness, text = summary.best
         out.print(f"best: candidate {cid}, fitness {fitness:.4f} (1.0 = tuned AdamW)")
         out.print(text, end="")
+    from evodisc.app.report import write_report
+
+    out.print(f"report: {write_report(directory).directory / 'index.html'}")
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> None:
