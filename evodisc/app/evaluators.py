@@ -19,8 +19,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-#: Ray's own retry warnings would bury evodisc's one-line errors.
-os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
 
 NAMESPACE = "evodisc"
 #: Seconds to wait for a remote Ray head before giving up.
@@ -134,7 +132,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start an embedded local
     Ray that listens on loopback only; :class:`EvaluatorError` with one line when that fails."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address:
+    if not address or _on_loopback(address):
         # Every listener of a single-machine Ray on 127.0.0.1 (../shared/notes/ray.md); it must
         # be set before ray is imported, and not for a cluster, whose nodes must reach us.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -161,8 +159,12 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
             "set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the cluster's token"
         ) from None
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-        where = f"at {address}" if address else "locally"
-        raise EvaluatorError(f"cannot start or reach Ray {where}: {_first_line(exc)}") from None
+        if not address:
+            raise EvaluatorError(f"cannot start Ray locally: {_first_line(exc)}") from None
+        raise EvaluatorError(
+            f"cannot join the Ray cluster at {address}: {_first_line(exc)} (with token "
+            "authentication, RAY_AUTH_TOKEN or ~/.ray/auth_token must hold the cluster's token)"
+        ) from None
 
 
 def _within(seconds: float, connect, address: str) -> None:
@@ -184,6 +186,12 @@ def _within(seconds: float, connect, address: str) -> None:
         raise EvaluatorError(f"no answer from a Ray head at {address} within {seconds:.0f} s")
     if outcome[0] is not None:
         raise outcome[0]
+
+
+def _on_loopback(address: str) -> bool:
+    """Whether ``address`` (``HOST:PORT``) names this machine's loopback interface."""
+    host = address.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
