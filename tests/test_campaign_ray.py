@@ -52,7 +52,7 @@ def test_a_campaign_spreads_over_the_nodes_of_a_cluster(cluster, tmp_path):
 
 
 def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
-    campaign = check_tasks(load_campaign(write_campaign(tmp_path, evaluations=80, evaluators=2)))
+    campaign = check_tasks(load_campaign(write_campaign(tmp_path, evaluations=160, evaluators=2)))
     out = tmp_path / "run"
     runner = threading.Thread(target=run_campaign, args=(campaign, out), daemon=True)
     runner.start()
@@ -60,7 +60,7 @@ def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
     killed = None
     while killed is None and time.monotonic() < deadline and runner.is_alive():
         rows = CandidateLog(out).read().num_rows if (out / "log").exists() else 0
-        if rows >= 16:
+        if rows >= 8:
             actor = ray.get_actor("evaluator-0-1", namespace=NAMESPACE)
             killed = ray.get(actor.info.remote())["pid"]
             os.kill(killed, signal.SIGKILL)  # a real crash of the worker process
@@ -69,7 +69,7 @@ def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
     runner.join(240)
     assert not runner.is_alive()
     rows = log_rows(out)
-    assert_complete(rows, 80)
+    assert_complete(rows, 160)
     workers = {r["worker"] for r in rows if r["node"]}
     assert "evaluator-0-3" in workers  # the replacement took over (generations 1, 2 started)
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
 NAMESPACE = "evodisc"
 #: Seconds to wait for a remote Ray head before giving up.
 CONNECT_SECONDS = 30.0
