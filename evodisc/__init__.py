@@ -33,6 +33,10 @@ _ON_FIRST_USE = {
     "torch_source": "evodisc.export",
     "replay": "evodisc.app.replay",
     "ReplayResult": "evodisc.app.replay",
+    "simplify": "evodisc.app.simplify",
+    "Simplified": "evodisc.app.simplify",
+    "recognise": "evodisc.app.recognise",
+    "closest_known": "evodisc.app.recognise",
 }
 
 __all__ = [

@@ -1,10 +1,13 @@
-"""Export a program as a ``torch.optim.Optimizer``: a class that runs it through the interpreter
+"""Export a program as a ``torch.optim.Optimizer``: a class for this process
 (:func:`to_torch_optimizer`), or standalone source that needs only torch (:func:`torch_source`).
 
 Both keep the layout of ``torch/optim/adamw.py``: ``__init__(params, lr=1e-3)``, param groups,
 lazy per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state slot (named
-after the slot), and ``@torch.no_grad() step(closure=None)``. Their state dicts are
-interchangeable.
+after the slot), and ``@torch.no_grad() step(closure=None)``. Both run the program's
+multi-tensor plan (:mod:`evodisc.multitensor`): one ``torch._foreach_*`` call per operation for
+all parameters of a device, dtype and step count, as torch.optim's ``foreach`` implementations
+do; the class executes the plan, the source is the plan written out. They make the same torch
+calls, so they agree bit for bit and their state dicts are interchangeable.
 """
 
 from __future__ import annotations
@@ -12,23 +15,15 @@ from __future__ import annotations
 import keyword
 import re
 import string
+from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 
-from evodisc.analysis import live_statements
-from evodisc.interpreter import CompiledProgram, compile_program, step
+from evodisc.multitensor import RESERVED_NAMES, Plan, lower
 from evodisc.primitives import PRIMITIVES
-from evodisc.program import (
-    Call,
-    Const,
-    Expr,
-    Program,
-    Var,
-    format_expr,
-    format_program,
-)
+from evodisc.program import Program, format_program
 
 DEFAULT_CLASS_NAME = "EvolvedOptimizer"
 
@@ -69,14 +64,14 @@ def _class_doc(program: Program, name: str) -> str:
     )
 
 
-# ------------------------------------------------------------------------ running the interpreter
+# ---------------------------------------------------------------------------- the class here
 
 
 class ProgramOptimizer(torch.optim.Optimizer):
-    """Base of the classes :func:`to_torch_optimizer` makes: runs ``program`` in the interpreter."""
+    """Base of the classes :func:`to_torch_optimizer` makes: runs the program's ``plan``."""
 
     program: ClassVar[Program]
-    compiled: ClassVar[CompiledProgram]
+    plan: ClassVar[Plan]
     slot_keys: ClassVar[tuple[str, ...]]
 
     def __init__(self, params, lr: float = 1e-3):
@@ -92,11 +87,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            buckets = defaultdict(list)  # the parameters by device, dtype and step count
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad
-                if grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
                 if len(state) == 0:
@@ -104,26 +99,58 @@ class ProgramOptimizer(torch.optim.Optimizer):
                     for key in self.slot_keys:
                         state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                slots = [state[key] for key in self.slot_keys]
-                update, new_slots = step(self.compiled, p, grad, group["lr"], state["step"], slots)
-                for key, value in zip(self.slot_keys, new_slots, strict=True):
-                    # A slot that is w or g itself must not change when they do.
-                    state[key] = value.clone() if value is p or value is grad else value
-                p.sub_(update)
+                buckets[p.device, p.dtype, state["step"]].append(p)
+            for (device, _, t), params in buckets.items():
+                for chunk in chunks(params, device):
+                    states = [self.state[p] for p in chunk]
+                    slots = self.plan.run(
+                        chunk,
+                        [p.grad for p in chunk],
+                        float(group["lr"]),
+                        t,
+                        [[s[key] for s in states] for key in self.slot_keys],
+                    )
+                    for key, values in zip(self.slot_keys, slots, strict=True):
+                        for s, value in zip(states, values, strict=True):
+                            s[key] = value
         return loss
 
 
+#: On CPU, parameters are updated in chunks of about this many bytes, so that a chunk's
+#: tensors (weights, gradients, state, temporaries) stay in cache across the calls of a step:
+#: one foreach call over a whole large model streams it from memory once per operation and
+#: measured 1.2-1.4x slower than chunks of 1 MiB (see docs/export.md).
+CPU_CHUNK_BYTES = 1 << 20
+
+
+def chunks(params: list, device: torch.device) -> list[list]:
+    """The lists of parameters updated together: all of them on a GPU (one kernel launch per
+    operation); on CPU, consecutive runs of at most :data:`CPU_CHUNK_BYTES` (a larger tensor
+    alone)."""
+    if device.type != "cpu":
+        return [params]
+    out, size = [[]], 0
+    for p in params:
+        nbytes = p.numel() * p.element_size()
+        if out[-1] and size + nbytes > CPU_CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += nbytes
+    return out
+
+
 def to_torch_optimizer(program: Program, name: str | None = None) -> type[torch.optim.Optimizer]:
-    """A ``torch.optim.Optimizer`` subclass that applies ``program`` (through the interpreter)."""
+    """A ``torch.optim.Optimizer`` subclass that applies ``program`` (its multi-tensor plan)."""
     if not isinstance(program, Program):
         raise TypeError(f"expected a Program, got {type(program).__name__}")
-    name = _check_class_name(name or DEFAULT_CLASS_NAME)
+    name = _check_class_name(DEFAULT_CLASS_NAME if name is None else name)
     namespace = {
         "__doc__": _class_doc(program, name),
         "__module__": __name__,
         "__qualname__": name,
         "program": program,
-        "compiled": compile_program(program, backend="torch"),
+        "plan": lower(program),
         "slot_keys": state_keys(program),
     }
     return type(name, (ProgramOptimizer,), namespace)
@@ -131,44 +158,50 @@ def to_torch_optimizer(program: Program, name: str | None = None) -> type[torch.
 
 # --------------------------------------------------------------------------- standalone source
 
-# How an expression evaluates in the generated code: a Python number (from lr, t and constants),
-# a small tensor that broadcasts (a reduction, or a number made a tensor), or a tensor shaped and
-# typed like the parameter.
-_NUMBER, _SCALAR, _FULL = 0, 1, 2
-_TENSOR = "_tensor"  # pseudo-primitive: a Python number made a float64 tensor
-_PYTHON_ARITHMETIC = {"add", "sub", "mul", "neg", "interp"}  # IEEE-safe on Python numbers
-
+#: Helper functions the generated code may call (their source, from the primitives registry).
 _HELPERS = {
-    # Helpers of primitives (their ``helper`` source in the registry), keyed by function name.
-    **{
-        re.match(r"def (\w+)", p.helper).group(1): "\n" + p.helper
-        for p in PRIMITIVES.values()
-        if p.helper
-    },
-    "_expand": '''
-def _expand(x, w):
-    """x (a number or a scalar tensor) as a tensor shaped like w."""
-    return torch.as_tensor(x, dtype=w.dtype, device=w.device).expand_as(w).clone()
-''',
+    re.match(r"def (\w+)", p.helper).group(1): p.helper for p in PRIMITIVES.values() if p.helper
 }
-
-_MODULE_NAMES = {"torch", "_update", *_HELPERS}
+_MODULE_NAMES = RESERVED_NAMES | {"_chunks", "_CPU_CHUNK_BYTES"}
 
 _MODULE = string.Template('''"""$name: a torch.optim.Optimizer exported by evodisc.
 
-It needs only PyTorch. The update rule it applies is in the class docstring.
+It needs only PyTorch. The update rule it applies is in the class docstring; ``_update`` applies
+it to many parameters at once, one ``torch._foreach_*`` call per operation, as torch.optim's
+``foreach`` implementations do.
 """
 
 import torch
+
+#: On CPU, parameters are updated in chunks of about this many bytes (they stay in cache).
+_CPU_CHUNK_BYTES = $chunk_bytes
 $helpers
 
 def _update($signature):
-    """One step for one parameter: the update (applied as ``w - update``), the new state."""
+    """One step for the parameters ``w`` (a list: one device, one dtype, step ``t``) with
+    gradients ``g``: updates ``w`` and the state tensors in place; returns the state lists."""
 $body
+
+
+def _chunks(params, device):
+    """The lists of parameters updated together: all on a GPU, runs of ~1 MiB on CPU."""
+    if device.type != "cpu":
+        return [params]
+    out, size = [[]], 0
+    for p in params:
+        nbytes = p.numel() * p.element_size()
+        if out[-1] and size + nbytes > _CPU_CHUNK_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += nbytes
+    return out
 
 
 class $name(torch.optim.Optimizer):
     """$doc"""
+
+    _slots = $slots  # the state tensors of a parameter, besides its step count
 
     def __init__(self, params, lr=1e-3):
         if not lr >= 0.0:
@@ -183,6 +216,7 @@ class $name(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            buckets = {}  # the parameters by device, dtype and step count
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -190,10 +224,24 @@ class $name(torch.optim.Optimizer):
                     raise RuntimeError("$name does not support sparse gradients")
                 state = self.state[p]
                 if len(state) == 0:
-                    state["step"] = 0$init_slots
+                    state["step"] = 0
+                    for key in self._slots:
+                        state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-$call
-                p.sub_(update)
+                buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
+            for (device, _, t), params in buckets.items():
+                for chunk in _chunks(params, device):
+                    states = [self.state[p] for p in chunk]
+                    slots = _update(
+                        chunk,
+                        [p.grad for p in chunk],
+                        float(group["lr"]),
+                        t,
+                        *[[s[key] for s in states] for key in self._slots],
+                    )
+                    for key, values in zip(self._slots, slots):
+                        for s, value in zip(states, values):
+                            s[key] = value
         return loss
 ''')
 
@@ -201,173 +249,20 @@ $call
 def torch_source(program: Program, class_name: str | None = None) -> str:
     """Standalone source of an optimizer class equivalent to ``to_torch_optimizer(program)``.
 
-    The module imports only torch; its ``_update`` function is the program as straight-line
-    torch code, with the program's own variable names.
+    The module imports only torch; its ``_update`` function is the program's multi-tensor plan
+    written out, with the program's own variable names, each block under the program statement
+    it computes.
     """
-    name = _check_class_name(class_name or DEFAULT_CLASS_NAME)
-    writer = _UpdateWriter(program)
-    lines = writer.lines()
+    name = _check_class_name(DEFAULT_CLASS_NAME if class_name is None else class_name)
+    plan = lower(program)
     keys = state_keys(program)
-    slot_idents = [writer.idents[s] for s in program.state]
-    state_refs = [f'state["{key}"]' for key in keys]
-    init = [
-        f"{' ' * 20}{ref} = torch.zeros_like(p, memory_format=torch.preserve_format)"
-        for ref in state_refs
-    ]
-    call = _wrap_call(
-        ", ".join(["update", *state_refs]),
-        "_update",
-        ["p", "p.grad", 'group["lr"]', 'state["step"]', *state_refs],
-        indent=16,
-    )
-    helpers = "".join("\n" + _HELPERS[h] for h in _HELPERS if h in writer.helpers)
+    helpers = "".join(f"\n\n{_HELPERS[h]}" for h in sorted(plan.helpers()))
     return _MODULE.substitute(
         name=name,
         helpers=helpers,
-        signature=", ".join(["w", "g", "lr", "t", *slot_idents]),
-        body="\n".join(f"    {line}" for line in lines),
+        signature=", ".join(["w", "g", "lr", "t", *plan.slots]),
+        body="\n".join(f"    {line}" for line in plan.source()),
         doc=_class_doc(program, name),
-        init_slots="".join(f"\n{line}" for line in init),
-        call=call,
+        chunk_bytes=f"1 << {CPU_CHUNK_BYTES.bit_length() - 1}",
+        slots="(" + ", ".join(f'"{k}"' for k in keys) + ("," if len(keys) == 1 else "") + ")",
     )
-
-
-def _wrap_call(target: str, fn: str, args: list[str], indent: int, width: int = 100) -> str:
-    """``target = fn(args)``, wrapped the way ``ruff format`` would."""
-    pad = " " * indent
-    one_line = f"{pad}{target} = {fn}({', '.join(args)})"
-    if len(one_line) <= width:
-        return one_line
-    inner = f"{pad}    {', '.join(args)}"
-    if len(inner) <= width:
-        return f"{pad}{target} = {fn}(\n{inner}\n{pad})"
-    return f"{pad}{target} = {fn}(\n" + "".join(f"{pad}    {a},\n" for a in args) + f"{pad})"
-
-
-class _UpdateWriter:
-    """Writes the body of ``_update``: one line per live statement, then the return."""
-
-    def __init__(self, program: Program):
-        self.program = program
-        self.helpers: set[str] = set()
-        taken = set(program.params) | {s.target for s in program.body} | _MODULE_NAMES
-        self.idents = {n: _fresh(n, taken) if n in _MODULE_NAMES else n for n in taken}
-        # A reassigned w gets a new name: _expand still needs the parameter itself.
-        self.new_w = _fresh("w", taken | set(self.idents.values()))
-        # name -> (identifier, kind, the input it is, unchanged, if any)
-        self.env: dict[str, tuple[str, int, str | None]] = {
-            p: (self.idents[p], _NUMBER if p in ("lr", "t") else _FULL, p) for p in program.params
-        }
-
-    def lines(self) -> list[str]:
-        out = []
-        for statement in live_statements(self.program.body, self.program.returns):
-            expr, kind = self.lower(statement.expr)
-            origin = self.env[statement.expr.name][2] if isinstance(statement.expr, Var) else None
-            ident = self.new_w if statement.target == "w" else self.idents[statement.target]
-            out.append(f"{ident} = {self.write(expr)}")
-            self.env[statement.target] = (ident, kind, origin)
-        values = []
-        for i, ret in enumerate(self.program.returns):
-            expr, kind = self.lower(ret)
-            text = self.write(expr)
-            if kind != _FULL:
-                self.helpers.add("_expand")
-                text = f"_expand({text}, w)"
-            elif i > 0 and isinstance(ret, Var) and self.env[ret.name][2] in ("w", "g"):
-                text = f"{text}.clone()"  # a new slot must not alias the parameter or gradient
-            values.append(text)
-        out.append(f"return {', '.join(values)}")
-        return out
-
-    def lower(self, expr: Expr) -> tuple[Expr, int]:
-        """``expr`` with program names replaced by identifiers and Python numbers made tensors
-        wherever Python would not follow IEEE rules (or torch needs a tensor); and its kind."""
-        if isinstance(expr, Var):
-            ident, kind, _ = self.env[expr.name]
-            return Var(ident), kind
-        if isinstance(expr, Const):
-            return expr, _NUMBER
-        lowered = [self.lower(a) for a in expr.args]
-        args = [a for a, _ in lowered]
-        kinds = [k for _, k in lowered]
-        for i in self.tensor_args(expr, kinds):
-            if kinds[i] == _NUMBER:
-                args[i] = Call(_TENSOR, (args[i],))
-                kinds[i] = _SCALAR
-        kind = _SCALAR if PRIMITIVES[expr.op].reduction else max(kinds)
-        return Call(expr.op, tuple(args)), kind
-
-    def tensor_args(self, expr: Call, kinds: list[int]) -> tuple[int, ...]:
-        """Which arguments of ``expr`` must be tensors in the generated code."""
-        op, args = expr.op, expr.args
-        if op in _PYTHON_ARITHMETIC:
-            return ()
-        if op in ("div", "pow"):
-            if any(k != _NUMBER for k in kinds) or self.python_safe(expr):
-                return ()
-            return (1,) if op == "div" else (0,)  # the divisor; the base
-        return (0,) if op == "clip" else tuple(range(len(args)))
-
-    def python_safe(self, expr: Call) -> bool:
-        """True where Python numbers give IEEE results, never an exception: ``x / d`` with ``d``
-        surely non-zero, and ``b ** e`` with 0 < b ≤ 1 and e ≥ 0 (e.g. ``0.9 ** t``)."""
-        a, b = expr.args
-        if expr.op == "div":
-            return self.nonzero(b)
-        return isinstance(a, Const) and 0 < a.value <= 1 and self.nonnegative(b)
-
-    def is_step(self, expr: Expr) -> bool:
-        """True for the step number ``t`` (≥ 1), unchanged."""
-        return isinstance(expr, Var) and self.env[expr.name][2] == "t"
-
-    def nonzero(self, expr: Expr) -> bool:
-        """True for a non-zero constant, ``t``, and bias corrections ``c - b ** t`` (c ≥ 1,
-        0 < b < 1)."""
-        if isinstance(expr, Const):
-            return expr.value != 0
-        if self.is_step(expr):
-            return True
-        if not (isinstance(expr, Call) and expr.op == "sub"):
-            return False
-        c, power = expr.args
-        return (
-            isinstance(c, Const)
-            and c.value >= 1
-            and isinstance(power, Call)
-            and power.op == "pow"
-            and isinstance(power.args[0], Const)
-            and 0 < power.args[0].value < 1
-            and (self.is_step(power.args[1]) or power.args[1] == Const(1.0))
-        )
-
-    def nonnegative(self, expr: Expr) -> bool:
-        """True if ``expr`` is ≥ 0 for sure: built from ``t``, constants ≥ 0, ``+`` and ``*``."""
-        if isinstance(expr, Const):
-            return expr.value >= 0
-        if isinstance(expr, Var):
-            return self.is_step(expr)
-        return expr.op in ("add", "mul") and all(self.nonnegative(a) for a in expr.args)
-
-    def write(self, expr: Expr) -> str:
-        return format_expr(expr, call=self.write_call)
-
-    def write_call(self, op: str, args: list[str]) -> str:
-        if op == _TENSOR:
-            return f"torch.tensor({args[0]}, dtype=torch.float64)"
-        source = PRIMITIVES[op].source
-        helper = source.split("(", 1)[0]
-        if helper in _HELPERS:
-            self.helpers.add(helper)
-        if re.fullmatch(r"[\w.]+\([^()]*\)", source):  # a plain call: binds as an atom
-            return source.format(*args)
-        for i, arg in enumerate(args):  # e.g. "({0}) ** 3": no parentheses around a name
-            if re.fullmatch(r"[\w.]+", arg):
-                source = source.replace(f"({{{i}}})", f"{{{i}}}")
-        return f"({source.format(*args)})"
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    while name in taken:
-        name += "_"
-    return name

@@ -3,18 +3,27 @@
 The search consults it before every evaluation (:meth:`FitnessCache.get_or_evaluate`); a program
 whose functional hash was already evaluated under the same fitness configuration is not
 evaluated again. Entries persist as Parquet: a directory of part files, one per
-:meth:`FitnessCache.flush`, each written to a temporary name and renamed (append-only, and a
-crash never leaves a half-written part). :data:`SCHEMA` is the column layout, so a campaign log
-that stores the same columns can feed a cache with :meth:`FitnessCache.ingest`.
+:meth:`FitnessCache.flush`, each written to a temporary name, fsynced and renamed, and the
+directory fsynced (append-only, and a crash never leaves a half-written part). :data:`SCHEMA`
+is the column layout, so a campaign log that stores the same columns can feed a cache with
+:meth:`FitnessCache.ingest`.
+
+A damaged part (truncated, bit-flipped, not Parquet, wrong columns) never stops a cache from
+loading: it is moved to ``quarantine/`` with a one-line warning naming it, and the other parts
+load. Temporary parts left by a crashed writer are removed once they are an hour old (a younger
+one may be a concurrent writer's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +31,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from evodisc.files import commit, fsync_directory
 
 SCHEMA = pa.schema(
     [
@@ -32,6 +43,15 @@ SCHEMA = pa.schema(
         ("details", pa.string()),  # canonical JSON
     ]
 )
+
+#: Where unreadable parts are moved (a subdirectory of the cache).
+QUARANTINE = "quarantine"
+#: A temporary part older than this (seconds) was left by a writer that died: it is removed.
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+class CacheWarning(UserWarning):
+    """A damaged cache file was skipped (and moved aside); the message names it."""
 
 
 def _canonical_json(value: Any) -> str:
@@ -78,8 +98,44 @@ class FitnessCache:
         if self.path is not None and self.path.exists():
             if not self.path.is_dir():
                 raise ValueError(f"{self.path}: the fitness cache must be a directory")
+            self._remove_stale_temporaries()
             for part in sorted(self.path.glob("*.parquet")):
-                self.ingest(pq.read_table(part))
+                self._load_part(part)
+
+    def _load_part(self, part: Path) -> None:
+        """Ingest one part, all or nothing; a part that cannot be read is quarantined."""
+        try:
+            table = pq.read_table(part)
+            entries = FitnessCache()
+            entries.ingest(table)  # parse every row before adding any
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, …; JSON ValueError
+            self._quarantine(part, exc)
+            return
+        for key, value in entries._entries.items():
+            self._entries.setdefault(key, value)
+
+    def _quarantine(self, part: Path, exc: Exception) -> None:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        target = self.path / QUARANTINE / part.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(part, target)
+            where = f"moved to {target}"
+        except OSError as move_error:
+            where = f"could not move it aside: {move_error.strerror}"
+        warnings.warn(
+            f"{part}: unreadable fitness-cache part skipped, {where} "
+            f"({type(exc).__name__}: {reason})",
+            CacheWarning,
+            stacklevel=3,
+        )
+
+    def _remove_stale_temporaries(self) -> None:
+        now = time.time()
+        for temporary in self.path.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - temporary.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                    temporary.unlink()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -163,13 +219,18 @@ class FitnessCache:
             raise ValueError("this fitness cache has no path to flush to")
         if not self._pending:
             return None
-        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_dir():
+            self.path.mkdir(parents=True, exist_ok=True)
+            fsync_directory(self.path.parent)
         name = f"part-{len(list(self.path.glob('*.parquet'))):06d}-{uuid.uuid4().hex[:8]}.parquet"
         final = self.path / name
         temporary = self.path / f".{name}.tmp"
-        pq.write_table(self.to_table(self._pending), temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
+        try:
+            pq.write_table(self.to_table(self._pending), temporary)
+            commit(temporary, final)  # fsync, rename, fsync the directory
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
         self._pending = []
         return final

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evodisc.interpreter import CompiledProgram, compile_program
-from evodisc.program import Program, parse_program
+from evodisc.program import Program, ProgramError, parse_program
 
 #: Bumped whenever the probe inputs or the quantisation change (it salts every digest).
 HASH_VERSION = "evodisc-functional-hash/1"
@@ -230,9 +230,9 @@ def _distinct(tokens: np.ndarray) -> int:
 
 
 def functional_hash_info(program: Program | str) -> HashInfo:
-    """The functional hash of ``program`` (IR or text) and its finiteness flag."""
+    """The functional hash of ``program`` (IR or program text) and its finiteness flag."""
     if isinstance(program, str):
-        program = parse_program(program)
+        program = parse_program(_program_text(program))
     plan = _plan(compile_program(program, backend="numpy"))
     main, reduction, fine = PROBES
     digest = hashlib.blake2b(HASH_VERSION.encode(), digest_size=16)
@@ -249,6 +249,19 @@ def functional_hash_info(program: Program | str) -> HashInfo:
         finite = finite and bool(np.isfinite(updates).all())
         digest.update(quantise(updates).astype("<i8").tobytes())
     return HashInfo(digest.hexdigest(), finite)
+
+
+def _program_text(text: str) -> str:
+    """``text`` if it is program text; a name or a path (``"adamw"``, ``"lion.py"``) is a
+    :class:`ProgramError` saying how to hash what it names."""
+    if "\n" in text.strip() or "def " in text:
+        return text
+    raise ProgramError(
+        "a string is hashed as program text ('def train(...): ...'), and this is one line "
+        "without 'def'; for a file or a known optimizer, hash evodisc.load_program(path) or "
+        "search_spaces.zoo.resolve_program(name)",
+        filename=repr(text),
+    )
 
 
 def functional_hash(program: Program | str) -> str:

@@ -17,9 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evodisc import primitives
+from evodisc.files import FileReadError, read_text
 
 #: Inputs with a fixed meaning; every other parameter of ``train`` is a state slot.
 RESERVED_INPUTS = ("w", "g", "lr", "t")
+
+#: How deeply an expression may nest (its tree's height: ``g`` is 1, ``sign(g)`` 2, a sum of
+#: 600 terms 600). The parser (and so every path from text or JSON) rejects deeper expressions,
+#: so that nothing downstream — printer, interpreter, hash, export — recurses past it.
+MAX_DEPTH = 200
+
+#: The largest program file :func:`load_program` reads.
+MAX_FILE_BYTES = 1 << 20
 
 
 class ProgramError(ValueError):
@@ -104,6 +113,11 @@ def names_used(expr: Expr) -> set[str]:
     return {node.name for node in walk(expr) if isinstance(node, Var)}
 
 
+def _too_deep(depth: int | None) -> str:
+    levels = f"{depth} levels" if depth is not None else f"more than {MAX_DEPTH} levels"
+    return f"expression nested too deeply ({levels}; the limit is {MAX_DEPTH})"
+
+
 # --------------------------------------------------------------------------------------- parser
 
 
@@ -111,19 +125,42 @@ def parse_program(text: str, filename: str = "<program>") -> Program:
     """Parse program text into a validated :class:`Program`; raise :class:`ProgramError`."""
     try:
         return _Parser(filename).parse(text)
-    except (RecursionError, MemoryError):
-        raise ProgramError("expressions are nested too deeply", filename=filename) from None
+    except RecursionError:  # Python's own parser gave up: find the line, iteratively
+        raise ProgramError(_too_deep(None), _busiest_line(text), filename) from None
+    except MemoryError:
+        raise ProgramError("the program is too large to parse", filename=filename) from None
+
+
+def _busiest_line(text: str) -> int | None:
+    """The first line of the logical line with the most operators (where Python's parser ran out
+    of recursion), found by tokenising (which does not recurse)."""
+    import io
+    import tokenize
+
+    best, best_line, count, start = -1, None, 0, None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if start is None:
+                start = token.start[0]
+            if token.type == tokenize.OP:
+                count += 1
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                if count > best:
+                    best, best_line = count, start
+                count, start = 0, None
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return best_line
 
 
 def load_program(path: str | Path) -> Program:
-    """Read and parse a program file (``.py`` text or canonical ``.json``)."""
+    """Read and parse a program file (``.py`` text or canonical ``.json``): a regular file of at
+    most :data:`MAX_FILE_BYTES` (a FIFO or a device is refused, not read)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProgramError(f"cannot read file ({exc.strerror})", filename=str(path)) from None
-    except UnicodeDecodeError:
-        raise ProgramError("not a UTF-8 text file", filename=str(path)) from None
+        text = read_text(path, MAX_FILE_BYTES)
+    except FileReadError as exc:
+        raise ProgramError(f"cannot read file ({exc.reason})", filename=str(path)) from None
     if path.suffix == ".json":
         return program_from_json(text, filename=str(path))
     return parse_program(text, filename=str(path))
@@ -138,6 +175,13 @@ _UNSUPPORTED_STATEMENTS = {
     ast.With: "with statements are not allowed",
     ast.Try: "try statements are not allowed",
     ast.FunctionDef: "nested functions are not allowed",
+    ast.AsyncFunctionDef: "nested functions are not allowed",
+    ast.AsyncFor: "loops are not allowed; a program is straight-line code",
+    ast.AsyncWith: "with statements are not allowed",
+    ast.Match: "match statements are not allowed; a program is straight-line code",
+    ast.Raise: "raise is not allowed",
+    ast.Assert: "assert is not allowed",
+    ast.Pass: "pass is not allowed",
     ast.ClassDef: "classes are not allowed",
     ast.Delete: "del is not allowed",
     ast.Global: "global is not allowed",
@@ -180,12 +224,19 @@ class _Parser:
             self.error(f"syntax error: {exc.msg}", line=exc.lineno)
         functions = [n for n in module.body if isinstance(n, ast.FunctionDef)]
         for node in module.body:
-            if isinstance(node, ast.FunctionDef):
+            if isinstance(node, ast.FunctionDef) or _is_docstring(node):
                 continue
-            if _is_docstring(node):
-                continue
-            reason = _UNSUPPORTED_STATEMENTS.get(type(node), "only one 'def train(...)' is allowed")
-            self.error(reason, node)
+            if isinstance(node, ast.AsyncFunctionDef):
+                self.error("'async def' is not allowed; write 'def train(...)'", node)
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                self.error("imports are not allowed", node)
+            if not functions:
+                break  # not a program at all: say that below
+            self.error(
+                "only 'def train(...)' may appear at the top level of a program, "
+                f"not {_statement_kind(node)}",
+                node,
+            )
         if not functions:
             self.error("no 'def train(...)' found", line=1)
         if len(functions) > 1:
@@ -237,11 +288,13 @@ class _Parser:
                 self.error(f"operator {_op_symbol(node.op)} is not allowed", node)
             if target not in defined:
                 self.error(f"name {target!r} is used before it is assigned", node)
+            self.check_depth(node.value, node, extra=1)  # u += x is u = u + x
             expr = Call(op, (Var(target), self.expr(node.value, defined)))
         elif isinstance(node, ast.Assign):
             if len(node.targets) != 1:
                 self.error("chained assignment is not allowed", node)
             target = self.target(node.targets[0])
+            self.check_depth(node.value, node)
             expr = self.expr(node.value, defined)
         elif isinstance(node, ast.AnnAssign):
             self.error("type annotations are not allowed", node)
@@ -271,7 +324,15 @@ class _Parser:
                 f"value per state slot ({len(state)}: {slots})",
                 node,
             )
+        for value in values:
+            self.check_depth(value, value)
         return tuple(self.expr(v, defined) for v in values)
+
+    def check_depth(self, value: ast.expr, node: ast.AST, extra: int = 0) -> None:
+        """Reject an expression nested deeper than :data:`MAX_DEPTH` before recursing into it."""
+        depth = _ast_depth(value) + extra
+        if depth > MAX_DEPTH:
+            self.error(_too_deep(depth), node)
 
     def expr(self, node: ast.expr, defined: set[str]) -> Expr:
         if isinstance(node, ast.Name):
@@ -324,6 +385,39 @@ class _Parser:
         if len(node.args) != prim.arity:
             self.error(f"{name}() takes {prim.arity} argument(s), got {len(node.args)}", node)
         return Call(name, tuple(self.expr(a, defined) for a in node.args))
+
+
+def _ast_depth(node: ast.expr) -> int:
+    """The height of an expression as the IR will hold it (a negative constant is one level),
+    computed without recursion; every other expression node counts as a level."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if (
+            isinstance(current, ast.UnaryOp)
+            and isinstance(current.op, ast.USub)
+            and isinstance(current.operand, ast.Constant)
+        ):
+            continue
+        children = current.args if isinstance(current, ast.Call) else ast.iter_child_nodes(current)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, ast.expr))
+    return deepest
+
+
+_STATEMENT_KINDS = {
+    ast.Assign: "an assignment",
+    ast.AugAssign: "an assignment",
+    ast.AnnAssign: "an assignment",
+    ast.Expr: "an expression",
+    ast.ClassDef: "a class",
+    ast.Return: "a return statement",
+}
+
+
+def _statement_kind(node: ast.stmt) -> str:
+    kind = _STATEMENT_KINDS.get(type(node))
+    return kind or f"a{'n' if type(node).__name__[0] in 'AEIOU' else ''} {type(node).__name__}"
 
 
 def _is_docstring(node: ast.stmt) -> bool:
@@ -444,8 +538,8 @@ def program_from_json(text: str, filename: str = "<json>") -> Program:
         params = tuple(doc["params"])
         body = tuple(Assign(s["target"], _expr_from_json(s["expr"])) for s in doc["body"])
         returns = tuple(_expr_from_json(e) for e in doc["returns"])
-    except RecursionError:
-        raise ProgramError("expressions are nested too deeply", filename=filename) from None
+    except (RecursionError, _TooDeep):
+        raise ProgramError(_too_deep(None), filename=filename) from None
     except (ValueError, KeyError, TypeError) as exc:
         reason = f"not a program in canonical JSON form ({exc})"
         raise ProgramError(reason, filename=filename) from None
@@ -453,9 +547,15 @@ def program_from_json(text: str, filename: str = "<json>") -> Program:
     return parse_program(format_program(Program(params, body, returns)), filename)
 
 
-def _expr_from_json(doc: dict) -> Expr:
+class _TooDeep(Exception):
+    pass
+
+
+def _expr_from_json(doc: dict, depth: int = 1) -> Expr:
+    if depth > MAX_DEPTH:  # checked before recursing: printing it would recurse as deep
+        raise _TooDeep
     if "var" in doc:
         return Var(str(doc["var"]))
     if "const" in doc:
         return Const(float(doc["const"]))
-    return Call(str(doc["op"]), tuple(_expr_from_json(a) for a in doc["args"]))
+    return Call(str(doc["op"]), tuple(_expr_from_json(a, depth + 1) for a in doc["args"]))

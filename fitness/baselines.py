@@ -1,22 +1,34 @@
 """The baseline of each task: AdamW (:data:`~fitness.config.BASELINE`) tuned on the suite's
 learning-rate grid, trained once and cached as JSON under ``$EVODISC_CACHE`` (default
-``~/.cache/evodisc``), keyed by a digest of everything that determines it."""
+``~/.cache/evodisc``), keyed by a digest of everything that determines it (for a user's task
+its file, data and model: :func:`fitness.tasks.fingerprint`).
+
+A cache file that cannot be read back (truncated, corrupt, not JSON) is recomputed with a
+warning; files are written whole or not at all, and only inside the cache directory whatever
+the task's name."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from evodisc.fitness_cache import fitness_config_key
+from evodisc.files import FileReadError, atomic_write, read_text
+from evodisc.fitness_cache import CacheWarning, fitness_config_key
 from evodisc.program import Program, program_to_json
 from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
 from fitness.device import resolve_device
-from fitness.tasks import Task
+from fitness.tasks import Task, TaskError, fingerprint
 from fitness.trainer import train_batch
 from search_spaces.zoo import load_known
+
+#: A baseline file is a few hundred bytes; anything much larger is not one.
+_MAX_FILE_BYTES = 1 << 16
 
 
 def cache_dir() -> Path:
@@ -28,7 +40,7 @@ def _digest(task: Task, program: Program, config: SuiteConfig, device: torch.dev
     key = {
         "version": PROTOCOL_VERSION,
         "device": device.type,  # CPU and CUDA kernels round differently: AdamW's exact 1.0
-        "task": [task.name, task.steps, task.batch_size, task.metric, task.higher_is_better],
+        "task": fingerprint(task),
         "program": program_to_json(program),
         "lrs": list(config.lrs),
         "seeds": list(config.seeds),
@@ -37,23 +49,67 @@ def _digest(task: Task, program: Program, config: SuiteConfig, device: torch.dev
     return fitness_config_key(key)
 
 
+def _file_word(text: str) -> str:
+    """``text`` made safe as part of a file name (no separators, no dots): ``../../x`` → ``x``."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")[:48] or "task"
+
+
+def baseline_path(task: Task, config: SuiteConfig, device=None, name: str = BASELINE) -> Path:
+    """The cache file of ``name``'s baseline on ``task`` (always inside :func:`cache_dir`)."""
+    digest = _digest(task, load_known(name), config, resolve_device(device))
+    return cache_dir() / "baselines" / f"{_file_word(task.name)}-{_file_word(name)}-{digest}.json"
+
+
+def _read(path: Path) -> tuple[float, float | None] | None:
+    """The cached ``(metric, best_lr)``, or None when there is none or it is damaged (warned)."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(read_text(path, _MAX_FILE_BYTES))
+        metric, best_lr = doc["metric"], doc["best_lr"]
+        if not isinstance(metric, int | float) or not math.isfinite(metric):
+            raise ValueError(f"metric {metric!r} is not a finite number")
+        if best_lr is not None and not isinstance(best_lr, int | float):
+            raise ValueError(f"best_lr {best_lr!r} is not a number")
+    except (FileReadError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"{path}: damaged baseline cache file ({type(exc).__name__}: {exc}); recomputing",
+            CacheWarning,
+            stacklevel=3,
+        )
+        return None
+    return float(metric), None if best_lr is None else float(best_lr)
+
+
 def baseline_metric(
     task: Task, config: SuiteConfig, device=None, name: str = BASELINE
 ) -> tuple[float, float | None]:
     """``(metric, best_lr)`` of the known optimizer ``name`` tuned on ``config``'s grid; read
-    from the cache, or trained once and cached."""
+    from the cache, or trained once and cached. A :class:`TaskError` when the baseline diverges
+    at every learning rate (the task, or the grid, is broken: nothing can be normalised)."""
+    path = baseline_path(task, config, device, name)
+    cached = _read(path)
+    if cached is not None:
+        return cached
     program = load_known(name)
-    digest = _digest(task, program, config, resolve_device(device))
-    path = cache_dir() / "baselines" / f"{task.name}-{name}-{digest}.json"
-    if path.is_file():
-        doc = json.loads(path.read_text())
-        return float(doc["metric"]), doc["best_lr"]
-    result = train_batch(task, [program], config.lrs, config.seeds, device, config.torch_dtype)
+    try:
+        result = train_batch(task, [program], config.lrs, config.seeds, device, config.torch_dtype)
+    except TaskError:
+        raise
+    except Exception as exc:  # the baseline is a known-good program: the task's code failed
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise TaskError(
+            f"{task.name}: training the baseline {name} failed ({type(exc).__name__}: {reason}); "
+            "see the Task protocol in docs/fitness.md"
+        ) from None
     best_lr, metric = result.best(0)
+    if best_lr is None:
+        raise TaskError(
+            f"{task.name}: the baseline {name} diverged (or scored NaN) at every learning rate "
+            f"of the grid ({', '.join(f'{lr:g}' for lr in config.lrs)}); the task's loss or "
+            "score is broken, or the grid is too high"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(
-        json.dumps({"task": task.name, "baseline": name, "metric": metric, "best_lr": best_lr})
-    )
-    tmp.replace(path)  # atomic: concurrent evaluators never read a half-written file
+    doc = {"task": task.name, "baseline": name, "metric": metric, "best_lr": best_lr}
+    atomic_write(path, json.dumps(doc))  # concurrent evaluators never read a half-written file
     return metric, best_lr

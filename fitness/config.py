@@ -16,8 +16,10 @@ from search_spaces.zoo import load_known
 if TYPE_CHECKING:
     import torch
 
-#: Bump when a built-in task or the training protocol changes, to invalidate cached results.
-PROTOCOL_VERSION = 1
+#: Bump when a built-in task, the training protocol or the format of the cache keys changes,
+#: to invalidate cached results. 2: user tasks are keyed by their data and model too, and a
+#: task's result records whether its best learning rate is on the edge of the grid.
+PROTOCOL_VERSION = 2
 
 #: The known optimizer fitness is normalised by (1.0 = this optimizer, tuned on the same grid).
 BASELINE = "adamw"
@@ -27,6 +29,9 @@ BASELINE = "adamw"
 DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
 
 DTYPES = ("float32", "float64")
+
+#: The most seeds a replay trains per learning rate (each seed is a full set of models).
+MAX_SEEDS = 64
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,9 @@ class SuiteConfig:
     def cache_key(self, device_type: str) -> str:
         """The key of this suite's fitness values in a :class:`~evodisc.fitness_cache.FitnessCache`:
         everything that changes a value — the device type (CPU and CUDA kernels round
-        differently), the dtype, each task's fingerprint, the grid, the seeds, the protocol
-        version and the baseline program."""
+        differently), the dtype, each task's fingerprint (for a user's task its file, data and
+        model: :func:`fitness.tasks.task_fingerprint`, which loads it and so imports torch),
+        the grid, the seeds, the protocol version and the baseline program."""
         return fitness_config_key(
             {
                 **self.to_dict(),

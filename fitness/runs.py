@@ -10,14 +10,16 @@ import math
 import numpy as np
 import torch
 
-from fitness.tasks import Task, TaskData
+from fitness.tasks import Task, TaskData, load_data, make_model
 
 #: A run diverges when its training loss is non-finite or exceeds this many times its first loss.
 EXPLODE_FACTOR = 100.0
 
+
 def data_on(task: Task, device: torch.device | str, dtype: torch.dtype) -> TaskData:
-    """The task's data on ``device``, floating-point tensors in ``dtype`` (labels keep theirs)."""
-    data = task.data()
+    """The task's data on ``device``, floating-point tensors in ``dtype`` (labels keep theirs);
+    checked (:func:`fitness.tasks.load_data`: NumPy arrays converted, mistakes one line)."""
+    data = load_data(task)
 
     def cast(x: torch.Tensor) -> torch.Tensor:
         return x.to(device, dtype if x.is_floating_point() else x.dtype)
@@ -29,7 +31,7 @@ def seeded_model(task: Task, seed: int) -> torch.nn.Module:
     """``task.model()`` drawn with torch's RNG seeded by ``seed`` (the global RNG is restored)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return task.model()
+        return make_model(task)
 
 
 def batch_indices(seed: int, examples: int, batch_size: int, steps: int) -> torch.Tensor:
@@ -64,3 +66,40 @@ def best_over_lrs(
     candidates = np.where(valid, per_lr, -np.inf if higher_is_better else np.inf)
     best = int(np.argmax(candidates) if higher_is_better else np.argmin(candidates))
     return float(lrs[best]), float(per_lr[best])
+
+
+def grid_edge(metric: np.ndarray, lrs: tuple[float, ...], higher_is_better: bool) -> str | None:
+    """``"low"`` or ``"high"`` when the best learning rate of an ``(L, S)`` metric array (see
+    :func:`best_over_lrs`) is the lowest or the highest of the grid and its neighbour is worse,
+    so the optimum may lie beyond the grid; None when it is interior, on a plateau that reaches
+    inside, when every run diverged, or for a one-point grid."""
+    order = np.argsort(lrs, kind="stable")
+    lrs = tuple(float(lrs[i]) for i in order)
+    metric = np.asarray(metric, dtype=np.float64)[order]
+    best_lr, best = best_over_lrs(metric, lrs, higher_is_better)
+    if best_lr is None or len(lrs) < 2:
+        return None
+    per_lr = metric.mean(axis=1)
+    index = lrs.index(best_lr)
+    for end, neighbour, side in ((0, 1, "low"), (len(lrs) - 1, len(lrs) - 2, "high")):
+        if index == end and per_lr[neighbour] != best:  # NaN (diverged) is worse
+            return side
+    return None
+
+
+def check_untrained(task: Task, dtype: torch.dtype = torch.float32) -> str | None:
+    """Why ``task`` is broken before any optimizer touches it — the untrained model's training
+    loss or validation score is not finite — or None. (On the CPU, one model, seed 0.)"""
+    data = data_on(task, "cpu", dtype)
+    model = seeded_model(task, 0).to("cpu", dtype)
+    batch = batch_indices(0, len(data.x_train), task.batch_size, 1)[0]
+    with torch.no_grad():
+        loss = task.loss(model(data.x_train[batch]), data.y_train[batch])
+        score = task.score(model(data.x_val), data.y_val)
+    for what, value in (("training loss", loss), ("validation score", score)):
+        value = torch.as_tensor(value)
+        if value.numel() != 1:
+            return f"its {what} is not a scalar (shape {tuple(value.shape)})"
+        if not torch.isfinite(value).all():
+            return f"its {what} is {float(value)} for the untrained model, before any step"
+    return None

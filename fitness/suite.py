@@ -25,6 +25,7 @@ class TaskFitness:
     metric: float  # best over the learning-rate grid (mean over seeds); NaN if all diverged
     best_lr: float | None
     ratio: float  # vs the AdamW baseline, clipped to [0, RATIO_CAP]; 0 if all diverged
+    edge: str | None = None  # "low"/"high": best_lr is on that edge of the grid (re-evaluate)
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,15 @@ class Fitness:
 
     def as_cached(self) -> CachedFitness:
         """The result as caches and logs store it: status ``ok`` or ``diverged``, details
-        JSON-able (a task's metric is None when it diverged)."""
+        JSON-able (a task's metric is None when it diverged; ``edge`` is ``"low"``/``"high"``
+        when its best learning rate is on that edge of the grid, so that a later stage can
+        re-evaluate it on a wider grid, else None)."""
         tasks = {
             name: {
                 "metric": t.metric if math.isfinite(t.metric) else None,
                 "best_lr": t.best_lr,
                 "ratio": t.ratio,
+                "edge": t.edge,
             }
             for name, t in self.tasks.items()
         }
@@ -62,7 +66,11 @@ def task_fitness(result: BatchResult, program: int, baseline: float) -> TaskFitn
     """One program's :class:`TaskFitness` from a batched result and the task's baseline."""
     best_lr, metric = result.best(program)
     return TaskFitness(
-        result.task, metric, best_lr, ratio(metric, baseline, result.higher_is_better)
+        result.task,
+        metric,
+        best_lr,
+        ratio(metric, baseline, result.higher_is_better),
+        result.edge(program),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,14 @@ class Task(Protocol):
 
 _REQUIRED = ("name", "steps", "batch_size", "metric", "higher_is_better")
 _METHODS = ("data", "model", "loss", "score")
+_DATA_FIELDS = ("x_train", "y_train", "x_val", "y_val")
+
+#: Bounds on a task's budget, checked before anything is allocated: optimizer steps per run,
+#: examples per step, and examples drawn per run (steps × batch size; the trainer holds their
+#: indices for every seed).
+MAX_STEPS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_EXAMPLES_PER_RUN = 10_000_000
 
 
 def check_task(task: object, origin: str) -> Task:
@@ -73,11 +82,108 @@ def check_task(task: object, origin: str) -> Task:
     missing += [m for m in _METHODS if not callable(getattr(task, m, None))]
     if missing:
         raise TaskError(f"{origin}: not a Task (missing {', '.join(missing)}; see docs/fitness.md)")
-    for attr in ("steps", "batch_size"):
-        value = getattr(task, attr)
+    attrs = {a: getattr(task, a) for a in _REQUIRED}
+    if not isinstance(attrs["name"], str) or not attrs["name"].strip():
+        raise TaskError(f"{origin}: name must be a non-empty string, not {attrs['name']!r}")
+    for attr, limit in (("steps", MAX_STEPS), ("batch_size", MAX_BATCH_SIZE)):
+        value = attrs[attr]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise TaskError(f"{origin}: {attr} must be a positive integer, not {value!r}")
+        if value > limit:
+            raise TaskError(f"{origin}: {attr} is {value:,}; the limit is {limit:,}")
+    examples = attrs["steps"] * attrs["batch_size"]
+    if examples > MAX_EXAMPLES_PER_RUN:
+        raise TaskError(
+            f"{origin}: steps × batch_size is {examples:,} examples per run; "
+            f"the limit is {MAX_EXAMPLES_PER_RUN:,}"
+        )
+    if not isinstance(attrs["higher_is_better"], bool):
+        raise TaskError(f"{origin}: higher_is_better must be True or False")
     return task  # type: ignore[return-value]
+
+
+def _what(value: object) -> str:
+    """A short description of a value's type, for error messages (``a tuple``, ``a str``)."""
+    kind = type(value).__name__
+    if type(value).__module__ == "numpy":
+        kind = f"NumPy {kind}"
+    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def load_data(task: Task) -> TaskData:
+    """``task.data()`` checked and as torch tensors: NumPy arrays are converted; anything that
+    is not a :class:`TaskData` (a tuple, a string, …), a field that is not an array, an empty
+    set or mismatched lengths is a :class:`TaskError` naming the task and the mistake."""
+    import numpy as np
+    import torch
+
+    name = getattr(task, "name", repr(task))
+    try:
+        data = task.data()
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(f"{name}: data() failed ({_reason(exc)})") from None
+    if isinstance(data, tuple | list | str | bytes | dict) or not all(
+        hasattr(data, f) for f in _DATA_FIELDS
+    ):
+        raise TaskError(
+            f"{name}: data() returned {_what(data)}, not a TaskData; return "
+            "fitness.tasks.TaskData(x_train, y_train, x_val, y_val): four tensors (or NumPy "
+            "arrays) whose first dimension is the examples"
+        )
+    tensors = []
+    for field_name in _DATA_FIELDS:
+        value = getattr(data, field_name)
+        if isinstance(value, np.ndarray):
+            try:
+                value = torch.as_tensor(np.array(value))
+            except TypeError:
+                raise TaskError(
+                    f"{name}: TaskData.{field_name} is a NumPy array of {value.dtype}, which "
+                    "torch cannot hold; use numbers"
+                ) from None
+        if not isinstance(value, torch.Tensor):
+            raise TaskError(
+                f"{name}: TaskData.{field_name} is {_what(value)}, not a tensor (a torch.Tensor "
+                "or a NumPy array whose first dimension is the examples)"
+            )
+        if value.ndim == 0:
+            raise TaskError(f"{name}: TaskData.{field_name} has no first dimension (examples)")
+        tensors.append(value)
+    x_train, y_train, x_val, y_val = tensors
+    for split, x, y in (("training", x_train, y_train), ("validation", x_val, y_val)):
+        if len(x) == 0:
+            raise TaskError(f"{name}: the {split} set is empty (x has 0 examples)")
+        if len(x) != len(y):
+            raise TaskError(
+                f"{name}: the {split} set has {len(x)} inputs but {len(y)} targets "
+                "(the first dimension is the examples)"
+            )
+    return TaskData(x_train, y_train, x_val, y_val)
+
+
+def make_model(task: Task) -> torch.nn.Module:
+    """``task.model()``, checked: a failure or something that is not a ``torch.nn.Module``
+    with parameters is a :class:`TaskError` naming the task."""
+    import torch
+
+    try:
+        model = task.model()
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(f"{task.name}: model() failed ({_reason(exc)})") from None
+    if not isinstance(model, torch.nn.Module):
+        raise TaskError(f"{task.name}: model() returned {_what(model)}, not a torch.nn.Module")
+    if not any(True for _ in model.parameters()):
+        raise TaskError(f"{task.name}: model() has no parameters to optimize")
+    return model
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 # ------------------------------------------------------------------------------------ registry
@@ -145,18 +251,84 @@ def _load_user_task(spec: str) -> Task:
     return check_task(task, spec)
 
 
+#: The module of the built-in tasks, whose definitions PROTOCOL_VERSION covers.
+_BUILTIN_MODULE = "fitness.builtin"
+
+
+def is_builtin(task: Task) -> bool:
+    """True for a task defined in :mod:`fitness.builtin` (covered by the protocol version)."""
+    return type(task).__module__ == _BUILTIN_MODULE
+
+
+def fingerprint(task: Task) -> str:
+    """A digest of everything that determines a task's results: its name, budget and metric
+    and its simple attributes; for a task that is not built in (whose definition
+    :data:`fitness.config.PROTOCOL_VERSION` does not cover) also the content of the file that
+    defines its class, its data (values, dtypes, shapes) and its model (parameter names,
+    shapes, dtypes and initial values at seed 0). An edited task is a different task."""
+    digest = hashlib.blake2b(digest_size=16)
+    attributes = {
+        k: v
+        for k, v in sorted(getattr(task, "__dict__", {}).items())
+        if isinstance(v, str | int | float | bool | None) and not k.startswith("_")
+    }
+    head = [task.name, task.steps, task.batch_size, task.metric, bool(task.higher_is_better)]
+    digest.update(json.dumps([head, attributes], default=repr).encode())
+    if is_builtin(task):
+        return f"builtin:{digest.hexdigest()}"
+    import torch
+
+    digest.update(_class_source(task))
+    data = load_data(task)
+    for tensor in (data.x_train, data.y_train, data.x_val, data.y_val):
+        _update_tensor(digest, tensor)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = make_model(task)
+    for name, parameter in model.named_parameters():
+        digest.update(name.encode())
+        _update_tensor(digest, parameter)
+    return f"user:{digest.hexdigest()}"
+
+
+def _class_source(task: Task) -> bytes:
+    """The content of the file that defines ``task``'s class (empty if there is none)."""
+    module = sys.modules.get(type(task).__module__)
+    path = getattr(module, "__file__", None)
+    try:
+        return Path(path).read_bytes() if path and Path(path).is_file() else b""
+    except OSError:
+        return b""
+
+
+def _update_tensor(digest, tensor: torch.Tensor) -> None:
+    import torch
+
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    digest.update(f"{flat.dtype}{tuple(tensor.shape)}".encode())
+    try:
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    except (RuntimeError, TypeError):  # a dtype without a byte view
+        digest.update(repr(flat.tolist()).encode())
+
+
 def task_fingerprint(spec: str) -> str:
     """What identifies a task's results in a cache key: a built-in's name (its definition is
-    covered by :data:`fitness.config.PROTOCOL_VERSION`), or for ``FILE.py:factory`` the factory
-    and a digest of the file's content (an edited task file is a different task)."""
+    covered by :data:`fitness.config.PROTOCOL_VERSION`), or for ``FILE.py:factory`` the factory,
+    a digest of the file's content and the task's :func:`fingerprint` (its data and model:
+    the task is loaded, so this runs the file)."""
     if ":" not in spec:
         return spec
     path_text, _, factory_name = spec.rpartition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise TaskError(f"{spec}: no such file {path_text!r}")
     try:
-        content = Path(path_text).read_bytes()
+        content = path.read_bytes()
     except OSError as exc:
         raise TaskError(f"{spec}: cannot read {path_text!r} ({exc.strerror})") from None
-    return f"{Path(path_text).name}:{factory_name}:{hashlib.blake2b(content).hexdigest()[:32]}"
+    source = hashlib.blake2b(content).hexdigest()[:32]
+    return f"{path.name}:{factory_name}:{source}:{fingerprint(load_task(spec))}"
 
 
 @dataclass(frozen=True)
@@ -176,8 +348,8 @@ class TaskInfo:
 
 def describe(task: Task) -> TaskInfo:
     """Size (parameters of one model, examples) and budget of ``task``."""
-    data = task.data()
-    params = sum(p.numel() for p in task.model().parameters())
+    data = load_data(task)
+    params = sum(p.numel() for p in make_model(task).parameters())
     return TaskInfo(
         name=task.name,
         parameters=params,

@@ -27,6 +27,7 @@ from torch.func import functional_call, vmap
 from evodisc.analysis import uses_reduction
 from evodisc.interpreter import CompiledProgram, compile_program, step
 from evodisc.program import Program
+from fitness.batch_size import models_per_evaluation
 from fitness.device import resolve_device
 from fitness.runs import (
     bad_loss,
@@ -34,6 +35,7 @@ from fitness.runs import (
     best_over_lrs,
     data_on,
     explosion_limit,
+    grid_edge,
     seeded_model,
 )
 from fitness.tasks import Task, TaskError
@@ -61,6 +63,11 @@ class BatchResult:
         """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
         diverged at every learning rate."""
         return best_over_lrs(self.metric[program], self.lrs, self.higher_is_better)
+
+    def edge(self, program: int) -> str | None:
+        """``"low"``/``"high"`` when one program's best learning rate is on that edge of the
+        grid (the optimum may lie beyond it), else None (see :func:`fitness.runs.grid_edge`)."""
+        return grid_edge(self.metric[program], self.lrs, self.higher_is_better)
 
 
 def _returns_constant(compiled: CompiledProgram) -> bool:
@@ -264,16 +271,23 @@ class BatchedRun:
             return None
         return graph
 
-    def evaluate(self, max_models: int = 256) -> BatchResult:
-        """Validation metric of every run (NaN where diverged), as a :class:`BatchResult`;
-        at most ``max_models`` models are evaluated at once."""
+    def evaluate(self, max_models: int | None = None) -> BatchResult:
+        """Validation metric of every run (NaN where diverged), as a :class:`BatchResult`.
+
+        Models are validated in chunks of at most ``max_models`` (default: as many as keep
+        their validation activations within :data:`fitness.batch_size.EVAL_BYTES`), each chunk
+        reduced to its scores before the next, so memory does not grow with the batch."""
+        if max_models is None:
+            max_models = models_per_evaluation(self.task, self.dtype, self.device)
+        chunk = max(1, max_models // self.S)  # P·L groups of S models at a time
+
+        def scores(params: dict[str, torch.Tensor]) -> torch.Tensor:  # one group's S models
+            out = vmap(lambda p: functional_call(self.module, p, (self.x_val,)))(params)
+            return vmap(self.task.score, in_dims=(0, None))(out, self.y_val)
+
         with torch.no_grad():
             finite = torch.isfinite(self.flat).all(dim=1)
-            chunk = max(1, max_models // self.S)
-            out = self._forward(self._params(self.flat), self.x_val, per_seed=False, chunk=chunk)
-            score = vmap(vmap(self.task.score, in_dims=(0, None)), in_dims=(0, None))(
-                out, self.y_val
-            ).reshape(self.B)
+            score = vmap(scores, chunk_size=chunk)(self._params(self.flat)).reshape(self.B)
             ok = self.alive & finite & torch.isfinite(score)
             metric = torch.where(ok, score, torch.full_like(score, float("nan")))
         shape = (self.P, len(self.lrs), self.S)

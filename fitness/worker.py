@@ -8,7 +8,9 @@ isolated by bisection (status ``error`` with the reason; the rest of its batch i
 batch that runs out of memory is split in halves and retried.
 
 A result is a dict: ``status`` (``ok`` | ``diverged`` | ``error``), ``fitness``, ``details``
-(per task: ``metric`` — None when diverged —, ``best_lr``, ``ratio``; or ``reason``),
+(per task: ``metric`` — None when diverged —, ``best_lr``, ``ratio``, ``edge`` — ``"low"`` or
+``"high"`` when the best learning rate is on that edge of the grid, a result to re-evaluate on a
+wider one, else None —; or ``reason``),
 ``seconds`` (this program's share of the batch's training time) and ``worker``.
 """
 
@@ -21,11 +23,11 @@ import torch
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program, program_from_json
+from fitness.batch_size import candidates_per_batch
 from fitness.config import SuiteConfig
 from fitness.normalise import WORST_FITNESS
 from fitness.suite import evaluate
 from fitness.tasks import TaskError
-
 
 #: torch.OutOfMemoryError (torch >= 2.5) is torch.cuda.OutOfMemoryError before that.
 _OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
@@ -67,13 +69,29 @@ def _train(
         )
 
 
+def _batch_size(programs: Sequence[Program], config: SuiteConfig, device) -> int:
+    """How many of ``programs`` to train together (:func:`fitness.batch_size.candidates_per_batch`;
+    all of them if it cannot be estimated: training then reports what is wrong)."""
+    try:
+        return candidates_per_batch(
+            config.tasks, len(config.lrs), len(config.seeds), config.torch_dtype, device, programs
+        )
+    except TaskError:
+        raise
+    except Exception:
+        return max(len(programs), 1)
+
+
 def evaluate_request(request: Mapping, device=None, worker: str = "") -> list[dict]:
     """Train the programs of ``request`` (``programs``: JSON IR list, ``suite``: dict,
     ``baselines``: task → metric) and return one result dict per program, in order."""
     config = SuiteConfig.from_dict(request["suite"])
     programs = [program_from_json(text) for text in request["programs"]]
     start = time.perf_counter()
-    results = _train(programs, config, request["baselines"], device)
+    size = _batch_size(programs, config, device)
+    results = []
+    for first in range(0, len(programs), size):  # more than the device holds: in batches
+        results += _train(programs[first : first + size], config, request["baselines"], device)
     seconds = (time.perf_counter() - start) / max(len(programs), 1)
     return [
         {"status": r.status, "fitness": r.fitness, "details": dict(r.details)}

@@ -1,20 +1,26 @@
-"""The batched trainer: equal to training each model separately, per-run divergence, devices."""
+"""The batched trainer: equal to training each model separately, per-run divergence, devices;
+validation in memory-bounded chunks, and how many candidates a batch holds."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from evodisc.analysis import uses_reduction
-from evodisc.program import parse_program
+from evodisc.program import parse_program, program_to_json
+from fitness import batch_size, worker
+from fitness.config import SuiteConfig
 from fitness.device import available_devices
 from fitness.naive import train_naive
+from fitness.suite import baseline_metrics
 from fitness.tasks import load_task
-from fitness.trainer import train_batch
+from fitness.trainer import BatchedRun, train_batch
+from fitness.worker import evaluate_request
 from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)  # tests run two xdist workers on two cores
@@ -105,3 +111,93 @@ def test_trains_on_every_available_device(device):
         for i, lr in enumerate((1e-3, 1e-2)):
             naive = train_naive(task, program, lr, 0, device=device)
             assert result.metric[p, i, 0] == pytest.approx(naive, rel=1e-4)
+
+
+# ------------------------------------------------------------- memory: validation and batch size
+
+
+def _peak_bytes(device: str, fn) -> int:
+    """How far ``fn()`` raises the peak memory of ``device`` above its level before."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("peak memory of a CPU process is read from /proc/self/status (Linux)")
+
+    def rss(key: str) -> int:
+        line = next(x for x in status.read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) * 1024
+
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from here
+    before = rss("VmRSS:")
+    fn()
+    return rss("VmHWM:") - before
+
+
+def test_validation_runs_in_chunks_with_bounded_memory(device, monkeypatch):
+    """Models are validated a chunk at a time, each chunk reduced to its scores: the metrics are
+    those of validating all at once, and the memory is that of one chunk (markov_lm: ~9 MB of
+    activations per model; 32 models at once need ~10x the memory of 3)."""
+    task = short("markov_lm", 2)
+    programs = [load_known("adamw"), load_known("lion")]
+    lrs = (1e-3, 3e-3, 1e-2, 3e-2)
+    run = BatchedRun(task, programs, lrs, (0, 1, 2, 3), device=device)  # 32 models
+    run.train()
+    per_model = batch_size.model_cost(task, torch.float32, device).eval_bytes
+    monkeypatch.setattr(batch_size, "EVAL_BYTES", 3 * per_model)
+    assert batch_size.models_per_evaluation(task, torch.float32, device) == 3
+    results = {}
+    chunked = _peak_bytes(device, lambda: results.setdefault("chunked", run.evaluate()))
+    at_once = _peak_bytes(device, lambda: results.setdefault("all", run.evaluate(10**6)))
+    np.testing.assert_allclose(results["chunked"].metric, results["all"].metric, rtol=1e-5)
+    assert chunked < 0.4 * at_once and chunked < 8 * 3 * per_model, (chunked, at_once)
+
+
+def test_candidates_per_batch_fill_free_memory_up_to_the_knee(monkeypatch):
+    tasks = ["markov_lm", "digits_mlp"]
+    worst = batch_size.candidate_bytes(load_task("markov_lm"), 8)
+    assert worst > batch_size.candidate_bytes(load_task("digits_mlp"), 8)
+    assert worst == 8 * batch_size.candidate_bytes(load_task("markov_lm"), 1)
+    share = batch_size.MEMORY_SHARE
+    room = [(10.5 * worst + batch_size.EVAL_BYTES) / share, 0, 1e15]  # validation reserved
+    for free, expected in zip(room, [10, 1, batch_size.KNEE["cpu"]], strict=True):
+        monkeypatch.setattr(batch_size, "free_memory", lambda device=None, f=free: int(f))
+        assert batch_size.candidates_per_batch(tasks, lrs=8, device="cpu") == expected
+    # the programs' own state and temporaries, when known, instead of the default allowance
+    lion = batch_size.candidate_bytes(load_task("markov_lm"), 8, programs=[load_known("lion")])
+    assert lion < worst
+
+
+def test_candidate_bytes_bound_the_measured_training_memory(device):
+    """The estimate is an upper bound of what training really takes (and not far above)."""
+    task = short("markov_lm", 3)
+    programs = [load_known("adamw"), load_known("lion"), NORMALISED] * 4
+    lrs = (1e-3, 1e-2, 0.1, 0.3)
+    count = len(programs)
+    estimate = batch_size.batch_bytes(task, count, len(lrs), torch.float32, device, programs)
+    measured = _peak_bytes(device, lambda: train_batch(task, programs, lrs, (0,), device))
+    assert 0 < measured < estimate < 10 * measured, (measured, estimate)
+
+
+def test_worker_splits_a_request_larger_than_the_batch_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+    config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,))
+    programs = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd", "lion")]
+    request = {
+        "programs": [program_to_json(p) for p in programs],
+        "suite": config.to_dict(),
+        "baselines": baseline_metrics(config),
+    }
+    whole = evaluate_request(request)
+    batches = []
+    real = worker._train
+    monkeypatch.setattr(worker, "candidates_per_batch", lambda *args: 2)
+    monkeypatch.setattr(worker, "_train", lambda ps, *a: batches.append(len(ps)) or real(ps, *a))
+    split = evaluate_request(request)
+    assert batches == [2, 2, 1]
+    assert [r["fitness"] for r in split] == [r["fitness"] for r in whole]

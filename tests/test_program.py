@@ -182,7 +182,7 @@ MALFORMED = [
     (_lines("u = 1e999 * g", "return u, m"), 2, "not a finite number"),
     (_lines("return g, m", "u = g"), 2, "must be the last statement"),
     (_lines("u = g"), 1, "must end with a return"),
-    ("x = 1\ndef train(g):\n    return g\n", 1, "only one 'def train"),
+    ("x = 1\ndef train(g):\n    return g\n", 1, "may appear at the top level"),
     ("def step(g):\n    return g\n", 1, "must be called 'train'"),
     ("def train(g, g):\n    return g\n", 1, "duplicate parameter"),
     ("def train(g, lr=1):\n    return g\n", 1, "default values"),

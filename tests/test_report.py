@@ -25,6 +25,7 @@ def campaign_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     campaign = check_tasks(load_campaign(write_campaign(tmp, evaluations=60)))
     run_campaign(campaign, tmp / "run", no_ray=True)
+    write_report(tmp / "run")  # each test may run first (xdist)
     return tmp / "run"
 
 

@@ -1,17 +1,27 @@
-"""Fitness throughput: batched trainer vs a naive one-model-at-a-time loop, side by side.
+"""Fitness throughput: the batched trainer vs one-model-at-a-time loops, measured side by side.
 
 A *candidate evaluation* is one program trained on every task of the default suite with the full
-learning-rate sweep. The batched trainer trains P candidates × L learning rates per task in one
-run; the naive loop (``fitness.naive``: ``loss.backward()`` + a per-parameter optimizer loop with
-the same program, as a plain PyTorch script would) trains one model at one learning rate at a
-time. Both run here, in this process, on the same device, budgets and data.
+learning-rate sweep. Three ways are timed in this process, on the same device, budgets and data:
 
-On CUDA it also reports achieved model FLOP/s (forward + backward of the models, counted with
+* **batched** — the trainer: P candidates × L learning rates per task in one run;
+* **naive** — ``fitness.naive``: one model at one learning rate at a time, ``loss.backward()``
+  and a per-parameter loop running the same program (what a plain PyTorch script would do);
+* **fused AdamW** — the fastest loop a user would write: the same one-model loop with
+  ``torch.optim.AdamW(fused=True)`` (a candidate = AdamW at every learning rate).
+
+They are interleaved — round r times them in a rotated order, ABC, BCA, … — so that a burst of
+load on a shared machine cannot hit one side only; the table gives the median rate over rounds,
+the median of the per-round ratios and their spread (min–max).
+
+``--sweep 1,4,16,64`` then times the batched trainer per task at each P (interleaved the same
+way) and prints the cost per candidate, so the knee — the P beyond which batching stops paying —
+is visible. On CUDA it also reports achieved model FLOP/s (forward + backward of the models,
 ``torch.utils.flop_counter``; the optimizer's elementwise work is not counted) against a given
 peak, and peak GPU memory per candidate.
 
-    python tools/bench_fitness.py --device cuda          # the GPU run
-    python tools/bench_fitness.py --device cpu --quick   # a CPU run in about a minute
+    python tools/bench_fitness.py --device cpu --threads 1            # stable on a shared CPU
+    python tools/bench_fitness.py --device cpu --threads 1 --quick --sweep 1,2,4,8,16,32
+    python tools/bench_fitness.py --device cuda --sweep 1,16,64,256   # the GPU run
 """
 
 from __future__ import annotations
@@ -20,7 +30,10 @@ import argparse
 import dataclasses
 import math
 import platform
+import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fitness.config import DEFAULT_LRS
 from fitness.device import resolve_device
 from fitness.naive import train_naive
-from fitness.runs import seeded_model
+from fitness.runs import bad_loss, batch_indices, data_on, explosion_limit, seeded_model
 from fitness.tasks import load_task, task_names
 from fitness.trainer import DEFAULT_STREAMS, train_batch
 from search_spaces.zoo import load_known, zoo
@@ -53,26 +66,57 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_batched(tasks, programs, lrs, device, graphs: bool, streams: int) -> tuple[float, dict]:
+def timed(device: torch.device, fn: Callable[[], object]) -> tuple[float, object]:
     sync(device)
     start = time.perf_counter()
-    results = {
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def run_batched(tasks, programs, lrs, device, graphs: bool, streams: int) -> dict:
+    return {
         t.name: train_batch(t, programs, lrs, (0,), device, cuda_graphs=graphs, streams=streams)
         for t in tasks
     }
-    sync(device)
-    return time.perf_counter() - start, results
 
 
-def run_naive(tasks, programs, lrs, device) -> tuple[float, dict]:
-    sync(device)
-    start = time.perf_counter()
-    metrics = {
+def run_naive(tasks, programs, lrs, device) -> dict:
+    return {
         t.name: np.array([[train_naive(t, p, lr, 0, device) for lr in lrs] for p in programs])
         for t in tasks
     }
-    sync(device)
-    return time.perf_counter() - start, metrics
+
+
+def train_fused_adamw(task, lr: float, seed: int, device: torch.device) -> float:
+    """``fitness.naive.train_naive``'s loop (same seeded model, batches and divergence rule)
+    with ``torch.optim.AdamW(fused=True)``: validation metric, or NaN if it diverged."""
+    data = data_on(task, device, torch.float32)
+    model = seeded_model(task, seed).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
+    indices = batch_indices(seed, len(data.x_train), task.batch_size, task.steps).to(device)
+    limit = None
+    for k in range(task.steps):
+        batch = indices[k]
+        loss = task.loss(model(data.x_train[batch]), data.y_train[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loss = loss.detach()
+        if limit is None:
+            limit = explosion_limit(loss)
+        if bad_loss(loss, limit):
+            return math.nan
+        optimizer.step()
+    with torch.no_grad():
+        score = float(task.score(model(data.x_val), data.y_val))
+    return score if math.isfinite(score) else math.nan
+
+
+def run_fused(tasks, count: int, lrs, device) -> None:
+    for task in tasks:
+        for _ in range(count):
+            for lr in lrs:
+                train_fused_adamw(task, lr, 0, device)
 
 
 def model_flops(tasks, programs: int, lrs: int) -> float:
@@ -91,13 +135,54 @@ def model_flops(tasks, programs: int, lrs: int) -> float:
     return total
 
 
+def spread(values: list[float]) -> str:
+    return f"{min(values):.3g}–{max(values):.3g}"
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) -> None:
+    """Seconds per candidate of the batched trainer at each P, per task (interleaved)."""
+    print(
+        f"\ncost per candidate vs P (batched, {len(lrs)} learning rates each; median of "
+        f"{rounds} interleaved rounds, spread min–max):"
+    )
+    for task in tasks:
+        per: dict[int, list[float]] = {p: [] for p in sizes}
+        for r in range(rounds):
+            for p in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+                seconds, _ = timed(
+                    device,
+                    lambda p=p, t=task: run_batched(
+                        [t], candidates(p), lrs, device, graphs, streams
+                    ),
+                )
+                per[p].append(seconds / p)
+        base = statistics.median(per[sizes[0]])
+        cells = "  ".join(
+            f"P={p}: {statistics.median(s):.3f} s ({statistics.median(s) / base:.2f}x)"
+            for p, s in per.items()
+        )
+        print(f"  {task.name:16} {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: auto)")
     parser.add_argument("--quick", action="store_true", help="a quarter of each task's steps")
     parser.add_argument("--programs", type=int, default=None, help="P batched candidates")
     parser.add_argument("--naive", type=int, default=1, help="candidates run by the naive loop")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--sweep", default=None, help="P values for the knee, e.g. 1,4,16,64")
+    parser.add_argument("--no-fused", action="store_true", help="skip the fused-AdamW loop")
     parser.add_argument(
         "--peak-tflops",
         type=float,
@@ -122,40 +207,67 @@ def main() -> None:
     lrs = DEFAULT_LRS
     tasks = suite(args.quick)
     batched_programs, naive_programs = candidates(P), candidates(args.naive)
-    name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if cuda else cpu_name()
     print(
         f"device: {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}"
     )
     print(f"suite: {', '.join(f'{t.name}({t.steps} steps)' for t in tasks)}")
-    print(f"learning rates per candidate: {len(lrs)}; batched P={P}; naive candidates={args.naive}")
+    print(
+        f"learning rates per candidate: {len(lrs)}; batched P={P}; naive and fused-AdamW "
+        f"candidates={args.naive}; {args.rounds} interleaved rounds"
+    )
 
     # Warm-up (library initialisation, cuBLAS/cuDNN handles, allocator) outside the timings.
     short = [dataclasses.replace(t, steps=8) for t in tasks]
     graphs = not args.no_cuda_graphs
     run_batched(short, batched_programs[:2], lrs[:2], device, graphs, args.streams)
     run_naive(short, naive_programs[:1], lrs[:1], device)
+    if not args.no_fused:
+        run_fused(short, 1, lrs[:1], device)
 
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    t_batched, results = run_batched(tasks, batched_programs, lrs, device, graphs, args.streams)
-    peak_memory = torch.cuda.max_memory_allocated(device) if cuda else 0
-    t_naive, naive = run_naive(tasks, naive_programs, lrs, device)
+    ways: dict[str, tuple[int, Callable[[], object]]] = {
+        "batched": (
+            P,
+            lambda: run_batched(tasks, batched_programs, lrs, device, graphs, args.streams),
+        ),
+        "naive": (args.naive, lambda: run_naive(tasks, naive_programs, lrs, device)),
+    }
+    if not args.no_fused:
+        ways["fused AdamW"] = (args.naive, lambda: run_fused(tasks, args.naive, lrs, device))
+    rates: dict[str, list[float]] = {w: [] for w in ways}
+    outputs: dict[str, object] = {}
+    peak_memory = 0
+    names = list(ways)
+    for r in range(args.rounds):
+        for way in names[r % len(names) :] + names[: r % len(names)]:
+            count, fn = ways[way]
+            if cuda and way == "batched":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds, outputs[way] = timed(device, fn)
+            if cuda and way == "batched":
+                peak_memory = max(peak_memory, torch.cuda.max_memory_allocated(device))
+            rates[way].append(count / seconds)
 
-    batched_rate, naive_rate = P / t_batched, args.naive / t_naive
-    print(f"batched: {P} candidates in {t_batched:.2f} s = {batched_rate:.3f} candidate evals/s")
-    print(
-        f"naive:   {args.naive} candidates in {t_naive:.2f} s = {naive_rate:.4f} candidate evals/s"
-    )
-    print(f"speed-up (batched / naive, same run): {batched_rate / naive_rate:.1f}x")
-    if cuda and args.streams > 1:
-        t_one, _ = run_batched(tasks, batched_programs, lrs, device, graphs, streams=1)
+    print(f"\n  {'loop':12} {'cand evals/s':>12} {'spread':>14} {'batched is':>11} {'spread':>12}")
+    for way, values in rates.items():
+        ratios = [b / v for b, v in zip(rates["batched"], values, strict=True)]
         print(
-            f"batched with 1 stream: {P / t_one:.3f} candidate evals/s; "
-            f"{args.streams} streams are {t_one / t_batched:.2f}x faster"
+            f"  {way:12} {statistics.median(values):12.4g} {spread(values):>14} "
+            f"{statistics.median(ratios):10.2f}x {spread(ratios):>12}"
+        )
+    if cuda and args.streams > 1:
+        seconds, _ = timed(
+            device, lambda: run_batched(tasks, batched_programs, lrs, device, graphs, streams=1)
+        )
+        batched = statistics.median(rates["batched"])
+        print(
+            f"batched with 1 stream: {P / seconds:.3f} candidate evals/s; "
+            f"{args.streams} streams are {batched * seconds / P:.2f}x faster"
         )
 
     # The naive candidates are the first ones of the batch: the same runs, so the same metrics up
     # to float rounding (which chaotic runs at large learning rates amplify over the budget).
+    results, naive = outputs["batched"], outputs["naive"]
     diffs, best_diffs = [], []
     for task in tasks:
         a, b = results[task.name].metric[: args.naive, :, 0], naive[task.name]
@@ -175,7 +287,7 @@ def main() -> None:
 
     if cuda:
         flops = model_flops(tasks, P, len(lrs))
-        achieved = flops / t_batched
+        achieved = flops * statistics.median(rates["batched"]) / P
         share = achieved / (args.peak_tflops * 1e12)
         print(
             f"model FLOP/s achieved: {achieved / 1e12:.2f} TFLOP/s = {100 * share:.1f}% of "
@@ -184,6 +296,10 @@ def main() -> None:
         per_candidate = peak_memory / P / 2**20
         print(f"peak GPU memory: {peak_memory / 2**20:.1f} MiB total, {per_candidate:.2f} MiB")
         print(f"  per candidate ({len(lrs)} models each)")
+
+    if args.sweep:
+        sizes = [int(x) for x in args.sweep.split(",")]
+        sweep(tasks, sizes, lrs, device, graphs, args.streams, args.rounds)
 
 
 if __name__ == "__main__":

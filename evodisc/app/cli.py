@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -54,20 +53,41 @@ def cmd_zoo(args: argparse.Namespace, out: Console) -> None:
 
 def cmd_export(args: argparse.Namespace, out: Console) -> None:
     from evodisc.export import class_name_from_path, torch_source
+    from evodisc.files import atomic_write
 
     program = resolve_program(args.program)
+    name = args.name if args.name is not None else class_name_from_path(args.program)
     try:
-        text = torch_source(program, class_name=args.name or class_name_from_path(args.program))
+        if args.to == "latex":  # the simplified rule's math lines
+            from evodisc.app.simplify import simplify
+
+            text = simplify(program, recognise=False).latex + "\n"
+        else:
+            text = torch_source(program, class_name=name)
     except ValueError as exc:
         raise UsageError(f"--name: {exc}") from None
-    if args.output:
+    if args.output is not None:
         try:
-            Path(args.output).write_text(text)
+            atomic_write(args.output, text)  # whole or not at all: never a truncated file
         except OSError as exc:
-            raise UsageError(f"cannot write {args.output} ({exc.strerror})") from None
+            raise UsageError(f"cannot write {args.output} ({exc.strerror or exc})") from None
         out.print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+
+
+def cmd_simplify(args: argparse.Namespace, out: Console) -> None:
+    from evodisc.app.simplify import simplify
+
+    program = resolve_program(args.program)
+    if not args.tolerance >= 0:
+        raise UsageError(f"--tolerance must be a number ≥ 0, not {args.tolerance}")
+    if not args.deadline > 0:
+        raise UsageError(f"--deadline must be a positive number of seconds, not {args.deadline}")
+    result = simplify(
+        program, approximate=args.approximate, tolerance=args.tolerance, deadline=args.deadline
+    )
+    sys.stdout.write(result.report(latex=args.latex))
 
 
 def cmd_hash(args: argparse.Namespace, out: Console) -> None:
@@ -106,6 +126,8 @@ def _floats(text: str) -> list[float]:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"{text!r}: expected comma-separated numbers") from None
+    if not values:
+        raise UsageError(f"--lrs {text!r}: expected comma-separated learning rates, got none")
     if not values or not all(v > 0 and v < float("inf") for v in values):
         raise UsageError(f"{text!r}: learning rates must be positive finite numbers")
     return values
@@ -113,13 +135,14 @@ def _floats(text: str) -> list[float]:
 
 def cmd_replay(args: argparse.Namespace, out: Console) -> None:
     from evodisc.app.replay import replay
+    from fitness.config import MAX_SEEDS
     from fitness.device import DeviceError
     from fitness.tasks import TaskError
 
     program = resolve_program(args.program)
-    lrs = _floats(args.lrs) if args.lrs else None
-    if args.seeds < 1:
-        raise UsageError("--seeds must be at least 1")
+    lrs = _floats(args.lrs) if args.lrs is not None else None
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS}, not {args.seeds}")
     seeds = list(range(args.seeds))
     try:
         kwargs = {"lrs": lrs} if lrs else {}
@@ -129,11 +152,14 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
             args.baseline or ["adamw"],
             seeds=seeds,
             device=args.device,
+            extend=not args.fixed_grid,
             **kwargs,
         )
     except (TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     out.print(result.table())
+    for warning in result.warnings:
+        print(f"evodisc: warning: {warning}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace, out: Console) -> None:
@@ -209,10 +235,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a ready torch.optim.Optimizer")
     export.add_argument("program", help="program file, or the name of a known optimizer")
-    export.add_argument("--to", choices=["torch"], default="torch", help="target format")
+    export.add_argument(
+        "--to",
+        choices=["torch", "latex"],
+        default="torch",
+        help="torch: an optimizer class; latex: the simplified update rule",
+    )
     export.add_argument("--name", default=None, help="class name (default: from the file name)")
     export.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     export.set_defaults(run=cmd_export)
+
+    simplify = sub.add_parser(
+        "simplify", help="simplified program, math, closest known optimizers, what was removed"
+    )
+    simplify.add_argument("program", help="program file, or the name of a known optimizer")
+    simplify.add_argument("--latex", action="store_true", help="also print the math as LaTeX")
+    simplify.add_argument(
+        "--approximate",
+        action="store_true",
+        help="also round constants and drop small terms (labelled approximate)",
+    )
+    simplify.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="approximate steps: largest relative change of the updates (default 0.05)",
+    )
+    simplify.add_argument(
+        "--deadline", type=float, default=10.0, help="seconds SymPy may take (default 10)"
+    )
+    simplify.set_defaults(run=cmd_simplify)
 
     hash_ = sub.add_parser("hash", help="functional hash per program (equal for equivalent ones)")
     hash_.add_argument("programs", nargs="+", metavar="PROGRAM", help="program files or names")
@@ -233,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--lrs", default=None, help="comma-separated learning rates")
     replay.add_argument("--seeds", type=int, default=1, help="seeds per learning rate")
+    replay.add_argument(
+        "--fixed-grid",
+        action="store_true",
+        help="never extend the grid when a best learning rate is on its edge",
+    )
     replay.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     replay.set_defaults(run=cmd_replay)
 

@@ -45,6 +45,8 @@ MAX_CRASHES = 3
 MAX_TIMEOUTS = 2
 #: Results are made durable at least this often (seconds) while they come in.
 FLUSH_EVERY = 0.5
+#: ... or this often while evaluators wait for candidates that a flush would let the loop ask.
+FLUSH_STARVING = 0.05
 #: Statuses whose results are deterministic and go into the fitness cache.
 CACHEABLE = ("ok", "diverged", "invalid", "error")
 
@@ -140,10 +142,20 @@ class Controller:
         busy = self.pool.busy() > 0
         for completion in self.pool.poll(timeout=0.05 if busy else 0.0):
             self._complete(completion)
-        if self.finished and (
-            time.monotonic() - self.last_flush >= FLUSH_EVERY or not busy or not self._may_ask()
-        ):
+        if self.finished and self._flush_due(busy):
             self._flush()
+
+    def _flush_due(self, busy: bool) -> bool:
+        """Flush every ``FLUSH_EVERY`` seconds while evaluators are busy; at once when none is
+        or the budget is spent; and, at most every ``FLUSH_STARVING`` seconds, when evaluators
+        are idle for want of candidates that only the finished ones' places can make (finished
+        candidates count as in flight until they are flushed and told)."""
+        since = time.monotonic() - self.last_flush
+        if since >= FLUSH_EVERY or not busy or not self._may_ask():
+            return True
+        starving = self.pool.idle() > 0 and not self.to_dispatch and not self.retry
+        full = len(self.candidates) >= self.campaign.resources.in_flight
+        return starving and full and since >= FLUSH_STARVING
 
     def _dispatch_outstanding(self) -> None:
         """Candidates asked before a crash and not in the log: screen them again."""

@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -229,13 +230,14 @@ class RayPool:
         self._device = "cuda" if gpus > 0 else "cpu"
         self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
         self._generation = 0
+        self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
         self.actors = [self._start(k) for k in range(count)]
         self.info = ray.get([a.info.remote() for a in self.actors])
         self._running: dict = {}  # object ref -> (actor index, batch, start time)
 
     def _start(self, index: int):
         self._generation += 1
-        name = f"evaluator-{index}-{self._generation}"
+        name = f"evaluator-{index}-{self._generation}-{self._tag}"
         actor_class = self._ray.remote(Evaluator).options(name=name, **self._options)
         return actor_class.remote(name, self._device, self._threads)
 

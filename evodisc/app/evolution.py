@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from evodisc.analysis import eliminate_dead_code
 from evodisc.program import Const, Program, program_from_json, program_to_json, walk
 from evodisc.validity import Validity, check_candidate
-from search_spaces.mutations import MUTATIONS, pick_mutation
+from search_spaces.mutations import MUTATIONS, can_apply
 from search_spaces.space import DEFAULT_SPACE, ProgramSpace, random_program
 from search_spaces.zoo import load_known
 
@@ -212,6 +212,7 @@ class RegularizedEvolution:
         self._told = 0
         self._restarts = 0
         self._texts: dict[int, str] = {}  # candidate id -> program JSON (see state_dict)
+        self._parents: dict[int, tuple] = {}  # candidate id -> _parent_facts (a cache)
 
     # -------------------------------------------------------------------------------- queries
 
@@ -296,6 +297,30 @@ class RegularizedEvolution:
         space = self._space
         return check_candidate(program, space.max_statements, space.max_state_slots)
 
+    def _mutation_table(self, program: Program) -> tuple[list[str], list[float]]:
+        """The mutations :func:`~search_spaces.mutations.pick_mutation` draws from for
+        ``program``, and their weights: ``rng.choices(names, weights)[0]`` is its draw. Computed
+        once per parent rather than once per re-draw (the applicability checks walk the whole
+        program)."""
+        table = self.config.mutation_weights
+        weighted = [name for name in MUTATIONS if table.get(name, 0.0) > 0]
+        if not weighted:
+            raise ValueError("at least one mutation needs a positive weight")
+        names = [name for name in weighted if can_apply(name, program, self._space)] or weighted
+        return names, [table[name] for name in names]
+
+    def _parent_facts(self, parent: Candidate) -> tuple[list[str], list[float], Program]:
+        """:meth:`_mutation_table` and the live code of ``parent``, kept while it is likely to
+        be drawn again (tournament winners are mutated many times)."""
+        facts = self._parents.get(parent.id)
+        if facts is None:
+            if len(self._parents) >= 4 * self.config.population * self.config.islands:
+                self._parents.clear()
+            names, weights = self._mutation_table(parent.program)
+            facts = names, weights, eliminate_dead_code(parent.program)
+            self._parents[parent.id] = facts
+        return facts
+
     def _child(self, parent: Candidate, island: int) -> Candidate:
         """A mutation of ``parent``, re-drawn while its functional hash equals the parent's.
 
@@ -304,11 +329,11 @@ class RegularizedEvolution:
         re-drawn without hashing it; most re-draws are such mutations of dead code. The
         candidates are the same as when every child is hashed, and only the one returned is
         checked (:meth:`_check`)."""
-        rng, weights = self._rngs["mutation"], self.config.mutation_weights
-        live = eliminate_dead_code(parent.program)
+        rng = self._rngs["mutation"]
+        names, weights, live = self._parent_facts(parent)
         validity = None
         for _ in range(self.config.max_retries + 1):
-            name = pick_mutation(parent.program, rng, self._space, weights)
+            name = rng.choices(names, weights)[0]  # pick_mutation's draw, applicability hoisted
             program = MUTATIONS[name](parent.program, rng, self._space)
             if _same_code(eliminate_dead_code(program), live):
                 validity = None  # the parent's hash: re-draw

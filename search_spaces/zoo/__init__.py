@@ -56,12 +56,22 @@ def load_known(name: str) -> Program:
 
 
 def resolve_program(spec: str | Path) -> Program:
-    """A program from a file path, or the name of a known optimizer (``adamw``)."""
+    """A program from a file path, or the name of a known optimizer (``adamw``).
+
+    A bare name that is both a known optimizer and a file in the working directory is
+    ambiguous: a :class:`ProgramError` says so (write ``./adamw`` for the file)."""
     path = Path(spec)
-    if path.exists():
-        return load_program(path)
     entries = zoo()
-    if str(spec) in entries:
-        return entries[str(spec)].load()
+    name = str(spec)
+    if name in entries:
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise ProgramError(
+                f"both a file in this directory and the known optimizer {name!r}; write "
+                f"'./{name}' for the file, or rename it to use the known optimizer",
+                filename=name,
+            )
+        return entries[name].load()
+    if path.exists() or path.is_symlink():
+        return load_program(path)
     reason = "no such file, and not a known optimizer (see 'evodisc zoo')"
     raise ProgramError(reason, filename=str(spec))
