@@ -49,6 +49,9 @@ def test_report_page_loads_every_plot_without_console_errors(campaign_dir, capsy
     dom, log = open_in_browser(page)
     assert 'data-images-loaded="5/5"' in dom
     assert "CONSOLE" not in log, log
+    # the top programs are shown simplified (exact steps), with math and the closest optimizers
+    assert dom.count("Simplified (exact, same functional hash)") >= 1
+    assert "Closest known optimizers: " in dom and "_t = " in dom
     for name in ("fitness", "shares", "pareto_size", "pareto_memory", "rate"):
         assert (page.parent / f"{name}.png").stat().st_size > 10_000  # a real plot, not empty
 

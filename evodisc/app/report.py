@@ -4,6 +4,8 @@ Reads the campaign directory (``campaign.json`` and the candidate log; a campaig
 or cut by a crash, is reported as far as it is logged) and writes ``DIR/report/``:
 ``index.html`` (no network needed: plain HTML and CSS, the plots beside it as PNG files), the
 plots (:mod:`evodisc.app.plots`) and ``archive.csv``, every distinct program with its fitness.
+The top programs are shown simplified (:func:`evodisc.app.simplify.simplify`: exact steps only,
+the raw program beside it) with their math and the closest known optimizers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from evodisc.app import plots, store
+from evodisc.app.simplify import Simplified, simplify
+from evodisc.program import format_program, program_from_json
 
 REPORT_DIR = "report"
 
@@ -36,6 +40,7 @@ class Program:
     memory: int
     text: str
     details: dict
+    program_json: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ def distinct_programs(rows: list[dict]) -> list[Program]:
             group[0]["memory"],
             group[0]["program"],
             json.loads(group[0]["details"] or "{}"),
+            group[0]["program_json"],
         )
         for digest, group in by_hash.items()
     ]
@@ -80,8 +86,9 @@ def write_report(directory: str | Path, top: int = 5) -> Report:
     figures = _plots(rows, programs, out) if rows else []
     _write_archive(programs, out / "archive.csv")
     best = [p for p in programs if p.status == "ok"][:top]
-    summary = _summary(campaign["campaign"]["name"], rows, programs, best)
-    (out / "index.html").write_text(_page(campaign, summary, figures, best))
+    simplified = [simplify(program_from_json(p.program_json)) for p in best]
+    summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified)
+    (out / "index.html").write_text(_page(campaign, summary, figures, best, simplified))
     return Report(out, summary)
 
 
@@ -140,7 +147,13 @@ def _write_archive(programs: list[Program], path: Path) -> None:
     pacsv.write_csv(table, path)
 
 
-def _summary(name: str, rows: list[dict], programs: list[Program], best: list[Program]) -> list:
+def _summary(
+    name: str,
+    rows: list[dict],
+    programs: list[Program],
+    best: list[Program],
+    simplified: list[Simplified],
+) -> list[str]:
     n = len(rows)
     if not n:
         return [f"campaign {name}: no candidate logged yet"]
@@ -150,8 +163,11 @@ def _summary(name: str, rows: list[dict], programs: list[Program], best: list[Pr
         f"campaign {name}: {n} candidates, {len(programs)} distinct programs, "
         f"{hits / n:.0%} cache hits, {invalid / n:.0%} invalid",
     ]
-    for rank, p in enumerate(best, 1):
-        lines.append(f"#{rank} fitness {p.fitness:.4f} (candidate {p.first_id}, {p.count}×)")
+    for rank, (p, s) in enumerate(zip(best, simplified, strict=True), 1):
+        closest = f"; {s.closest.describe()}" if s.closest else ""
+        lines.append(
+            f"#{rank} fitness {p.fitness:.4f} (candidate {p.first_id}, {p.count}×){closest}"
+        )
     return lines
 
 
@@ -188,7 +204,9 @@ window.addEventListener("load", () => {
 """)
 
 
-def _page(campaign: dict, summary: list[str], figures, best: list[Program]) -> str:
+def _page(
+    campaign: dict, summary: list[str], figures, best: list[Program], simplified: list
+) -> str:
     figure_html = "".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -198,13 +216,19 @@ def _page(campaign: dict, summary: list[str], figures, best: list[Program]) -> s
         name=html.escape(campaign["campaign"]["name"]),
         summary="<br>".join(html.escape(line) for line in summary),
         figures=figure_html,
-        programs="".join(_program_html(rank, p) for rank, p in enumerate(best, 1)) or "<p>none</p>",
+        programs="".join(
+            _program_html(rank, p, s)
+            for rank, (p, s) in enumerate(zip(best, simplified, strict=True), 1)
+        )
+        or "<p>none</p>",
         campaign=html.escape(json.dumps(campaign, indent=1)),
     )
 
 
-def _program_html(rank: int, program: Program) -> str:
+def _program_html(rank: int, program: Program, simplified: Simplified) -> str:
     tasks = program.details.get("tasks", {})
+    closest = "; ".join(m.describe() for m in simplified.matches) or "none"
+    verdict = "exact, same functional hash" if simplified.exact else "approximate"
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{t['ratio']:.3f}</td>"
         f"<td>{_metric(t['metric'])}</td><td>{t['best_lr']}</td></tr>"
@@ -212,9 +236,14 @@ def _program_html(rank: int, program: Program) -> str:
     )
     return (
         f"<h3>#{rank}: fitness {program.fitness:.4f}</h3>"
-        f"<p>candidate {program.first_id} ({program.count} candidates with this function), "
-        f"{program.statements} statements, memory {program.memory}</p>"
-        f"<pre>{html.escape(program.text)}</pre>"
+        f"<p>first as candidate {program.first_id}; candidates with this function: "
+        f"{program.count}; {program.statements} statements as found, memory {program.memory}</p>"
+        f"<p>Closest known optimizers: {html.escape(closest)}</p>"
+        f"<p>Simplified ({html.escape(verdict)}):</p>"
+        f"<pre>{html.escape(format_program(simplified.program))}</pre>"
+        f"<pre>{html.escape(chr(10).join(simplified.math))}</pre>"
+        "<details><summary>As found (raw)</summary>"
+        f"<pre>{html.escape(program.text)}</pre></details>"
         "<table><tr><th>task</th><th>vs AdamW</th><th>metric</th><th>best lr</th></tr>"
         f"{rows}</table>"
     )
