@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from evodisc.app.store import CandidateLog
 
@@ -60,3 +65,18 @@ def assert_kept(before: list[dict], after: list[dict]) -> None:
     the log after, unchanged."""
     by_id = {r["id"]: r for r in after}
     assert [by_id.get(r["id"]) for r in before] == before
+
+
+def start_driver(path: Path, out: Path, rows: int, **popen) -> subprocess.Popen:
+    """``evodisc run PATH --out OUT --no-ray`` in a child process, returned once ``rows``
+    candidates are logged (the caller kills or interrupts it); fails if it finished first."""
+    command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
+    driver = subprocess.Popen([*command, "--no-ray", "--quiet"], **popen)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        parts = list((out / "log").glob("part-*.parquet")) if (out / "log").exists() else []
+        if sum(pq.read_metadata(p).num_rows for p in parts) >= rows:
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the campaign finished before it could be stopped"
+    return driver

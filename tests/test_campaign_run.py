@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 
-import pyarrow.parquet as pq
 import pytest
-from campaign_helpers import assert_complete, assert_kept, log_rows, write_campaign
+from campaign_helpers import (
+    assert_complete,
+    assert_kept,
+    log_rows,
+    start_driver,
+    write_campaign,
+)
 
 from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
@@ -50,15 +53,7 @@ def test_in_process_campaign_is_deterministic_and_logs_everything(tmp_path):
 def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_path):
     path = write_campaign(tmp_path, evaluations=120)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
-    driver = subprocess.Popen([*command, "--no-ray", "--quiet"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        parts = list((out / "log").glob("part-*.parquet")) if (out / "log").exists() else []
-        if sum(pq.read_metadata(p).num_rows for p in parts) >= 30:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the campaign finished before it could be killed"
+    driver = start_driver(path, out, rows=30, stdout=subprocess.DEVNULL)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     before = log_rows(out)
@@ -98,16 +93,9 @@ def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     path = write_campaign(tmp_path, evaluations=120)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
-    driver = subprocess.Popen(
-        [*command, "--no-ray", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    driver = start_driver(
+        path, out, rows=20, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        parts = list((out / "log").glob("part-*.parquet")) if (out / "log").exists() else []
-        if sum(pq.read_metadata(p).num_rows for p in parts) >= 20:
-            break
-        time.sleep(0.05)
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 2
