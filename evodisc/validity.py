@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evodisc.analysis import analyse
+from evodisc.analysis import ProgramInfo, analyse
 from evodisc.hashing import functional_hash_info
 from evodisc.program import Program
 
 
 @dataclass(frozen=True)
 class Validity:
-    """A program's functional hash and the reasons it cannot be a candidate (none: valid)."""
+    """A program's functional hash, the reasons it cannot be a candidate (none: valid), and
+    the static facts they were judged on."""
 
     functional_hash: str
     problems: tuple[str, ...]
+    info: ProgramInfo
 
     @property
     def valid(self) -> bool:
@@ -50,4 +52,4 @@ def check_candidate(
         problems.append(f"{info.statements} statements, more than the limit of {max_statements}")
     if max_memory is not None and info.memory > max_memory:
         problems.append(f"{info.memory} state slots needed, more than the limit of {max_memory}")
-    return Validity(identity.digest, tuple(problems))
+    return Validity(identity.digest, tuple(problems), info)

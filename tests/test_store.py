@@ -36,7 +36,7 @@ def logged_ids(log: CandidateLog) -> list[int]:
 
 
 def test_rows_become_durable_parts_read_back_by_id(tmp_path):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     assert log.flush() is None and log.read().schema == LOG_SCHEMA
     log.append([row(2, parent_id=0, cache_hit=True, details='{"tasks":{}}'), row(0)])
     assert logged_ids(log) == []  # buffered until flushed
@@ -60,7 +60,7 @@ def test_rows_become_durable_parts_read_back_by_id(tmp_path):
     ],
 )
 def test_bad_rows_are_refused_when_appended(tmp_path, rows, message):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     with pytest.raises(StoreError) as error:
         log.append(rows)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
@@ -68,7 +68,7 @@ def test_bad_rows_are_refused_when_appended(tmp_path, rows, message):
 
 
 def test_duplicate_ids_keep_the_first_row(tmp_path):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     for fitness in (0.5, 0.9):
         log.append([row(0, fitness=fitness)])
         log.flush()
@@ -76,7 +76,7 @@ def test_duplicate_ids_keep_the_first_row(tmp_path):
 
 
 def test_compaction_merges_parts_and_survives_a_crash_halfway(tmp_path, monkeypatch):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     for i in range(4):
         log.append([row(i)])
         log.flush()
@@ -90,7 +90,7 @@ def test_compaction_merges_parts_and_survives_a_crash_halfway(tmp_path, monkeypa
     assert len(list(log.path.glob("*.parquet"))) == 3
     assert logged_ids(log) == [0, 1, 2, 3, 4]
     monkeypatch.undo()
-    reopened = CandidateLog(tmp_path)  # finishes the compaction
+    reopened = CandidateLog(tmp_path, writer=True)  # the writer finishes the compaction
     assert len(list(reopened.path.glob("*.parquet"))) == 1
     assert pq.read_table(reopened.path).column("id").to_pylist() == [0, 1, 2, 3, 4]
     reopened.append([row(5)])
@@ -98,7 +98,7 @@ def test_compaction_merges_parts_and_survives_a_crash_halfway(tmp_path, monkeypa
 
 
 def test_other_readers_open_the_log_as_it_is(tmp_path):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     for i in range(3):
         log.append([row(i)])
         log.flush()
@@ -112,11 +112,11 @@ def test_opening_removes_temporaries_a_crash_left(tmp_path):
     (tmp_path / "log").mkdir()
     stale = tmp_path / "log" / ".part-000000-0000abcd.parquet.tmp"
     stale.write_bytes(b"half a part")
-    assert logged_ids(CandidateLog(tmp_path)) == [] and not stale.exists()
+    assert logged_ids(CandidateLog(tmp_path, writer=True)) == [] and not stale.exists()
 
 
 def test_an_unreadable_part_is_an_error(tmp_path):
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     log.append([row(0)])
     log.flush().write_bytes(b"not parquet")
     with pytest.raises(StoreError, match=r"part-000000-.*unreadable log part"):
@@ -125,7 +125,7 @@ def test_an_unreadable_part_is_an_error(tmp_path):
 
 def test_the_log_feeds_a_fitness_cache(tmp_path):
     assert all(LOG_SCHEMA.field(name).type == SCHEMA.field(name).type for name in SCHEMA.names)
-    log = CandidateLog(tmp_path)
+    log = CandidateLog(tmp_path, writer=True)
     log.append([row(0, functional_hash="h", config_key="k", details="{}")])
     log.flush()
     cache = FitnessCache()
@@ -135,7 +135,7 @@ def test_the_log_feeds_a_fitness_cache(tmp_path):
 CHILD = """
 import sys
 from evodisc.app.store import CandidateLog, write_checkpoint
-log = CandidateLog(sys.argv[1])
+log = CandidateLog(sys.argv[1], writer=True)
 i = log.read().num_rows
 while True:
     log.append([{"id": i, "status": "ok", "fitness": 0.5, "program": "x" * 1000}])
@@ -244,3 +244,16 @@ def test_resume_needs_a_campaign_directory(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="is not a directory"):
         prepare_directory(tmp_path / "file", resume=False)
+
+
+def test_a_reader_never_touches_the_writers_files(tmp_path):
+    """`evodisc report` on a running campaign opens the log while the writer is writing: a
+    reader must not delete the writer's temporary part (a test watching a campaign did)."""
+    writer = CandidateLog(tmp_path, writer=True)
+    writer.append([row(0)])
+    writer.flush()
+    in_progress = writer.path / ".part-000001-0000abcd.parquet.tmp"
+    in_progress.write_bytes(b"being written")
+    assert logged_ids(CandidateLog(tmp_path)) == [0]
+    assert in_progress.exists()
+    assert logged_ids(CandidateLog(tmp_path / "no-such-campaign")) == []

@@ -212,7 +212,7 @@ def make_snapshot(
     store.write_campaign(directory, campaign.to_dict(), campaign.digest())
     pool = FakePool(max(1, in_flight // batch_size))
     evolution = RegularizedEvolution(campaign.evolution_config())
-    log = store.CandidateLog(directory)
+    log = store.CandidateLog(directory, writer=True)
     _controller(campaign, directory, pool, evolution, log).run(Progress(quiet=True))
     log.compact()
     return directory
@@ -244,7 +244,7 @@ def run_once(
         else:
             state = store.read_checkpoint(directory)["evolution"]
             evolution = RegularizedEvolution.from_state(config, state)
-        log = store.CandidateLog(directory)
+        log = store.CandidateLog(directory, writer=True)
         if snapshot is not None:
             history = log.read()
         pool = FakePool(pool_size or max(1, in_flight // batch_size), latency)

@@ -29,7 +29,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evodisc.analysis import analyse
 from evodisc.app import store
 from evodisc.app.campaign import Campaign
 from evodisc.app.evaluators import Batch, Completion
@@ -321,7 +320,7 @@ def candidate_row(
 ) -> dict:
     """One row of the candidate log (columns: :data:`evodisc.app.store.LOG_SCHEMA`);
     ``program_json``: the program's JSON when already known (it is computed otherwise)."""
-    info = analyse(candidate.program)
+    info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     return {
         "id": candidate.id,

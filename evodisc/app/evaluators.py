@@ -225,6 +225,8 @@ class RayPool:
         import ray
 
         self._ray = ray
+        #: What ray.get raises when an evaluator is gone (its batch is then re-sent).
+        self._lost = (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError)
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
         self._threads = max(1, int(cpus))
         self._device = "cuda" if gpus > 0 else "cpu"
@@ -279,7 +281,7 @@ class RayPool:
             node = self.info[index]["node"]
             try:
                 done.append(Completion(batch, self._get(ref), node=node, seconds=seconds))
-            except self._ray.exceptions.RayActorError as exc:
+            except self._lost as exc:  # died, or killed by Ray's memory monitor: replace it
                 done.append(Completion(batch, failure=f"crashed: {_first_line(exc)}", node=node))
                 self._replace(index)
         now = time.perf_counter()

@@ -44,7 +44,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from evodisc.analysis import eliminate_dead_code
+from evodisc.analysis import analyse, eliminate_dead_code
 from evodisc.program import Const, Program, program_from_json, program_to_json, walk
 from evodisc.validity import Validity, check_candidate
 from search_spaces.mutations import MUTATIONS, can_apply
@@ -453,8 +453,8 @@ def _candidate_to_json(c: Candidate, text: Callable[[Candidate], str] | None = N
 
 
 def _candidate_from_json(doc: dict) -> Candidate:
-    validity = Validity(doc["functional_hash"], tuple(doc["problems"]))
     program = program_from_json(doc["program_json"])
+    validity = Validity(doc["functional_hash"], tuple(doc["problems"]), analyse(program))
     return Candidate(doc["id"], program, doc["parent_id"], doc["mutation"], doc["island"], validity)
 
 

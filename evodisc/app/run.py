@@ -90,7 +90,7 @@ def run_campaign(
         if not resume:
             store.write_campaign(directory, campaign.to_dict(), campaign.digest())
             write_checkpoint(directory, evolution, elapsed=0.0)
-        log = store.CandidateLog(directory)
+        log = store.CandidateLog(directory, writer=True)
         logged = log.read()
         suite = campaign.fitness_config()
         device_type = pool.info[0]["device"]
@@ -117,6 +117,7 @@ def run_campaign(
             except KeyboardInterrupt:
                 controller.stop()
                 raise
+        log.compact()  # one part instead of one per flush, for readers and resumes
         best = evolution.best
     return Summary(
         directory,
@@ -127,12 +128,15 @@ def run_campaign(
 
 
 def _tell_logged_outstanding(evolution: RegularizedEvolution, logged: pa.Table) -> None:
-    """Tell the evolution the results logged after its checkpoint, in log order."""
+    """Tell the evolution the results logged after its checkpoint, in the order they arrived
+    (``wall_time``; the log itself reads back sorted by id), as the interrupted run did."""
     outstanding = {c.id for c in evolution.outstanding}
-    for cid, fitness in zip(
-        logged.column("id").to_pylist(), logged.column("fitness").to_pylist(), strict=True
-    ):
+    rows = zip(
+        logged.column("wall_time").to_pylist(),
+        logged.column("id").to_pylist(),
+        logged.column("fitness").to_pylist(),
+        strict=True,
+    )
+    for _, cid, fitness in sorted(rows):
         if cid in outstanding:
             evolution.tell(cid, fitness)
-
-
