@@ -73,6 +73,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
     program: ClassVar[Program]
     plan: ClassVar[Plan]
     slot_keys: ClassVar[tuple[str, ...]]
+    chunk_bytes: ClassVar[int]  # on CPU, parameters are updated in chunks of about this size
 
     def __init__(self, params, lr: float = 1e-3):
         if not lr >= 0.0:
@@ -101,7 +102,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 state["step"] += 1
                 buckets[p.device, p.dtype, state["step"]].append(p)
             for (device, _, t), params in buckets.items():
-                for chunk in chunks(params, device):
+                for chunk in chunks(params, device, self.chunk_bytes):
                     states = [self.state[p] for p in chunk]
                     slots = self.plan.run(
                         chunk,
@@ -123,16 +124,15 @@ class ProgramOptimizer(torch.optim.Optimizer):
 CPU_CHUNK_BYTES = 1 << 20
 
 
-def chunks(params: list, device: torch.device) -> list[list]:
+def chunks(params: list, device: torch.device, limit: int = CPU_CHUNK_BYTES) -> list[list]:
     """The lists of parameters updated together: all of them on a GPU (one kernel launch per
-    operation); on CPU, consecutive runs of at most :data:`CPU_CHUNK_BYTES` (a larger tensor
-    alone)."""
+    operation); on CPU, consecutive runs of at most ``limit`` bytes (a larger tensor alone)."""
     if device.type != "cpu":
         return [params]
     out, size = [[]], 0
     for p in params:
         nbytes = p.numel() * p.element_size()
-        if out[-1] and size + nbytes > CPU_CHUNK_BYTES:
+        if out[-1] and size + nbytes > limit:
             out.append([])
             size = 0
         out[-1].append(p)
@@ -152,6 +152,7 @@ def to_torch_optimizer(program: Program, name: str | None = None) -> type[torch.
         "program": program,
         "plan": lower(program),
         "slot_keys": state_keys(program),
+        "chunk_bytes": CPU_CHUNK_BYTES,
     }
     return type(name, (ProgramOptimizer,), namespace)
 

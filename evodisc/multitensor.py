@@ -631,12 +631,12 @@ class _Lowering:
         named = [f"{k}={s}" for k, s in zip(keywords, slots[split:], strict=True)]
         self.emit(out, fn, args, f"torch.{name}({', '.join(slots[:split] + named)})")
 
-    def foreach(self, name: str, args: Sequence, in_place: bool = True, keywords=()) -> str:
+    def foreach(self, name: str, args: Sequence, keywords=()) -> str:
         """``torch._foreach_<name>(*args)`` (registers and numbers): in place in ``args[0]``
-        when allowed and its value dies here, else into a new register."""
+        when its value dies here, else into a new register."""
         regs = [a for a in args if isinstance(a, str)]
         kind = self.kind_of(regs)
-        here = in_place and isinstance(args[0], str) and self.dies(args[0], regs, kind)
+        here = isinstance(args[0], str) and self.dies(args[0], regs, kind)
         for reg in regs:
             self.refs[reg] -= 1
         if here:
@@ -777,8 +777,21 @@ class _Lowering:
     def apply(self, op: str, args: list[_Value]) -> _Value:
         if all(isinstance(a, _Num) for a in args):
             return _Num(_number(op, [a.expr for a in args]))
-        method = getattr(self, f"_{op}", None)
-        return method(*args) if method else self.elementwise(op, args)
+        special = {
+            "interp": self._interp,
+            "add": self._add,
+            "neg": self._neg,
+            "sub": self._sub,
+            "mul": self._mul,
+            "div": self._div,
+            "square": self._square,
+            "cube": self._cube,
+            "pow": self._pow,
+            "minimum": self._minimum,
+            "maximum": self._maximum,
+            "clip": self._clip,
+        }
+        return special[op](*args) if op in special else self.elementwise(op, args)
 
     def value(self, x: _Value) -> str | Expr:
         """A call argument: a number, or a register holding the list value."""

@@ -23,6 +23,7 @@ _ON_FIRST_USE = {
     "TaskData": "fitness.tasks",
     "TaskError": "fitness.tasks",
     "describe": "fitness.tasks",
+    "heldout_task_names": "fitness.tasks",
     "load_task": "fitness.tasks",
     "task_names": "fitness.tasks",
     "BatchResult": "fitness.trainer",

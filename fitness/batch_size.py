@@ -35,9 +35,10 @@ from fitness.tasks import Task, is_builtin, load_task
 #: Share of the free memory a batch may plan to use (the rest is slack for the allocator,
 #: fragmentation, and the other evaluators of the machine: divide by them when there are many).
 MEMORY_SHARE = 0.5
-#: Candidates beyond which a batch stops paying, per device type (docs/benchmarks.md: on 2 CPU
-#: cores the cost per candidate is flat from about 8; on an H200 it still falls at 512).
-KNEE = {"cpu": 16, "cuda": 1024}
+#: Candidates beyond which a batch stops paying, per device type (docs/benchmarks.md: on one CPU
+#: core the suite's cost per candidate is lowest at 4-8 and grows beyond; on an H200 it still
+#: falls at 512).
+KNEE = {"cpu": 8, "cuda": 1024}
 #: Free memory assumed where it cannot be read (no /proc/meminfo): conservative.
 DEFAULT_FREE_BYTES = 2 * 2**30
 #: Validation runs on chunks of models whose activations add up to at most this many bytes.

@@ -1,6 +1,10 @@
-"""The default proxy suite: five small real training problems, all data made in code or bundled
-with scikit-learn (no downloads). Each is sized so that one candidate's learning-rate sweep over
-the whole suite takes seconds on a 2-core CPU.
+"""The built-in tasks, all data made in code or bundled with scikit-learn (no downloads).
+
+The default proxy suite: five small real training problems, each sized so that one candidate's
+learning-rate sweep over the whole suite takes seconds on a 2-core CPU. The held-out tasks
+(registered with ``heldout=True``): a search never trains on them unless a campaign names them;
+they are larger, longer or other model families, for replaying and validating what a search
+found (does a rule that wins on the proxies win elsewhere?).
 """
 
 from __future__ import annotations
@@ -87,6 +91,16 @@ def _mlp(sizes: list[int], act: type[nn.Module] = nn.ReLU) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def _layer_norm_mlp(sizes: list[int]) -> nn.Module:
+    """An MLP whose hidden layers are Linear → LayerNorm → GELU (no batch statistics, so it
+    trains under vmap)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
 def _cnn() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
@@ -95,6 +109,23 @@ def _cnn() -> nn.Module:
         nn.ReLU(),
         nn.Flatten(-3),
         nn.Linear(16 * 4 * 4, 10),
+    )
+
+
+# -------------------------------------------------------------------------------- breast cancer
+
+
+@functools.lru_cache(maxsize=1)
+def _breast_cancer() -> TaskData:
+    """scikit-learn's bundled Wisconsin breast-cancer table (569 × 30), standardised with the
+    training split's mean and deviation."""
+    from sklearn.datasets import load_breast_cancer
+
+    table = load_breast_cancer()
+    data = _split(table.data, table.target, n_val=169, seed=0, y_dtype=torch.long)
+    mean, std = data.x_train.mean(0), data.x_train.std(0)
+    return TaskData(
+        (data.x_train - mean) / std, data.y_train, (data.x_val - mean) / std, data.y_val
     )
 
 
@@ -243,4 +274,64 @@ def ill_conditioned() -> BuiltinTask:
         objective="mse",
         make_data=_ill_conditioned,
         make_model=lambda: nn.Linear(32, 1),
+    )
+
+
+# ---------------------------------------------------------------------------- held-out tasks
+
+
+@register("breast_cancer_logreg", heldout=True)
+def breast_cancer_logreg() -> BuiltinTask:
+    """Logistic regression (a convex problem) on scikit-learn's breast-cancer table."""
+    return BuiltinTask(
+        "breast_cancer_logreg",
+        "logistic regression 30-2, sklearn breast cancer",
+        steps=200,
+        batch_size=32,
+        objective="ce",
+        make_data=_breast_cancer,
+        make_model=lambda: nn.Linear(30, 2),
+    )
+
+
+@register("digits_mlp_layernorm", heldout=True)
+def digits_mlp_layernorm() -> BuiltinTask:
+    """A deeper, wider MLP with LayerNorm and GELU on the digits, trained longer."""
+    return BuiltinTask(
+        "digits_mlp_layernorm",
+        "MLP 64-128-128-10 with LayerNorm + GELU, sklearn digits",
+        steps=300,
+        batch_size=64,
+        objective="ce",
+        make_data=_digits,
+        make_model=lambda: _layer_norm_mlp([64, 128, 128, 10]),
+    )
+
+
+@register("digits_mlp_large_batch", heldout=True)
+def digits_mlp_large_batch() -> BuiltinTask:
+    """``digits_mlp``'s model at 8× its batch size (Lion's gain over AdamW grows with the
+    batch size, so a rule tuned at small batches may rank differently here)."""
+    return BuiltinTask(
+        "digits_mlp_large_batch",
+        "MLP 64-64-10, sklearn digits, batch 512",
+        steps=100,
+        batch_size=512,
+        objective="ce",
+        make_data=_digits,
+        make_model=lambda: _mlp([64, 64, 10]),
+    )
+
+
+@register("markov_lm_long", heldout=True)
+def markov_lm_long() -> BuiltinTask:
+    """``markov_lm``'s transformer trained 2.7× longer on 2× larger batches."""
+    return BuiltinTask(
+        "markov_lm_long",
+        "1-block transformer LM, order-2 Markov chain, 400 x 32",
+        steps=400,
+        batch_size=32,
+        objective="ce",
+        make_data=_markov_sequences,
+        make_model=TinyTransformer,
     )

@@ -188,32 +188,61 @@ def _reason(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------ registry
 
-#: Task factories by name; :mod:`fitness.builtin` registers the default suite.
+#: Task factories by name; :mod:`fitness.builtin` registers the default suite and the
+#: held-out tasks.
 REGISTRY: dict[str, Callable[[], Task]] = {}
 
+#: Names in :data:`REGISTRY` that are held out: never in the default search suite, trained only
+#: when named (to replay and validate what a search found on tasks it never saw).
+HELDOUT: set[str] = set()
 
-def register(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
-    """Decorator: add a task factory to :data:`REGISTRY` under ``name``."""
+
+def register(
+    name: str, heldout: bool = False
+) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
+    """Decorator: add a task factory to :data:`REGISTRY` under ``name``; ``heldout=True``
+    keeps it out of the default suite (:func:`task_names`; see :func:`heldout_task_names`)."""
 
     def add(factory: Callable[[], Task]) -> Callable[[], Task]:
         REGISTRY[name] = factory
+        if heldout:
+            HELDOUT.add(name)
+        else:
+            HELDOUT.discard(name)
         return factory
 
     return add
 
 
-def task_names() -> list[str]:
-    """The registered task names, in registration order (the default suite)."""
+def _registered() -> list[str]:
     import fitness.builtin  # noqa: F401  (registers the built-in tasks)
 
     return list(REGISTRY)
 
 
+def task_names() -> list[str]:
+    """The default search suite: registered task names that are not held out, in registration
+    order (what a campaign trains on when its file names no tasks)."""
+    return [n for n in _registered() if n not in HELDOUT]
+
+
+def heldout_task_names() -> list[str]:
+    """The held-out tasks, in registration order: never in the default suite, used to replay
+    and validate what a search found (``evodisc tasks`` marks them)."""
+    return [n for n in _registered() if n in HELDOUT]
+
+
+def is_heldout(name: str) -> bool:
+    """True for the name of a registered held-out task."""
+    return name in heldout_task_names()
+
+
 def load_task(spec: str | Task) -> Task:
-    """A task from a registry name, a ``path/to/file.py:factory`` spec, or a Task object."""
+    """A task from a registry name (suite or held-out), a ``path/to/file.py:factory`` spec, or
+    a Task object."""
     if not isinstance(spec, str):
         return check_task(spec, repr(spec))
-    names = task_names()
+    names = _registered()
     if spec in REGISTRY:
         return REGISTRY[spec]()
     if ":" in spec:

@@ -10,13 +10,13 @@ import ast
 import copy
 import importlib.util
 import io
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from lion_pytorch import Lion
 from sklearn.datasets import load_digits
 
 from evodisc import export, to_torch_optimizer, torch_source
@@ -248,7 +248,7 @@ REFERENCES = {
     "nadam": (1e-3, lambda ps, lr: torch.optim.NAdam(ps, lr)),
     "rmsprop": (1e-3, lambda ps, lr: torch.optim.RMSprop(ps, lr)),
     "nesterov": (0.05, lambda ps, lr: torch.optim.SGD(ps, lr, momentum=0.9, nesterov=True)),
-    "lion": (3e-4, lambda ps, lr: Lion(ps, lr)),
+    "lion": (3e-4, lambda ps, lr: pytest.importorskip("lion_pytorch").Lion(ps, lr)),
 }
 
 
@@ -292,7 +292,7 @@ def test_random_programs_step_like_the_interpreter():
     states: the plan computes the same update and state up to rounding, whatever it folds,
     fuses or updates in place. (Compared step by step: over many steps, chaotic programs turn
     rounding differences into anything.)"""
-    rng = __import__("random").Random(5)
+    rng = random.Random(5)
     gen = torch.Generator().manual_seed(5)
     shapes = [(3, 4), (5,)]
     for _ in range(200):
@@ -331,7 +331,7 @@ def test_plans_allocate_no_more_temporaries_than_torch_foreach_adamw():
     assert "torch._foreach_mul_(w, 1 - 0.01 * lr)" in source  # decoupled weight decay
 
 
-def test_chunks_and_step_counts_do_not_change_the_result(tmp_path, monkeypatch):
+def test_chunks_and_step_counts_do_not_change_the_result():
     """Parameters are updated in cache-sized chunks on CPU and grouped by step count (a
     parameter without a gradient for a while has its own): the result is the interpreter's,
     tensor by tensor, with each tensor's own step number."""
@@ -348,9 +348,9 @@ def test_chunks_and_step_counts_do_not_change_the_result(tmp_path, monkeypatch):
                 counts[i] += 1
                 update, states[i] = step(compiled, w[i], g, 0.01, counts[i], states[i])
                 w[i] = w[i] - update
-    monkeypatch.setattr(export, "CPU_CHUNK_BYTES", 20_000)  # 2 tensors of 9,600 bytes a chunk
-    assert [len(c) for c in export.chunks(start, torch.device("cpu"))] == [2, 2, 1]
     cls = to_torch_optimizer(program)
+    cls.chunk_bytes = 20_000  # 2 tensors of 9,600 bytes a chunk
+    assert [len(c) for c in export.chunks(start, torch.device("cpu"), 20_000)] == [2, 2, 1]
     ps = [torch.nn.Parameter(p.clone()) for p in start]
     opt = cls(ps, lr=0.01)
     for k, gs in enumerate(grads):

@@ -164,8 +164,8 @@ def test_candidates_per_batch_fill_free_memory_up_to_the_knee(monkeypatch):
     assert worst > batch_size.candidate_bytes(load_task("digits_mlp"), 8)
     assert worst == 8 * batch_size.candidate_bytes(load_task("markov_lm"), 1)
     share = batch_size.MEMORY_SHARE
-    room = [(10.5 * worst + batch_size.EVAL_BYTES) / share, 0, 1e15]  # validation reserved
-    for free, expected in zip(room, [10, 1, batch_size.KNEE["cpu"]], strict=True):
+    room = [(5.5 * worst + batch_size.EVAL_BYTES) / share, 0, 1e15]  # validation reserved
+    for free, expected in zip(room, [5, 1, batch_size.KNEE["cpu"]], strict=True):
         monkeypatch.setattr(batch_size, "free_memory", lambda device=None, f=free: int(f))
         assert batch_size.candidates_per_batch(tasks, lrs=8, device="cpu") == expected
     # the programs' own state and temporaries, when known, instead of the default allowance

@@ -17,11 +17,14 @@ the median of the per-round ratios and their spread (min–max).
 way) and prints the cost per candidate, so the knee — the P beyond which batching stops paying —
 is visible. On CUDA it also reports achieved model FLOP/s (forward + backward of the models,
 ``torch.utils.flop_counter``; the optimizer's elementwise work is not counted) against a given
-peak, and peak GPU memory per candidate.
+peak, and peak GPU memory per candidate. ``--memory TASK`` only measures the peak memory of P
+candidates on one task: training, validation in chunks and all at once, and the estimate the
+evaluators plan their batch size with (``fitness.batch_size``).
 
     python tools/bench_fitness.py --device cpu --threads 1            # stable on a shared CPU
     python tools/bench_fitness.py --device cpu --threads 1 --quick --sweep 1,2,4,8,16,32
     python tools/bench_fitness.py --device cuda --sweep 1,16,64,256   # the GPU run
+    python tools/bench_fitness.py --device cpu --threads 1 --memory markov_lm --programs 64
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fitness.batch_size import batch_bytes, candidates_per_batch, model_cost
 from fitness.config import DEFAULT_LRS
 from fitness.device import resolve_device
 from fitness.naive import train_naive
 from fitness.runs import bad_loss, batch_indices, data_on, explosion_limit, seeded_model
 from fitness.tasks import load_task, task_names
-from fitness.trainer import DEFAULT_STREAMS, train_batch
+from fitness.trainer import DEFAULT_STREAMS, BatchedRun, train_batch
 from search_spaces.zoo import load_known, zoo
 
 
@@ -151,8 +155,8 @@ def cpu_name() -> str:
 def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) -> None:
     """Seconds per candidate of the batched trainer at each P, per task (interleaved)."""
     print(
-        f"\ncost per candidate vs P (batched, {len(lrs)} learning rates each; median of "
-        f"{rounds} interleaved rounds, spread min–max):"
+        f"\ncost per candidate vs P (batched, {len(lrs)} learning rates each): seconds, median "
+        f"of {rounds} interleaved rounds; relative to P={sizes[0]}; [min–max]"
     )
     for task in tasks:
         per: dict[int, list[float]] = {p: [] for p in sizes}
@@ -167,10 +171,54 @@ def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) ->
                 per[p].append(seconds / p)
         base = statistics.median(per[sizes[0]])
         cells = "  ".join(
-            f"P={p}: {statistics.median(s):.3f} s ({statistics.median(s) / base:.2f}x)"
+            f"P={p}: {statistics.median(s):.3f} s {statistics.median(s) / base:.2f}x [{spread(s)}]"
             for p, s in per.items()
         )
         print(f"  {task.name:16} {cells}")
+
+
+def peak_memory(device: torch.device, fn: Callable[[], object]) -> int:
+    """The peak memory while ``fn()`` runs, above the level before: CUDA's allocator, or on a
+    Linux CPU the process's peak resident set (VmHWM, restarted through /proc/self/clear_refs)."""
+    if device.type == "cuda":
+        sync(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    status = Path("/proc/self/status")
+
+    def read(key: str) -> int:
+        line = next(x for x in status.read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) * 1024
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = read("VmRSS:")
+    fn()
+    return read("VmHWM:") - before
+
+
+def memory(name: str, count: int, lrs, device: torch.device) -> None:
+    """Peak memory of a batched run of ``count`` candidates on one task (3 training steps):
+    training, then validation in chunks (the default) and all at once, and the estimate
+    ``fitness.batch_size`` plans with."""
+    task = dataclasses.replace(load_task(name), steps=3)
+    programs = candidates(count)
+    model_cost(task, torch.float32, device)  # measured once per process: not in the figures
+    run = BatchedRun(task, programs, lrs, (0,), device)
+    mib = 2**20
+    training = peak_memory(device, run.train)
+    chunked = peak_memory(device, run.evaluate)
+    at_once = peak_memory(device, lambda: run.evaluate(max_models=10**9))
+    estimate = batch_bytes(task, count, len(lrs), torch.float32, device, programs)
+    print(
+        f"\nmemory, {name}, P={count} ({run.B} models), above the level before each part: "
+        f"training {training / mib:.0f} MiB; validation in chunks {chunked / mib:.0f} MiB "
+        f"(all at once: {at_once / mib:.0f} MiB); fitness.batch_size estimate for training + "
+        f"validation {estimate / mib:.0f} MiB; candidates_per_batch here: "
+        f"{candidates_per_batch([task], len(lrs), device=device)}"
+    )
 
 
 def main() -> None:
@@ -183,6 +231,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--sweep", default=None, help="P values for the knee, e.g. 1,4,16,64")
     parser.add_argument("--no-fused", action="store_true", help="skip the fused-AdamW loop")
+    parser.add_argument(
+        "--memory", default=None, metavar="TASK", help="only: peak memory of P candidates on TASK"
+    )
     parser.add_argument(
         "--peak-tflops",
         type=float,
@@ -211,6 +262,9 @@ def main() -> None:
     print(
         f"device: {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}"
     )
+    if args.memory:
+        memory(args.memory, P, lrs, device)
+        return
     print(f"suite: {', '.join(f'{t.name}({t.steps} steps)' for t in tasks)}")
     print(
         f"learning rates per candidate: {len(lrs)}; batched P={P}; naive and fused-AdamW "

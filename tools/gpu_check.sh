@@ -52,3 +52,17 @@ reasons = collections.Counter(r["details"][:160] for r in log if r["status"] == 
 for reason, count in reasons.most_common(5):
     print("error x", count, reason)
 PY
+# Exported optimizers (docs/export.md) vs torch.optim's default (foreach on CUDA) and lion-pytorch
+# (when installed) on the GPU, and the batch size an evaluator would pick here
+# (fitness/batch_size.py). Informational: neither can fail this script.
+(timeout 150 python3 tools/bench_export.py --device cuda --rounds 20 2>&1 \
+    | tee "$out/export.txt" | tail -22) || true
+(timeout 120 python3 - <<'PY' 2>&1 | tee "$out/batch_size.txt") || true
+import torch
+from fitness.batch_size import candidates_per_batch, free_memory, model_cost
+from fitness.tasks import load_task, task_names
+print(f"free {free_memory('cuda') / 2**30:.1f} GiB")
+for name in task_names():
+    print(name, model_cost(load_task(name), torch.float32, "cuda"))
+print("candidates_per_batch (8 lrs):", candidates_per_batch(task_names(), 8, device="cuda"))
+PY

@@ -283,13 +283,14 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def check_tasks(campaign: Campaign, source: str = "campaign") -> Campaign:
-    """The campaign with ``fitness.tasks`` resolved: all registered tasks when the file names
-    none; an unknown name is a :class:`CampaignError`. Imports the task registry (and torch);
-    ``FILE.py:FACTORY`` specs are loaded to check them."""
-    from fitness.tasks import TaskError, load_task, task_names
+    """The campaign with ``fitness.tasks`` resolved: the default suite when the file names
+    none (held-out tasks only when named); an unknown name is a :class:`CampaignError`. Imports
+    the task registry (and torch); ``FILE.py:FACTORY`` specs are loaded to check them."""
+    from fitness.tasks import TaskError, heldout_task_names, load_task, task_names
 
-    known = task_names()
-    tasks = campaign.fitness.tasks or tuple(known)
+    suite = task_names()
+    known = suite + heldout_task_names()
+    tasks = campaign.fitness.tasks or tuple(suite)
     for task in tasks:
         if ":" in task:
             try:

@@ -99,16 +99,19 @@ def cmd_hash(args: argparse.Namespace, out: Console) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace, out: Console) -> None:
-    from fitness.tasks import describe, load_task, task_names
+    from fitness.tasks import describe, heldout_task_names, load_task, task_names
 
     table = Table(box=None)
-    for column in ("name", "params", "train", "val", "steps", "batch", "metric", "better"):
+    columns = ("name", "set", "params", "train", "val", "steps", "batch", "metric", "better")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     table.add_column("model")
-    for name in task_names():
+    heldout = heldout_task_names()
+    for name in task_names() + heldout:
         i = describe(load_task(name))
         table.add_row(
             i.name,
+            "held out" if name in heldout else "suite",
             f"{i.parameters:,}",
             str(i.train_examples),
             str(i.val_examples),
@@ -270,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     hash_.add_argument("programs", nargs="+", metavar="PROGRAM", help="program files or names")
     hash_.set_defaults(run=cmd_hash)
 
-    sub.add_parser("tasks", help="list the proxy tasks").set_defaults(run=cmd_tasks)
+    tasks = sub.add_parser("tasks", help="list the proxy tasks: the suite, then the held-out ones")
+    tasks.set_defaults(run=cmd_tasks)
 
     replay = sub.add_parser("replay", help="train with a learning-rate sweep, against baselines")
     replay.add_argument("program", help="program file, or the name of a known optimizer")
