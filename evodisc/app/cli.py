@@ -202,9 +202,15 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         ) from None
     out.print(f"{summary.candidates} candidates in {summary.seconds:.0f} s; log: {directory}/log")
     if summary.best is not None:
+        from evodisc.app.simplify import simplify
+        from evodisc.program import parse_program
+
         cid, fitness, text = summary.best
-        out.print(f"best: candidate {cid}, fitness {fitness:.4f} (1.0 = tuned AdamW)")
-        out.print(text, end="")
+        simplified = simplify(parse_program(text))
+        closest = f"; {simplified.closest.describe()}" if simplified.closest else ""
+        out.print(f"best: candidate {cid}, fitness {fitness:.4f} (1.0 = tuned AdamW){closest}")
+        out.print("simplified (same functional hash; the log keeps it as found):")
+        out.print(format_program(simplified.program), end="")
     from evodisc.app.report import write_report
 
     out.print(f"report: {write_report(directory).directory / 'index.html'}")
