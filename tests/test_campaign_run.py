@@ -18,7 +18,9 @@ from campaign_helpers import (
 
 from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
+from evodisc.app.evaluators import InProcessPool
 from evodisc.app.run import run_campaign
+from fitness.batch_size import candidates_per_batch
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +107,17 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     after = log_rows(out)
     assert_complete(after, 120)
     assert_kept(before, after)
+
+
+def test_zero_batch_size_and_in_flight_are_sized_from_the_evaluators_memory(tmp_path):
+    text = write_campaign(tmp_path, evaluations=24).read_text()
+    auto = tmp_path / "auto.toml"
+    auto.write_text(text.replace("batch_size = 4", "batch_size = 0").replace(
+        "in_flight = 8", "in_flight = 0"))
+    campaign = check_tasks(load_campaign(auto))
+    pool = InProcessPool("cpu")
+    suite = campaign.fitness_config()
+    expected = candidates_per_batch(suite["tasks"], len(suite["lrs"]), len(suite["seeds"]))
+    assert pool.batch_size(suite) == expected >= 1
+    run_campaign(campaign, tmp_path / "run", no_ray=True)
+    assert_complete(log_rows(tmp_path / "run"), 24)

@@ -203,8 +203,12 @@ class ResourceSettings:
     gpus_per_evaluator: float = setting(
         NON_NEGATIVE, 0.0, "GPUs per evaluator (fractions share a GPU)"
     )
-    batch_size: int = setting(POSITIVE_INT, 8, "candidates per evaluation request")
-    in_flight: int = setting(POSITIVE_INT, 16, "most candidates dispatched at once")
+    batch_size: int = setting(
+        COUNT, 8, "candidates per evaluation request; 0: as many as fit the evaluator's memory"
+    )
+    in_flight: int = setting(
+        COUNT, 16, "most candidates dispatched at once; 0: two batches per evaluator"
+    )
     timeout_seconds: float = setting(
         NON_NEGATIVE, 0.0, "per-request timeout; 0 derives it from measured times"
     )

@@ -84,6 +84,11 @@ class Controller:
         self.log = log
         self.suite = campaign.fitness_config()
         self.baselines = baselines
+        resources = campaign.resources
+        #: Candidates per request (0 in the file: as many as fit the evaluators' memory) and
+        #: at most in flight (0: two batches per evaluator, so none waits for work).
+        self.batch_size = resources.batch_size or pool.batch_size(self.suite)
+        self.in_flight = resources.in_flight or 2 * self.batch_size * pool.size
         self.elapsed_before = elapsed_before
         self.start = time.monotonic()
         self.candidates: dict[int, Candidate] = {c.id: c for c in evolution.outstanding}
@@ -127,7 +132,7 @@ class Controller:
         progress.update(self.stats(), force=True)
 
     def _round(self) -> None:
-        limit = self.campaign.resources.in_flight
+        limit = self.in_flight
         asked = []
         while self._may_ask() and len(self.candidates) < limit:
             candidate = self.evolution.ask()
@@ -153,7 +158,7 @@ class Controller:
         if since >= FLUSH_EVERY or not busy or not self._may_ask():
             return True
         starving = self.pool.idle() > 0 and not self.to_dispatch and not self.retry
-        full = len(self.candidates) >= self.campaign.resources.in_flight
+        full = len(self.candidates) >= self.in_flight
         return starving and full and since >= FLUSH_STARVING
 
     def _dispatch_outstanding(self) -> None:
@@ -172,7 +177,7 @@ class Controller:
     def _send(self) -> None:
         while self.retry and self.pool.idle():
             self.pool.submit(self.retry.pop(0))
-        size = self.campaign.resources.batch_size
+        size = self.batch_size
         while self.to_dispatch and self.pool.idle():
             ids, self.to_dispatch = self.to_dispatch[:size], self.to_dispatch[size:]
             request = {

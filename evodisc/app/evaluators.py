@@ -61,6 +61,17 @@ class Evaluator:
 
         return evaluate_request(request, self.device, self.name)
 
+    def batch_size(self, suite: Mapping) -> int:
+        """How many candidates of ``suite`` fit this evaluator's device at once
+        (:func:`fitness.batch_size.candidates_per_batch`, from its free memory)."""
+        from fitness.batch_size import candidates_per_batch
+        from fitness.config import SuiteConfig
+
+        config = SuiteConfig.from_dict(dict(suite))
+        return candidates_per_batch(
+            config.tasks, len(config.lrs), len(config.seeds), config.torch_dtype, self.device
+        )
+
     def baselines(self, suite: Mapping) -> dict[str, float]:
         """The baseline's metric per task of ``suite`` (computed once per campaign)."""
         from fitness.config import SuiteConfig
@@ -120,6 +131,9 @@ class InProcessPool:
     def poll(self, timeout: float) -> list[Completion]:
         done, self._done = self._done, []
         return done
+
+    def batch_size(self, suite: Mapping) -> int:
+        return self.evaluator.batch_size(suite)
 
     def baselines(self, suite: Mapping) -> dict[str, float]:
         return self.evaluator.baselines(suite)
@@ -291,6 +305,10 @@ class RayPool:
                 done.append(Completion(batch, failure="timeout", node=self.info[index]["node"]))
                 self._replace(index)
         return done
+
+    def batch_size(self, suite: Mapping) -> int:
+        """The smallest of the evaluators' own batch sizes (their devices may differ)."""
+        return min(self._get(a.batch_size.remote(dict(suite))) for a in self.actors)
 
     def baselines(self, suite: Mapping) -> dict[str, float]:
         return self._get(self.actors[0].baselines.remote(dict(suite)))
