@@ -9,6 +9,7 @@ reference of the equivalence tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -27,17 +28,41 @@ def train_naive(
     dtype: torch.dtype = torch.float32,
 ) -> float:
     """Validation metric of one run, or NaN if it diverged."""
+    compiled = compile_program(program, "torch")
+
+    def make_update(params: list[torch.Tensor]) -> Callable[[int], None]:
+        state = [init_state(program, p.detach()) for p in params]
+
+        def update(k: int) -> None:
+            with torch.no_grad():
+                for i, p in enumerate(params):
+                    u, state[i] = step(compiled, p, p.grad, lr, k + 1, state[i])
+                    p.sub_(u)
+
+        return update
+
+    return train_loop(task, make_update, seed, device, dtype)
+
+
+def train_loop(
+    task: Task,
+    make_update: Callable[[list[torch.Tensor]], Callable[[int], None]],
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """The plain training loop every naive run shares — seeded model, batch order, divergence
+    rule, validation — with the update step ``make_update(params)(k)`` applied after each
+    backward pass (a program, or a ``torch.optim`` optimizer in the benchmarks)."""
     data = data_on(task, device, dtype)
-    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     model = seeded_model(task, seed).to(device, dtype)
     params = list(model.parameters())
-    compiled = compile_program(program, "torch")
-    state = [init_state(program, p.detach()) for p in params]
-    indices = batch_indices(seed, len(x_train), task.batch_size, task.steps).to(device)
+    update = make_update(params)
+    indices = batch_indices(seed, len(data.x_train), task.batch_size, task.steps).to(device)
     limit = None
     for k in range(task.steps):
         batch = indices[k]
-        loss = task.loss(model(x_train[batch]), y_train[batch])
+        loss = task.loss(model(data.x_train[batch]), data.y_train[batch])
         model.zero_grad(set_to_none=True)
         loss.backward()
         loss = loss.detach()
@@ -45,12 +70,9 @@ def train_naive(
             limit = explosion_limit(loss)
         if bad_loss(loss, limit):
             return math.nan
-        with torch.no_grad():
-            for i, p in enumerate(params):
-                update, state[i] = step(compiled, p, p.grad, lr, k + 1, state[i])
-                p.sub_(update)
+        update(k)
     with torch.no_grad():
         if not all(torch.isfinite(p).all() for p in params):
             return math.nan
-        score = float(task.score(model(x_val), y_val))
+        score = float(task.score(model(data.x_val), data.y_val))
     return score if math.isfinite(score) else math.nan

@@ -45,8 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from fitness.batch_size import batch_bytes, candidates_per_batch, model_cost
 from fitness.config import DEFAULT_LRS
 from fitness.device import resolve_device
-from fitness.naive import train_naive
-from fitness.runs import bad_loss, batch_indices, data_on, explosion_limit, seeded_model
+from fitness.naive import train_loop, train_naive
+from fitness.runs import seeded_model
 from fitness.tasks import load_task, task_names
 from fitness.trainer import DEFAULT_STREAMS, BatchedRun, train_batch
 from search_spaces.zoo import load_known, zoo
@@ -93,27 +93,14 @@ def run_naive(tasks, programs, lrs, device) -> dict:
 
 
 def train_fused_adamw(task, lr: float, seed: int, device: torch.device) -> float:
-    """``fitness.naive.train_naive``'s loop (same seeded model, batches and divergence rule)
-    with ``torch.optim.AdamW(fused=True)``: validation metric, or NaN if it diverged."""
-    data = data_on(task, device, torch.float32)
-    model = seeded_model(task, seed).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
-    indices = batch_indices(seed, len(data.x_train), task.batch_size, task.steps).to(device)
-    limit = None
-    for k in range(task.steps):
-        batch = indices[k]
-        loss = task.loss(model(data.x_train[batch]), data.y_train[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loss = loss.detach()
-        if limit is None:
-            limit = explosion_limit(loss)
-        if bad_loss(loss, limit):
-            return math.nan
-        optimizer.step()
-    with torch.no_grad():
-        score = float(task.score(model(data.x_val), data.y_val))
-    return score if math.isfinite(score) else math.nan
+    """``fitness.naive``'s loop (same seeded model, batches and divergence rule) with
+    ``torch.optim.AdamW(fused=True)``: validation metric, or NaN if it diverged."""
+
+    def make_update(params):
+        optimizer = torch.optim.AdamW(params, lr=lr, fused=True)
+        return lambda k: optimizer.step()
+
+    return train_loop(task, make_update, seed, device)
 
 
 def run_fused(tasks, count: int, lrs, device) -> None:
