@@ -89,6 +89,8 @@ class Controller:
         #: at most in flight (0: two batches per evaluator, so none waits for work).
         self.batch_size = resources.batch_size or pool.batch_size(self.suite)
         self.in_flight = resources.in_flight or 2 * self.batch_size * pool.size
+        #: The configured deadline per batch; without one it is derived once batches are timed.
+        pool.deadline = resources.timeout_seconds or None
         self.elapsed_before = elapsed_before
         self.start = time.monotonic()
         self.candidates: dict[int, Candidate] = {c.id: c for c in evolution.outstanding}
@@ -220,10 +222,7 @@ class Controller:
                 self._finish(waiter, result, cache_hit=False)
 
     def _update_deadline(self) -> None:
-        configured = self.campaign.resources.timeout_seconds
-        if configured:
-            self.pool.deadline = configured
-        elif len(self.batch_seconds) >= 3:
+        if not self.campaign.resources.timeout_seconds and len(self.batch_seconds) >= 3:
             self.pool.deadline = max(60.0, 10 * statistics.median(self.batch_seconds[-50:]))
 
     def _program_json(self, cid: int) -> str:

@@ -108,6 +108,7 @@ class InProcessPool:
     def __init__(self, device: str | None = None, threads: int = 1):
         self.evaluator = Evaluator("local", device, threads)
         self.info = [self.evaluator.info()]
+        self.deadline: float | None = None  # ignored: an in-process batch cannot be cancelled
         self._done: list[Completion] = []
 
     @property

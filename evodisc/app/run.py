@@ -40,7 +40,6 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
         resources.evaluators,
         cpus=resources.cpus_per_evaluator,
         gpus=resources.gpus_per_evaluator,
-        deadline=resources.timeout_seconds or None,
     )
 
 
