@@ -7,7 +7,10 @@ its throughput per candidate improves only up to a *knee* — a few candidates o
 hundreds on a GPU (``tools/bench_fitness.py --sweep``, docs/benchmarks.md). So
 :func:`candidates_per_batch` is the number that fits in a share of the free memory, capped at the
 knee of the device type; the evaluation worker splits a larger request into batches of that
-size, so that evaluators neither run out of memory nor leave a GPU half empty.
+size, so that evaluators neither run out of memory nor leave a GPU half empty. Evaluators that
+share a device (Ray actors with ``gpus_per_evaluator = 0.25``, four to a GPU; CPU evaluators on one
+machine) all read the same free memory: each passes ``sharing`` — how many share it — and plans
+for its part of the share only, so that together they stay within :data:`MEMORY_SHARE`.
 
 Costs are *measured*, not guessed: one model's forward pass, on a training batch and on the
 validation set, runs with autograd's saved-tensor hooks adding up the activations it keeps for
@@ -32,8 +35,8 @@ from fitness.device import resolve_device
 from fitness.runs import data_on, seeded_model
 from fitness.tasks import Task, is_builtin, load_task
 
-#: Share of the free memory a batch may plan to use (the rest is slack for the allocator,
-#: fragmentation, and the other evaluators of the machine: divide by them when there are many).
+#: Share of the free memory the batches of a device may plan to use together (the rest is slack
+#: for the allocator and fragmentation); evaluators sharing the device divide it between them.
 MEMORY_SHARE = 0.5
 #: Candidates beyond which a batch stops paying, per device type (docs/benchmarks.md: on one CPU
 #: core the suite's cost per candidate is lowest at 4-8 and grows beyond; on an H200 it still
@@ -170,13 +173,19 @@ def candidates_per_batch(
     dtype: torch.dtype = torch.float32,
     device=None,
     programs: Sequence[Program] | None = None,
+    *,
+    sharing: int = 1,
+    free: int | None = None,
 ) -> int:
     """How many candidates to train together on ``device`` (``lrs`` learning rates × ``seeds``
     seeds each, every task of ``tasks`` trained in turn): as many as fit, with the validation's
-    :data:`EVAL_BYTES`, in :data:`MEMORY_SHARE` of the free memory; at most the device type's
-    :data:`KNEE`, at least 1."""
+    :data:`EVAL_BYTES`, in this evaluator's part of :data:`MEMORY_SHARE` of the free memory
+    (``free`` bytes; read with :func:`free_memory` when None) — one ``sharing``-th when that
+    many evaluators share the device —; at most the device type's :data:`KNEE`, at least 1."""
     device = resolve_device(device)
-    budget = MEMORY_SHARE * free_memory(device)
+    if free is None:
+        free = free_memory(device)
+    budget = MEMORY_SHARE * free / max(1, sharing)
     fits = KNEE.get(device.type, KNEE["cpu"])
     for spec in tasks:  # trained one after the other: the most demanding one decides
         per_candidate = candidate_bytes(load_task(spec), lrs * seeds, dtype, device, programs)

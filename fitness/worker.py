@@ -69,12 +69,19 @@ def _train(
         )
 
 
-def _batch_size(programs: Sequence[Program], config: SuiteConfig, device) -> int:
-    """How many of ``programs`` to train together (:func:`fitness.batch_size.candidates_per_batch`;
-    all of them if it cannot be estimated: training then reports what is wrong)."""
+def _batch_size(programs: Sequence[Program], config: SuiteConfig, device, sharing: int = 1) -> int:
+    """How many of ``programs`` to train together (:func:`fitness.batch_size.candidates_per_batch`,
+    ``sharing`` evaluators sharing the device; all of them if it cannot be estimated: training
+    then reports what is wrong)."""
     try:
         return candidates_per_batch(
-            config.tasks, len(config.lrs), len(config.seeds), config.torch_dtype, device, programs
+            config.tasks,
+            len(config.lrs),
+            len(config.seeds),
+            config.torch_dtype,
+            device,
+            programs,
+            sharing=sharing,
         )
     except TaskError:
         raise
@@ -82,13 +89,16 @@ def _batch_size(programs: Sequence[Program], config: SuiteConfig, device) -> int
         return max(len(programs), 1)
 
 
-def evaluate_request(request: Mapping, device=None, worker: str = "") -> list[dict]:
+def evaluate_request(
+    request: Mapping, device=None, worker: str = "", sharing: int = 1
+) -> list[dict]:
     """Train the programs of ``request`` (``programs``: JSON IR list, ``suite``: dict,
-    ``baselines``: task → metric) and return one result dict per program, in order."""
+    ``baselines``: task → metric) and return one result dict per program, in order; more than
+    fit this worker's part of the device (``sharing`` workers share it) are trained in batches."""
     config = SuiteConfig.from_dict(request["suite"])
     programs = [program_from_json(text) for text in request["programs"]]
     start = time.perf_counter()
-    size = _batch_size(programs, config, device)
+    size = _batch_size(programs, config, device, sharing)
     results = []
     for first in range(0, len(programs), size):  # more than the device holds: in batches
         results += _train(programs[first : first + size], config, request["baselines"], device)

@@ -1,5 +1,6 @@
 """Campaigns on real Ray: a 3-node cluster on loopback (``ray.cluster_utils.Cluster``), an
-evaluator process killed mid-run, a batch past its deadline, and a bad ``--address``.
+evaluator process killed mid-run, a batch past its deadline, evaluators that may share a node,
+and a bad ``--address``.
 
 All tests of this module share one cluster (starting Ray costs seconds) and run in one xdist
 worker (``xdist_group``)."""
@@ -113,6 +114,14 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
         assert [c.failure for c in done] == ["timeout"]
         assert time.monotonic() - start < 15  # well before the 30 s the batch would take
         assert pool.info[0]["name"] != first and pool.idle() == 1
+    finally:
+        pool.close()
+
+
+def test_ray_evaluators_size_their_batches_for_the_others_that_may_share_their_node(cluster):
+    pool = RayPool(2)  # CPU evaluators: both may land on one node
+    try:
+        assert [info["sharing"] for info in pool.info] == [2, 2]
     finally:
         pool.close()
 

@@ -18,9 +18,11 @@ from campaign_helpers import (
 
 from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
-from evodisc.app.evaluators import InProcessPool
+from evodisc.app.evaluators import InProcessPool, evaluators_per_device
 from evodisc.app.run import run_campaign
+from fitness import batch_size
 from fitness.batch_size import candidates_per_batch
+from fitness.tasks import load_task
 
 
 @pytest.fixture(autouse=True)
@@ -86,8 +88,10 @@ def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "populaton" in err and "population" in err
     (tmp_path / "empty").mkdir()
-    assert main(["run", str(write_campaign(tmp_path)), "--out", str(tmp_path / "empty"),
-                 "--resume"]) == 2
+    assert (
+        main(["run", str(write_campaign(tmp_path)), "--out", str(tmp_path / "empty"), "--resume"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot be resumed" in err
 
@@ -112,8 +116,9 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
 def test_zero_batch_size_and_in_flight_are_sized_from_the_evaluators_memory(tmp_path):
     text = write_campaign(tmp_path, evaluations=24).read_text()
     auto = tmp_path / "auto.toml"
-    auto.write_text(text.replace("batch_size = 4", "batch_size = 0").replace(
-        "in_flight = 8", "in_flight = 0"))
+    auto.write_text(
+        text.replace("batch_size = 4", "batch_size = 0").replace("in_flight = 8", "in_flight = 0")
+    )
     campaign = check_tasks(load_campaign(auto))
     pool = InProcessPool("cpu")
     suite = campaign.fitness_config()
@@ -121,3 +126,24 @@ def test_zero_batch_size_and_in_flight_are_sized_from_the_evaluators_memory(tmp_
     assert pool.batch_size(suite) == expected >= 1
     run_campaign(campaign, tmp_path / "run", no_ray=True)
     assert_complete(log_rows(tmp_path / "run"), 24)
+
+
+def test_evaluators_sharing_a_device_size_their_batches_for_their_part(monkeypatch):
+    suite = {"tasks": ["markov_lm"], "lrs": [1e-3, 1e-2], "seeds": [0], "dtype": "float32"}
+    per_candidate = batch_size.candidate_bytes(load_task("markov_lm"), 2)
+    # a fixed free memory in which two evaluators fit 3 candidates each, one alone more
+    free = int(2 * (batch_size.EVAL_BYTES + 3.5 * per_candidate) / batch_size.MEMORY_SHARE)
+    monkeypatch.setattr(batch_size, "free_memory", lambda device=None: free)
+    alone, shared = InProcessPool("cpu"), InProcessPool("cpu", sharing=2)
+    assert (alone.info[0]["sharing"], shared.info[0]["sharing"]) == (1, 2)
+    expected = candidates_per_batch(suite["tasks"], 2, 1, device="cpu", sharing=2, free=free)
+    assert shared.batch_size(suite) == expected == 3 < alone.batch_size(suite)
+
+
+@pytest.mark.parametrize(
+    ("evaluators", "gpus", "sharing"),
+    [(4, 0.25, 4), (2, 0.25, 2), (8, 0.3, 3), (10, 0.1, 10), (4, 0.6, 1), (4, 1, 1), (2, 2, 1)]
+    + [(3, 0, 3), (1, 0, 1)],  # CPU: all of them may land on one node
+)
+def test_evaluators_per_device_follows_the_resources(evaluators, gpus, sharing):
+    assert evaluators_per_device(evaluators, gpus) == sharing

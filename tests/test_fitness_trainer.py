@@ -173,6 +173,34 @@ def test_candidates_per_batch_fill_free_memory_up_to_the_knee(monkeypatch):
     assert lion < worst
 
 
+def test_evaluators_sharing_a_device_together_plan_within_its_memory_share():
+    task, models = load_task("markov_lm"), 8 * 64  # 8 learning rates x 64 seeds: memory binds
+    per_candidate = batch_size.candidate_bytes(task, models)
+    reserve, share = batch_size.EVAL_BYTES, batch_size.MEMORY_SHARE
+
+    def plan(candidates: int) -> int:  # what an evaluator plans: its batch and its validation
+        return candidates * per_candidate + reserve
+
+    free = int(4 * (plan(1) + per_candidate // 2) / share)  # a quarter share: 1.5 candidates
+    count = {
+        sharing: batch_size.candidates_per_batch(
+            ["markov_lm"], lrs=8, seeds=64, device="cpu", sharing=sharing, free=free
+        )
+        for sharing in (1, 4)
+    }
+    alone, shared = count[1], count[4]
+    assert 1 < alone < batch_size.KNEE["cpu"]  # the memory decides, not the knee
+    assert plan(alone) <= share * free < plan(alone + 1)  # alone: it fills the whole share
+    assert shared == 1 and 4 * plan(shared) <= share * free < 4 * plan(shared + 1)
+    # whatever the free memory, evaluators sharing a device together stay within its share
+    for free in (2**30, 3 * 2**30, 10**10, 4 * 10**10):
+        for sharing in (1, 2, 3, 4):
+            n = batch_size.candidates_per_batch(
+                ["markov_lm"], lrs=8, seeds=64, device="cpu", sharing=sharing, free=free
+            )
+            assert n == 1 or sharing * plan(n) <= share * free, (free, sharing, n)
+
+
 def test_candidate_bytes_bound_the_measured_training_memory(device):
     """The estimate is an upper bound of what training really takes (and not far above)."""
     task = short("markov_lm", 3)
@@ -196,7 +224,7 @@ def test_worker_splits_a_request_larger_than_the_batch_size(tmp_path, monkeypatc
     whole = evaluate_request(request)
     batches = []
     real = worker._train
-    monkeypatch.setattr(worker, "candidates_per_batch", lambda *args: 2)
+    monkeypatch.setattr(worker, "candidates_per_batch", lambda *args, **kwargs: 2)
     monkeypatch.setattr(worker, "_train", lambda ps, *a: batches.append(len(ps)) or real(ps, *a))
     split = evaluate_request(request)
     assert batches == [2, 2, 1]

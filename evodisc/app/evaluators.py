@@ -7,10 +7,15 @@ with one batch at a time. The Ray pool never waits on a single actor: :meth:`Ray
 whatever finished (``ray.wait``), replaces an actor that died (its batch comes back as a
 ``crashed`` completion, for the controller to re-dispatch) and kills and replaces one whose batch
 ran past the deadline (a ``timeout`` completion).
+
+Evaluators that share a device know how many they are (``sharing``,
+:func:`evaluators_per_device`): each sizes its batches for its part of the device's memory
+(:func:`fitness.batch_size.candidates_per_batch`), not for all of it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -29,10 +34,23 @@ class EvaluatorError(RuntimeError):
     """Evaluators cannot be started (no Ray cluster at the address, authentication, …)."""
 
 
-class Evaluator:
-    """Trains batches of programs on one device (a Ray actor, or an object in-process)."""
+def evaluators_per_device(evaluators: int, gpus_per_evaluator: float) -> int:
+    """The most of ``evaluators`` Ray actors that can share one device: on GPUs, as many as Ray
+    fits on one (⌊1 / ``gpus_per_evaluator``⌋ when it is a fraction); on CPUs, all of them (the
+    node each one lands on is not known when they start)."""
+    if gpus_per_evaluator >= 1:
+        return 1
+    if gpus_per_evaluator > 0:
+        per_gpu = math.floor(1 / gpus_per_evaluator + 1e-9)  # 1/0.1 = 10, not 9.999…
+        return max(1, min(evaluators, per_gpu))
+    return max(1, evaluators)
 
-    def __init__(self, name: str, device: str | None = None, threads: int = 1):
+
+class Evaluator:
+    """Trains batches of programs on one device (a Ray actor, or an object in-process), which
+    ``sharing`` evaluators (this one included) share."""
+
+    def __init__(self, name: str, device: str | None = None, threads: int = 1, sharing: int = 1):
         import torch
 
         from fitness.device import resolve_device
@@ -40,9 +58,11 @@ class Evaluator:
         torch.set_num_threads(max(1, threads))
         self.name = name
         self.device = resolve_device(device)
+        self.sharing = max(1, sharing)
 
     def info(self) -> dict:
-        """Where this evaluator runs: name, node, host, process, device type."""
+        """Where this evaluator runs: name, node, host, process, device type, and how many
+        evaluators share that device."""
         ray = sys.modules.get("ray")  # loaded in an actor; never imported just for this
         node = socket.gethostname()
         if ray is not None and ray.is_initialized():
@@ -53,23 +73,29 @@ class Evaluator:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "device": self.device.type,
+            "sharing": self.sharing,
         }
 
     def evaluate(self, request: Mapping) -> list[dict]:
         """One result dict per program of ``request`` (see :mod:`fitness.worker`)."""
         from fitness.worker import evaluate_request
 
-        return evaluate_request(request, self.device, self.name)
+        return evaluate_request(request, self.device, self.name, self.sharing)
 
     def batch_size(self, suite: Mapping) -> int:
-        """How many candidates of ``suite`` fit this evaluator's device at once
+        """How many candidates of ``suite`` fit this evaluator's part of its device at once
         (:func:`fitness.batch_size.candidates_per_batch`, from its free memory)."""
         from fitness.batch_size import candidates_per_batch
         from fitness.config import SuiteConfig
 
         config = SuiteConfig.from_dict(dict(suite))
         return candidates_per_batch(
-            config.tasks, len(config.lrs), len(config.seeds), config.torch_dtype, self.device
+            config.tasks,
+            len(config.lrs),
+            len(config.seeds),
+            config.torch_dtype,
+            self.device,
+            sharing=self.sharing,
         )
 
     def baselines(self, suite: Mapping) -> dict[str, float]:
@@ -103,10 +129,11 @@ class Completion:
 
 
 class InProcessPool:
-    """One evaluator in the controller's process; a batch is trained when submitted."""
+    """One evaluator in the controller's process; a batch is trained when submitted. Its device
+    is its own unless ``sharing`` says how many evaluators (this one included) share it."""
 
-    def __init__(self, device: str | None = None, threads: int = 1):
-        self.evaluator = Evaluator("local", device, threads)
+    def __init__(self, device: str | None = None, threads: int = 1, sharing: int = 1):
+        self.evaluator = Evaluator("local", device, threads, sharing)
         self.info = [self.evaluator.info()]
         self.deadline: float | None = None  # ignored: an in-process batch cannot be cancelled
         self._done: list[Completion] = []
@@ -228,7 +255,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 class RayPool:
-    """``count`` long-lived evaluator actors; each one trains one batch at a time."""
+    """``count`` long-lived evaluator actors; each one trains one batch at a time, sizing its
+    batches for the evaluators that may share its device (:func:`evaluators_per_device`)."""
 
     def __init__(
         self,
@@ -245,6 +273,7 @@ class RayPool:
         self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
         self._threads = max(1, int(cpus))
         self._device = "cuda" if gpus > 0 else "cpu"
+        self._sharing = evaluators_per_device(count, gpus)
         self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
         self._generation = 0
         self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
@@ -256,7 +285,7 @@ class RayPool:
         self._generation += 1
         name = f"evaluator-{index}-{self._generation}-{self._tag}"
         actor_class = self._ray.remote(Evaluator).options(name=name, **self._options)
-        return actor_class.remote(name, self._device, self._threads)
+        return actor_class.remote(name, self._device, self._threads, self._sharing)
 
     @property
     def size(self) -> int:
