@@ -41,8 +41,11 @@ SCHEMA = pa.schema(
         ("fitness", pa.float64()),
         ("status", pa.string()),
         ("details", pa.string()),  # canonical JSON
+        ("uncertainty", pa.float64()),  # NaN/null: unknown
     ]
 )
+#: Columns a table may lack (parts written before they existed): read as null.
+OPTIONAL_COLUMNS = frozenset({"uncertainty"})
 
 #: Where unreadable parts are moved (a subdirectory of the cache).
 QUARANTINE = "quarantine"
@@ -72,7 +75,8 @@ def fitness_config_key(config: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class CachedFitness:
     """One evaluation result: fitness, status (``ok``, ``invalid``, ``diverged``, …) and JSON-able
-    details (per-task scores, best learning rate, the reason a program is invalid, …).
+    details (per-task scores, best learning rate, the reason a program is invalid, …), and the
+    fitness's uncertainty (:mod:`fitness.uncertainty`; None when unknown or not applicable).
 
     The cache stores what it is given; the fitness screen gives invalid programs the worst
     fitness (0, :data:`fitness.evaluation.WORST_FITNESS`)."""
@@ -80,6 +84,7 @@ class CachedFitness:
     fitness: float
     status: str = "ok"
     details: Mapping[str, Any] = field(default_factory=dict)
+    uncertainty: float | None = None
 
 
 class FitnessCache:
@@ -192,23 +197,30 @@ class FitnessCache:
             "fitness": [float(r.fitness) for r in rows],
             "status": [r.status for r in rows],
             "details": [_canonical_json(dict(r.details)) for r in rows],
+            "uncertainty": [r.uncertainty for r in rows],
         }
         return pa.table(columns, schema=SCHEMA)
 
     def ingest(self, table: pa.Table) -> int:
         """Add the rows of a table holding :data:`SCHEMA`'s columns (extra columns are ignored,
         rows without a hash or config key are skipped); returns the number of new entries."""
-        missing = [name for name in SCHEMA.names if name not in table.column_names]
+        present = set(table.column_names)
+        missing = [n for n in SCHEMA.names if n not in present and n not in OPTIONAL_COLUMNS]
         if missing:
             raise ValueError(f"table lacks the fitness-cache column(s): {', '.join(missing)}")
-        columns = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+        columns = {
+            name: table.column(name).to_pylist() if name in present else [None] * table.num_rows
+            for name in SCHEMA.names
+        }
         added = 0
-        for h, c, fit, status, details in zip(*columns.values(), strict=True):
+        for h, c, fit, status, details, uncertainty in zip(*columns.values(), strict=True):
             if h is None or c is None or (h, c) in self._entries:
                 continue
-            fitness = math.nan if fit is None else float(fit)
             self._entries[(h, c)] = CachedFitness(
-                fitness, status or "ok", json.loads(details or "{}")
+                math.nan if fit is None else float(fit),
+                status or "ok",
+                json.loads(details or "{}"),
+                uncertainty,
             )
             added += 1
         return added

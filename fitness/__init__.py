@@ -10,7 +10,8 @@ from evodisc.lazy import on_first_use
 _ON_FIRST_USE = {
     "DEFAULT_LRS": "fitness.config",
     "SuiteConfig": "fitness.config",
-    "baseline_metric": "fitness.baselines",
+    "tuned_baseline": "fitness.baselines",
+    "Baseline": "fitness.baselines",
     "DeviceError": "fitness.device",
     "available_devices": "fitness.device",
     "resolve_device": "fitness.device",

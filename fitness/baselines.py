@@ -1,7 +1,10 @@
 """The baseline of each task: AdamW (:data:`~fitness.config.BASELINE`) tuned on the suite's
-learning-rate grid, trained once and cached as JSON under ``$EVODISC_CACHE`` (default
+learning-rate grid over the suite's *baseline seeds* (more than a candidate's, so that its noise
+is small), trained once and cached as JSON under ``$EVODISC_CACHE`` (default
 ``~/.cache/evodisc``), keyed by a digest of everything that determines it (for a user's task
-its file, data and model: :func:`fitness.tasks.fingerprint`).
+its file, data and model: :func:`fitness.tasks.fingerprint`). A :class:`Baseline` records its
+metric, best learning rate and seed-to-seed noise (the task's noise, which the uncertainty of a
+fitness is estimated from: :mod:`fitness.uncertainty`).
 
 A cache file that cannot be read back (truncated, corrupt, not JSON) is recomputed with a
 warning; files are written whole or not at all, and only inside the cache directory whatever
@@ -14,6 +17,7 @@ import math
 import os
 import re
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,10 +29,48 @@ from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
 from fitness.device import resolve_device
 from fitness.tasks import Task, TaskError, fingerprint
 from fitness.trainer import train_batch
+from fitness.uncertainty import cv
 from search_spaces.zoo import load_known
 
 #: A baseline file is a few hundred bytes; anything much larger is not one.
 _MAX_FILE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A tuned baseline on one task: its metric (mean over ``seeds`` seeds at ``best_lr``) and
+    the seed-to-seed coefficient of variation of that metric (NaN with one seed)."""
+
+    metric: float
+    best_lr: float | None
+    cv: float
+    seeds: int
+
+    def to_dict(self) -> dict:
+        """JSON-able (NaN as None), for the cache file and for a remote evaluator."""
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Baseline:
+        """The inverse of :meth:`to_dict`; a ValueError or TypeError on anything else."""
+        metric, best_lr, noise, seeds = doc["metric"], doc["best_lr"], doc["cv"], doc["seeds"]
+        if not isinstance(metric, int | float) or not math.isfinite(metric):
+            raise ValueError(f"metric {metric!r} is not a finite number")
+        if best_lr is not None and not isinstance(best_lr, int | float):
+            raise ValueError(f"best_lr {best_lr!r} is not a number")
+        if noise is not None and not isinstance(noise, int | float):
+            raise ValueError(f"cv {noise!r} is not a number")
+        if not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds {seeds!r} is not a positive integer")
+        return cls(
+            float(metric),
+            None if best_lr is None else float(best_lr),
+            math.nan if noise is None else float(noise),
+            seeds,
+        )
 
 
 def cache_dir() -> Path:
@@ -43,7 +85,8 @@ def _digest(task: Task, program: Program, config: SuiteConfig, device: torch.dev
         "task": fingerprint(task),
         "program": program_to_json(program),
         "lrs": list(config.lrs),
-        "seeds": list(config.seeds),
+        "seeds": list(config.baseline_seeds),
+        "checkpoints": config.checkpoints,
         "dtype": config.dtype,
     }
     return fitness_config_key(key)
@@ -60,17 +103,12 @@ def baseline_path(task: Task, config: SuiteConfig, device=None, name: str = BASE
     return cache_dir() / "baselines" / f"{_file_word(task.name)}-{_file_word(name)}-{digest}.json"
 
 
-def _read(path: Path) -> tuple[float, float | None] | None:
-    """The cached ``(metric, best_lr)``, or None when there is none or it is damaged (warned)."""
+def _read(path: Path) -> Baseline | None:
+    """The cached baseline, or None when there is none or it is damaged (warned)."""
     if not path.exists():
         return None
     try:
-        doc = json.loads(read_text(path, _MAX_FILE_BYTES))
-        metric, best_lr = doc["metric"], doc["best_lr"]
-        if not isinstance(metric, int | float) or not math.isfinite(metric):
-            raise ValueError(f"metric {metric!r} is not a finite number")
-        if best_lr is not None and not isinstance(best_lr, int | float):
-            raise ValueError(f"best_lr {best_lr!r} is not a number")
+        return Baseline.from_dict(json.loads(read_text(path, _MAX_FILE_BYTES)))
     except (FileReadError, ValueError, KeyError, TypeError) as exc:
         warnings.warn(
             f"{path}: damaged baseline cache file ({type(exc).__name__}: {exc}); recomputing",
@@ -78,13 +116,10 @@ def _read(path: Path) -> tuple[float, float | None] | None:
             stacklevel=3,
         )
         return None
-    return float(metric), None if best_lr is None else float(best_lr)
 
 
-def baseline_metric(
-    task: Task, config: SuiteConfig, device=None, name: str = BASELINE
-) -> tuple[float, float | None]:
-    """``(metric, best_lr)`` of the known optimizer ``name`` tuned on ``config``'s grid; read
+def tuned_baseline(task: Task, config: SuiteConfig, device=None, name: str = BASELINE) -> Baseline:
+    """The known optimizer ``name`` tuned on ``config``'s grid over its baseline seeds; read
     from the cache, or trained once and cached. A :class:`TaskError` when the baseline diverges
     at every learning rate (the task, or the grid, is broken: nothing can be normalised)."""
     path = baseline_path(task, config, device, name)
@@ -93,7 +128,15 @@ def baseline_metric(
         return cached
     program = load_known(name)
     try:
-        result = train_batch(task, [program], config.lrs, config.seeds, device, config.torch_dtype)
+        result = train_batch(
+            task,
+            [program],
+            config.lrs,
+            config.baseline_seeds,
+            device,
+            config.torch_dtype,
+            checkpoints=config.checkpoints,
+        )
     except TaskError:
         raise
     except Exception as exc:  # the baseline is a known-good program: the task's code failed
@@ -109,7 +152,8 @@ def baseline_metric(
             f"of the grid ({', '.join(f'{lr:g}' for lr in config.lrs)}); the task's loss or "
             "score is broken, or the grid is too high"
         )
+    baseline = Baseline(metric, best_lr, cv(result.best_seeds(0)), len(config.baseline_seeds))
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"task": task.name, "baseline": name, "metric": metric, "best_lr": best_lr}
+    doc = {"task": task.name, "baseline": name, **baseline.to_dict()}
     atomic_write(path, json.dumps(doc))  # concurrent evaluators never read a half-written file
-    return metric, best_lr
+    return baseline

@@ -9,7 +9,6 @@ class DeviceError(ValueError):
     """A device that cannot be used here (unknown, or not present), reported on one line."""
 
 
-
 def available_devices() -> list[torch.device]:
     """Every visible CUDA device (``cuda:0`` …), or ``[cpu]`` when there is none.
 

@@ -15,7 +15,14 @@ import torch
 
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.program import Program
-from fitness.runs import bad_loss, batch_indices, data_on, explosion_limit, seeded_model
+from fitness.runs import (
+    bad_loss,
+    batch_indices,
+    checkpoint_steps,
+    data_on,
+    explosion_limit,
+    seeded_model,
+)
 from fitness.tasks import Task
 
 
@@ -26,8 +33,10 @@ def train_naive(
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    checkpoints: int = 1,
 ) -> float:
-    """Validation metric of one run, or NaN if it diverged."""
+    """Validation metric of one run (the mean over ``checkpoints`` points of training, as the
+    batched trainer's), or NaN if it diverged."""
     compiled = compile_program(program, "torch")
 
     def make_update(params: list[torch.Tensor]) -> Callable[[int], None]:
@@ -41,7 +50,7 @@ def train_naive(
 
         return update
 
-    return train_loop(task, make_update, seed, device, dtype)
+    return train_loop(task, make_update, seed, device, dtype, checkpoints)
 
 
 def train_loop(
@@ -50,16 +59,20 @@ def train_loop(
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    checkpoints: int = 1,
 ) -> float:
     """The plain training loop every naive run shares — seeded model, batch order, divergence
-    rule, validation — with the update step ``make_update(params)(k)`` applied after each
-    backward pass (a program, or a ``torch.optim`` optimizer in the benchmarks)."""
+    rule, validation at ``checkpoints`` points — with the update step ``make_update(params)(k)``
+    applied after each backward pass (a program, or a ``torch.optim`` optimizer in the
+    benchmarks)."""
     data = data_on(task, device, dtype)
     model = seeded_model(task, seed).to(device, dtype)
     params = list(model.parameters())
     update = make_update(params)
     indices = batch_indices(seed, len(data.x_train), task.batch_size, task.steps).to(device)
     limit = None
+    at = checkpoint_steps(task.steps, checkpoints)
+    scores: list[float] = []
     for k in range(task.steps):
         batch = indices[k]
         loss = task.loss(model(data.x_train[batch]), data.y_train[batch])
@@ -71,8 +84,9 @@ def train_loop(
         if bad_loss(loss, limit):
             return math.nan
         update(k)
-    with torch.no_grad():
-        if not all(torch.isfinite(p).all() for p in params):
-            return math.nan
-        score = float(task.score(model(data.x_val), data.y_val))
-    return score if math.isfinite(score) else math.nan
+        if k + 1 in at:
+            with torch.no_grad():
+                scores.append(float(task.score(model(data.x_val), data.y_val)))
+    if not all(torch.isfinite(p).all() for p in params) or not all(map(math.isfinite, scores)):
+        return math.nan
+    return sum(scores) / len(scores)

@@ -1,15 +1,19 @@
-"""Normalisation: a program's metric relative to the baseline's, as a ratio where > 1 is better.
-
-Per-task ratios are what the suite's fitness averages, so each is clipped to ``[0, RATIO_CAP]``:
-one task cannot dominate the mean.
+"""Normalisation: a program's metric relative to the baseline's, as a ratio where > 1 is better,
+and the suite's value: the geometric mean of its tasks' ratios, each clipped to
+``[RATIO_FLOOR, RATIO_CAP]`` so that no task — not one far better, not one far worse or diverged —
+dominates it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 #: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
 RATIO_CAP = 10.0
+#: ... and counts at least RATIO_FLOOR in the suite's geometric mean (a diverged task's ratio, 0,
+#: would make it 0; a tenth of the baseline is as bad as the suite distinguishes).
+RATIO_FLOOR = 0.1
 
 #: Fitness of a program that is invalid, failed, or diverged on every task (every ratio is 0).
 WORST_FITNESS = 0.0
@@ -32,3 +36,13 @@ def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:
     if worse == 0:
         return 1.0 if better == 0 else RATIO_CAP
     return float(min(better / worse, RATIO_CAP))
+
+
+def suite_value(ratios: Sequence[float]) -> float:
+    """The suite's value of per-task ratios: their geometric mean, each clipped to
+    ``[RATIO_FLOOR, RATIO_CAP]``; :data:`WORST_FITNESS` when every ratio is 0 (the program
+    diverged on every task) or there is none; NaN when a ratio is (a negative metric)."""
+    if not ratios or all(r == 0 for r in ratios):
+        return WORST_FITNESS
+    logs = [math.log(min(max(r, RATIO_FLOOR), RATIO_CAP)) for r in ratios]
+    return math.exp(sum(logs) / len(logs))

@@ -53,6 +53,14 @@ def bad_loss(loss: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(loss) | (loss > limit)
 
 
+def checkpoint_steps(steps: int, count: int) -> tuple[int, ...]:
+    """After which steps (1-based counts, ascending, the last one ``steps``) a run is validated
+    when its metric is the mean over ``count`` evenly spaced points of its validation curve."""
+    if count < 1:
+        raise ValueError(f"checkpoints must be at least 1, not {count}")
+    return tuple(sorted({max(1, round(steps * (k + 1) / count)) for k in range(count)}))
+
+
 def best_over_lrs(
     metric: np.ndarray, lrs: tuple[float, ...], higher_is_better: bool
 ) -> tuple[float | None, float]:

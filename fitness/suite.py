@@ -1,6 +1,8 @@
-"""The fitness function: per task the best validation metric over the learning-rate grid,
-normalised against the tuned baseline (1.0 = AdamW, :mod:`fitness.normalise`), averaged over
-the suite. All programs are trained together, one batched run per task."""
+"""The fitness function: per task the best (anytime) validation metric over the learning-rate
+grid, mean over the seeds, normalised against the tuned baseline (1.0 = AdamW); the suite's
+value is the geometric mean of the tasks' ratios (:mod:`fitness.normalise`), with its
+uncertainty from the seed-to-seed noise (:mod:`fitness.uncertainty`). All programs are trained
+together, one batched run per task."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from dataclasses import dataclass
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program
-from fitness.baselines import baseline_metric
+from fitness.baselines import Baseline, tuned_baseline
 from fitness.config import SuiteConfig
-from fitness.normalise import ratio
+from fitness.normalise import ratio, suite_value
 from fitness.tasks import load_task
 from fitness.trainer import BatchResult, train_batch
+from fitness.uncertainty import log_ratio_se, suite_uncertainty
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,25 @@ class TaskFitness:
     best_lr: float | None
     ratio: float  # vs the AdamW baseline, clipped to [0, RATIO_CAP]; 0 if all diverged
     edge: str | None = None  # "low"/"high": best_lr is on that edge of the grid (re-evaluate)
+    log_se: float = math.nan  # standard error of log(ratio) from the seeds' spread; 0 diverged
 
 
 @dataclass(frozen=True)
 class Fitness:
-    """A program's fitness: the mean of its per-task ratios (1.0 = tuned AdamW)."""
+    """A program's fitness: the geometric mean of its per-task ratios (1.0 = tuned AdamW),
+    and its uncertainty (:data:`fitness.uncertainty.COVERAGE` standard errors; NaN when a
+    task's noise is unknown: one seed and a one-seed baseline)."""
 
     value: float
     tasks: dict[str, TaskFitness]
+    uncertainty: float = math.nan
+
+    @classmethod
+    def of(cls, tasks: dict[str, TaskFitness]) -> Fitness:
+        """The suite's fitness from its tasks' results."""
+        value = suite_value([t.ratio for t in tasks.values()])
+        uncertainty = suite_uncertainty(value, [t.log_se for t in tasks.values()])
+        return cls(value, tasks, uncertainty)
 
     @property
     def diverged(self) -> bool:
@@ -44,33 +58,42 @@ class Fitness:
         """The result as caches and logs store it: status ``ok`` or ``diverged``, details
         JSON-able (a task's metric is None when it diverged; ``edge`` is ``"low"``/``"high"``
         when its best learning rate is on that edge of the grid, so that a later stage can
-        re-evaluate it on a wider grid, else None)."""
+        re-evaluate it on a wider grid, else None; ``log_se`` the standard error of the log of
+        its ratio; an unknown number is None)."""
         tasks = {
             name: {
-                "metric": t.metric if math.isfinite(t.metric) else None,
+                "metric": _number(t.metric),
                 "best_lr": t.best_lr,
                 "ratio": t.ratio,
                 "edge": t.edge,
+                "log_se": _number(t.log_se),
             }
             for name, t in self.tasks.items()
         }
-        return CachedFitness(self.value, "diverged" if self.diverged else "ok", {"tasks": tasks})
+        status = "diverged" if self.diverged else "ok"
+        return CachedFitness(self.value, status, {"tasks": tasks}, _number(self.uncertainty))
 
 
-def baseline_metrics(config: SuiteConfig, device=None) -> dict[str, float]:
-    """The baseline's metric on every task of the suite (cached; see :func:`baseline_metric`)."""
-    return {name: baseline_metric(load_task(name), config, device)[0] for name in config.tasks}
+def _number(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
-def task_fitness(result: BatchResult, program: int, baseline: float) -> TaskFitness:
+def suite_baselines(config: SuiteConfig, device=None) -> dict[str, Baseline]:
+    """The tuned baseline of every task of the suite (cached; see :func:`tuned_baseline`)."""
+    return {name: tuned_baseline(load_task(name), config, device) for name in config.tasks}
+
+
+def task_fitness(result: BatchResult, program: int, baseline: Baseline) -> TaskFitness:
     """One program's :class:`TaskFitness` from a batched result and the task's baseline."""
     best_lr, metric = result.best(program)
+    diverged = best_lr is None
     return TaskFitness(
         result.task,
         metric,
         best_lr,
-        ratio(metric, baseline, result.higher_is_better),
+        ratio(metric, baseline.metric, result.higher_is_better),
         result.edge(program),
+        0.0 if diverged else log_ratio_se(result.best_seeds(program), baseline.cv, baseline.seeds),
     )
 
 
@@ -78,11 +101,11 @@ def evaluate(
     programs: Sequence[Program],
     config: SuiteConfig | None = None,
     device=None,
-    baselines: Mapping[str, float] | None = None,
+    baselines: Mapping[str, Baseline] | None = None,
 ) -> list[Fitness]:
     """The fitness of each program on the suite; all programs are trained together per task.
 
-    ``baselines`` (task name → the baseline's metric) skips :func:`baseline_metric`: a campaign
+    ``baselines`` (task name → its :class:`Baseline`) skips :func:`tuned_baseline`: a campaign
     computes them once and ships them to its evaluators.
     """
     config = config or SuiteConfig()
@@ -92,10 +115,16 @@ def evaluate(
         if baselines is not None:
             baseline = baselines[name]
         else:
-            baseline, _ = baseline_metric(task, config, device)
-        result = train_batch(task, programs, config.lrs, config.seeds, device, config.torch_dtype)
+            baseline = tuned_baseline(task, config, device)
+        result = train_batch(
+            task,
+            programs,
+            config.lrs,
+            config.seeds,
+            device,
+            config.torch_dtype,
+            checkpoints=config.checkpoints,
+        )
         for i in range(len(programs)):
             per_program[i][task.name] = task_fitness(result, i, baseline)
-    return [
-        Fitness(sum(t.ratio for t in tasks.values()) / len(tasks), tasks) for tasks in per_program
-    ]
+    return [Fitness.of(tasks) for tasks in per_program]

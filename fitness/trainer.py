@@ -9,6 +9,11 @@ call per parameter tensor when it uses per-tensor reductions (``norm``, ``rms``,
 Divergence is per run: a run whose loss turns non-finite or explodes is frozen (its weights and
 state stop changing, so NaN never spreads) and reported as diverged; the others go on.
 
+A run's metric is the mean of its validation metric at ``checkpoints`` evenly spaced points of
+training, the last one the end (:func:`fitness.runs.checkpoint_steps`; 1 = the final value
+only): an *anytime* metric that rewards reaching a good model early, and averages out the
+step-to-step noise of a single final evaluation.
+
 On CUDA the step is captured once as a CUDA graph and replayed, so a step costs one launch
 instead of hundreds; on CPU the same step function runs eagerly.
 """
@@ -33,6 +38,7 @@ from fitness.runs import (
     bad_loss,
     batch_indices,
     best_over_lrs,
+    checkpoint_steps,
     data_on,
     explosion_limit,
     grid_edge,
@@ -55,14 +61,26 @@ class BatchResult:
     higher_is_better: bool
     lrs: tuple[float, ...]
     seeds: tuple[int, ...]
-    metric: np.ndarray  # float64, NaN where the run diverged
+    metric: np.ndarray  # float64, NaN where the run diverged: the mean of ``curve``
     diverged: np.ndarray  # bool
     seconds: float
+    #: ``[program, lr, seed, checkpoint]`` validation metric at each checkpoint (NaN where the
+    #: run diverged), after the steps ``checkpoint_steps``.
+    curve: np.ndarray | None = None
+    checkpoint_steps: tuple[int, ...] = ()
 
     def best(self, program: int) -> tuple[float | None, float]:
         """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
         diverged at every learning rate."""
         return best_over_lrs(self.metric[program], self.lrs, self.higher_is_better)
+
+    def best_seeds(self, program: int) -> np.ndarray:
+        """``(S,)`` per-seed metrics of one program at its best learning rate (empty when it
+        diverged at every learning rate): the spread its uncertainty is estimated from."""
+        best_lr, _ = self.best(program)
+        if best_lr is None:
+            return np.empty(0)
+        return self.metric[program, self.lrs.index(best_lr)]
 
     def edge(self, program: int) -> str | None:
         """``"low"``/``"high"`` when one program's best learning rate is on that edge of the
@@ -113,10 +131,13 @@ class BatchedRun:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         streams: int = DEFAULT_STREAMS,
+        checkpoints: int = 1,
     ):
         if not programs or not lrs or not seeds:
             raise TaskError("need at least one program, one learning rate and one seed")
         self.task, self.device, self.dtype = task, resolve_device(device), dtype
+        self.checkpoints = checkpoint_steps(task.steps, checkpoints)
+        self.curve: list[torch.Tensor] = []  # (B,) scores at each checkpoint before the end
         self.lrs, self.seeds = tuple(float(x) for x in lrs), tuple(int(s) for s in seeds)
         P, L, S = len(programs), len(self.lrs), len(self.seeds)
         self.P, self.LS, self.S, self.B = P, L * S, S, P * L * S
@@ -251,6 +272,7 @@ class BatchedRun:
                 for k in range(_WARMUP_STEPS):
                     self._set_step(k)
                     self._train_step(first=k == 0)
+                    self._checkpoint(k + 1)
             torch.cuda.current_stream(self.device).wait_stream(side)
             start, graph = _WARMUP_STEPS, self._capture()
         for k in range(start, steps):
@@ -259,6 +281,13 @@ class BatchedRun:
                 graph.replay()
             else:
                 self._train_step(first=k == 0)
+            self._checkpoint(k + 1)
+
+    def _checkpoint(self, done: int) -> None:
+        """Validate every model if ``done`` steps is a checkpoint before the end (the end's is
+        :meth:`evaluate`'s)."""
+        if done in self.checkpoints and done < self.task.steps:
+            self.curve.append(self.validate())
 
     def _capture(self) -> torch.cuda.CUDAGraph | None:
         graph = torch.cuda.CUDAGraph()
@@ -271,8 +300,8 @@ class BatchedRun:
             return None
         return graph
 
-    def evaluate(self, max_models: int | None = None) -> BatchResult:
-        """Validation metric of every run (NaN where diverged), as a :class:`BatchResult`.
+    def validate(self, max_models: int | None = None) -> torch.Tensor:
+        """``(B,)`` validation metric of every model's current weights.
 
         Models are validated in chunks of at most ``max_models`` (default: as many as keep
         their validation activations within :data:`fitness.batch_size.EVAL_BYTES`), each chunk
@@ -286,20 +315,30 @@ class BatchedRun:
             return vmap(self.task.score, in_dims=(0, None))(out, self.y_val)
 
         with torch.no_grad():
+            return vmap(scores, chunk_size=chunk)(self._params(self.flat)).reshape(self.B)
+
+    def evaluate(self, max_models: int | None = None) -> BatchResult:
+        """Every run's metric — the mean of its validation curve, NaN where it diverged — as a
+        :class:`BatchResult` (the end of training validated now, see :meth:`validate`)."""
+        with torch.no_grad():
+            curve = torch.stack([*self.curve, self.validate(max_models)], dim=1)  # (B, K)
             finite = torch.isfinite(self.flat).all(dim=1)
-            score = vmap(scores, chunk_size=chunk)(self._params(self.flat)).reshape(self.B)
-            ok = self.alive & finite & torch.isfinite(score)
-            metric = torch.where(ok, score, torch.full_like(score, float("nan")))
+            ok = self.alive & finite & torch.isfinite(curve).all(dim=1)
+            nan = torch.full_like(curve, float("nan"))
+            curve = torch.where(ok.unsqueeze(1), curve, nan)
         shape = (self.P, len(self.lrs), self.S)
+        curve_np = curve.double().cpu().numpy().reshape(*shape, -1)
         return BatchResult(
             task=self.task.name,
             metric_name=self.task.metric,
             higher_is_better=bool(self.task.higher_is_better),
             lrs=self.lrs,
             seeds=self.seeds,
-            metric=metric.double().cpu().numpy().reshape(shape),
+            metric=curve_np.mean(axis=-1),
             diverged=(~ok).cpu().numpy().reshape(shape),
             seconds=0.0,
+            curve=curve_np,
+            checkpoint_steps=self.checkpoints[-curve_np.shape[-1] :],
         )
 
 
@@ -312,11 +351,13 @@ def train_batch(
     dtype: torch.dtype = torch.float32,
     cuda_graphs: bool = True,
     streams: int = DEFAULT_STREAMS,
+    checkpoints: int = 1,
 ) -> BatchResult:
     """Train every (program, learning rate, seed) combination on ``task`` at once and return the
-    validation metric of each run (see :class:`BatchResult`)."""
+    validation metric of each run: the mean over ``checkpoints`` evenly spaced points of
+    training (see :class:`BatchResult`)."""
     start = time.perf_counter()
-    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams)
+    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams, checkpoints)
     run.train(cuda_graphs=cuda_graphs)
     result = run.evaluate()
     if run.device.type == "cuda":

@@ -2,7 +2,8 @@
 result per program out.
 
 A request holds the programs as canonical JSON IR, the suite as a plain dict
-(:meth:`SuiteConfig.to_dict`) and the baselines' metrics computed once per campaign. Every
+(:meth:`SuiteConfig.to_dict`) and the tuned baselines computed once per campaign
+(:meth:`fitness.baselines.Baseline.to_dict` per task). Every
 program gets a result, whatever happens to the others: a program that makes training raise is
 isolated by bisection (status ``error`` with the reason; the rest of its batch is trained), and a
 batch that runs out of memory is split in halves and retried.
@@ -11,6 +12,7 @@ A result is a dict: ``status`` (``ok`` | ``diverged`` | ``error``), ``fitness``,
 (per task: ``metric`` — None when diverged —, ``best_lr``, ``ratio``, ``edge`` — ``"low"`` or
 ``"high"`` when the best learning rate is on that edge of the grid, a result to re-evaluate on a
 wider one, else None —; or ``reason``),
+``uncertainty`` (:mod:`fitness.uncertainty`; None when unknown),
 ``seconds`` (this program's share of the batch's training time) and ``worker``.
 """
 
@@ -23,6 +25,7 @@ import torch
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program, program_from_json
+from fitness.baselines import Baseline
 from fitness.batch_size import candidates_per_batch
 from fitness.config import SuiteConfig
 from fitness.normalise import WORST_FITNESS
@@ -45,7 +48,7 @@ def _reason(exc: BaseException) -> str:
 def _train(
     programs: Sequence[Program],
     config: SuiteConfig,
-    baselines: Mapping[str, float],
+    baselines: Mapping[str, Baseline],
     device,
 ) -> list[CachedFitness]:
     """Results for ``programs``, bisecting around failures (see the module docstring). A
@@ -93,18 +96,19 @@ def evaluate_request(
     request: Mapping, device=None, worker: str = "", sharing: int = 1
 ) -> list[dict]:
     """Train the programs of ``request`` (``programs``: JSON IR list, ``suite``: dict,
-    ``baselines``: task → metric) and return one result dict per program, in order; more than
+    ``baselines``: task → baseline dict) and return one result dict per program, in order; more than
     fit this worker's part of the device (``sharing`` workers share it) are trained in batches."""
     config = SuiteConfig.from_dict(request["suite"])
     programs = [program_from_json(text) for text in request["programs"]]
+    baselines = {task: Baseline.from_dict(doc) for task, doc in request["baselines"].items()}
     start = time.perf_counter()
     size = _batch_size(programs, config, device, sharing)
     results = []
     for first in range(0, len(programs), size):  # more than the device holds: in batches
-        results += _train(programs[first : first + size], config, request["baselines"], device)
+        results += _train(programs[first : first + size], config, baselines, device)
     seconds = (time.perf_counter() - start) / max(len(programs), 1)
     return [
         {"status": r.status, "fitness": r.fitness, "details": dict(r.details)}
-        | {"seconds": seconds, "worker": worker}
+        | {"uncertainty": r.uncertainty, "seconds": seconds, "worker": worker}
         for r in results
     ]

@@ -28,6 +28,9 @@ from search_spaces.zoo import load_known
 
 pytestmark = pytest.mark.xdist_group("ray")
 
+#: A baseline whose metric is 1 (as a request carries it).
+ONE = {"metric": 1.0, "best_lr": 0.01, "cv": None, "seeds": 1}
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -106,7 +109,7 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
         first = pool.info[0]["name"]
         suite = {"tasks": [f"{slow}:factory"], "lrs": [0.1], "seeds": [0], "dtype": "float32"}
         request = {"programs": [program_to_json(load_known("sgd"))], "suite": suite}
-        pool.submit(Batch(0, [0], {**request, "baselines": {suite["tasks"][0]: 1.0}}))
+        pool.submit(Batch(0, [0], {**request, "baselines": {suite["tasks"][0]: ONE}}))
         done = []
         start = time.monotonic()
         while not done and time.monotonic() - start < 20:
@@ -133,8 +136,10 @@ def test_a_bad_address_is_one_line(cluster, tmp_path, capsys):
     ray.shutdown()  # the CLI must connect by itself
     try:
         path = write_campaign(tmp_path, evaluators=1)
-        assert main(["run", str(path), "--out", str(tmp_path / "x"), "--address",
-                     f"127.0.0.1:{port}"]) == 2
+        assert (
+            main(["run", str(path), "--out", str(tmp_path / "x"), "--address", f"127.0.0.1:{port}"])
+            == 2
+        )
         err = capsys.readouterr().err
         assert err == f"evodisc: error: no Ray cluster at 127.0.0.1:{port} (Connection refused)\n"
         assert not any((tmp_path / "x").iterdir())  # nothing written

@@ -72,7 +72,14 @@ def test_cache_persists_as_parquet_parts_and_reloads(tmp_path):
     assert math.isnan(diverged.fitness) and diverged.status == "diverged"
     assert reloaded.get("c" * 32, key).fitness == -2.0
     table = pq.read_table(first)
-    assert table.column_names == ["functional_hash", "config_key", "fitness", "status", "details"]
+    assert table.column_names == [
+        "functional_hash",
+        "config_key",
+        "fitness",
+        "status",
+        "details",
+        "uncertainty",
+    ]
     assert json.loads(table.column("details")[0].as_py())["best_lr"] == 3e-4
 
 

@@ -9,22 +9,33 @@ import pytest
 import torch
 
 from evodisc.program import parse_program
-from fitness.baselines import baseline_metric
+from fitness.baselines import Baseline, tuned_baseline
 from fitness.config import SuiteConfig
 from fitness.device import resolve_device
-from fitness.normalise import RATIO_CAP, ratio
+from fitness.normalise import RATIO_CAP, RATIO_FLOOR, ratio
 from fitness.suite import evaluate
 from fitness.tasks import load_task
 from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)
 
-CONFIG = SuiteConfig(tasks=("ill_conditioned", "teacher_student"), lrs=(1e-3, 1e-2, 0.1))
+# One seed for the candidates and the baseline: AdamW is then exactly its own baseline.
+CONFIG = SuiteConfig(
+    tasks=("ill_conditioned", "teacher_student"),
+    lrs=(1e-3, 1e-2, 0.1),
+    seeds=(0,),
+    baseline_seeds=(0,),
+)
 
 
-def _cached_baselines() -> dict[str, tuple[float, float | None]]:
-    """Each task's baseline ``(metric, best_lr)`` as the cache holds it now."""
-    return {name: baseline_metric(load_task(name), CONFIG) for name in CONFIG.tasks}
+def _cached_baselines() -> dict[str, Baseline]:
+    """Each task's baseline as the cache holds it now."""
+    return {name: tuned_baseline(load_task(name), CONFIG) for name in CONFIG.tasks}
+
+
+def geometric_mean(ratios) -> float:
+    logs = [math.log(min(max(r, RATIO_FLOOR), RATIO_CAP)) for r in ratios]
+    return math.exp(math.fsum(logs) / len(logs))
 
 
 def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypatch):
@@ -41,21 +52,21 @@ def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypa
         return x if exact else pytest.approx(x, rel=1e-6)
 
     assert adamw.value == same(1.0)
-    for name, (metric, best_lr) in baselines.items():
+    for name, baseline in baselines.items():
         assert adamw.tasks[name].ratio == same(1.0)
-        assert adamw.tasks[name].metric == same(metric)
-        assert adamw.tasks[name].best_lr == best_lr
-        assert best_lr in CONFIG.lrs
+        assert adamw.tasks[name].metric == same(baseline.metric)
+        assert adamw.tasks[name].best_lr == baseline.best_lr
+        assert baseline.best_lr in CONFIG.lrs
     for fitness in (adamw, sgd, stuck):
         assert set(fitness.tasks) == set(CONFIG.tasks)
         for name, task in fitness.tasks.items():
             higher = load_task(name).higher_is_better
-            assert task.ratio == ratio(task.metric, baselines[name][0], higher)
+            assert task.ratio == ratio(task.metric, baselines[name].metric, higher)
             assert not higher  # both tasks score a loss: the ratio is baseline / metric, capped
-            assert task.ratio == pytest.approx(min(baselines[name][0] / task.metric, RATIO_CAP))
-        assert fitness.value == pytest.approx(
-            math.fsum(t.ratio for t in fitness.tasks.values()) / len(fitness.tasks), rel=1e-15
-        )
+            expected = min(baselines[name].metric / task.metric, RATIO_CAP)
+            assert task.ratio == pytest.approx(expected)
+        ratios = [t.ratio for t in fitness.tasks.values()]
+        assert fitness.value == pytest.approx(geometric_mean(ratios), rel=1e-14)
     assert all(0.0 < t.ratio < 0.5 for t in stuck.tasks.values())  # barely moves: far worse
     assert sgd.tasks["ill_conditioned"].ratio < 0.5  # plain SGD on an ill-conditioned problem
 
@@ -70,15 +81,21 @@ def test_the_cached_baseline_is_what_normalises(tmp_path, monkeypatch):
     doc = json.loads(files[0].read_text())
     doc["metric"] = 2 * sgd_loss
     files[0].write_text(json.dumps(doc))
-    assert baseline_metric(load_task("ill_conditioned"), CONFIG)[0] == 2 * sgd_loss
+    assert tuned_baseline(load_task("ill_conditioned"), CONFIG).metric == 2 * sgd_loss
     (again,) = evaluate([load_known("sgd")], CONFIG)
     assert again.tasks["ill_conditioned"].metric == sgd_loss  # same training, new baseline
     assert again.tasks["ill_conditioned"].ratio == 2.0
     assert again.tasks["teacher_student"] == first.tasks["teacher_student"]
-    assert again.value == pytest.approx((2.0 + first.tasks["teacher_student"].ratio) / 2)
-    # a different grid is a different baseline
-    other = SuiteConfig(tasks=CONFIG.tasks, lrs=(1e-3,))
-    assert baseline_metric(load_task("ill_conditioned"), other)[0] != 2 * sgd_loss
+    assert again.value == pytest.approx(math.sqrt(2.0 * first.tasks["teacher_student"].ratio))
+    # a different grid, other baseline seeds or checkpoints: a different baseline
+    for other in (
+        SuiteConfig(tasks=CONFIG.tasks, lrs=(1e-3,), seeds=(0,), baseline_seeds=(0,)),
+        SuiteConfig(tasks=CONFIG.tasks, lrs=CONFIG.lrs, seeds=(0,), baseline_seeds=(0, 1)),
+        SuiteConfig(
+            tasks=CONFIG.tasks, lrs=CONFIG.lrs, seeds=(0,), baseline_seeds=(0,), checkpoints=1
+        ),
+    ):
+        assert tuned_baseline(load_task("ill_conditioned"), other).metric != 2 * sgd_loss
 
 
 def test_ratio_direction_cap_and_divergence():

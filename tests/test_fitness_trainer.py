@@ -17,7 +17,7 @@ from fitness import batch_size, worker
 from fitness.config import SuiteConfig
 from fitness.device import available_devices
 from fitness.naive import train_naive
-from fitness.suite import baseline_metrics
+from fitness.suite import suite_baselines
 from fitness.tasks import load_task
 from fitness.trainer import BatchedRun, train_batch
 from fitness.worker import evaluate_request
@@ -219,7 +219,7 @@ def test_worker_splits_a_request_larger_than_the_batch_size(tmp_path, monkeypatc
     request = {
         "programs": [program_to_json(p) for p in programs],
         "suite": config.to_dict(),
-        "baselines": baseline_metrics(config),
+        "baselines": {t: b.to_dict() for t, b in suite_baselines(config).items()},
     }
     whole = evaluate_request(request)
     batches = []

@@ -12,13 +12,13 @@ import fitness.worker
 from evodisc.program import parse_program, program_to_json
 from fitness.config import SuiteConfig
 from fitness.device import resolve_device
-from fitness.suite import baseline_metrics, evaluate
+from fitness.suite import evaluate, suite_baselines
 from fitness.worker import evaluate_request
 from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)
 
-CONFIG = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,))
+CONFIG = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,), baseline_seeds=(0,))
 PROGRAMS = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd")]
 
 
@@ -28,7 +28,7 @@ def request_doc(tmp_path, monkeypatch):
     return {
         "programs": [program_to_json(p) for p in PROGRAMS],
         "suite": CONFIG.to_dict(),
-        "baselines": baseline_metrics(CONFIG),
+        "baselines": {t: b.to_dict() for t, b in suite_baselines(CONFIG).items()},
     }
 
 

@@ -17,7 +17,7 @@ import torch
 
 from evodisc import CachedFitness, FitnessCache
 from evodisc.fitness_cache import QUARANTINE, STALE_TEMPORARY_SECONDS, CacheWarning
-from fitness.baselines import baseline_metric
+from fitness.baselines import tuned_baseline
 from fitness.config import SuiteConfig
 from fitness.tasks import load_task
 
@@ -107,10 +107,10 @@ def test_a_corrupt_baseline_file_is_recomputed(tmp_path, monkeypatch):
     monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
     config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 1e-1))
     task = load_task("ill_conditioned")
-    metric, best_lr = baseline_metric(task, config)
+    baseline = tuned_baseline(task, config)
     (path,) = (tmp_path / "baselines").glob("*.json")
     for damaged in ('{"metric": 0.1', "\x00\xff garbage", json.dumps({"metric": "x"})):
         path.write_bytes(damaged.encode("latin-1"))
         with pytest.warns(CacheWarning, match="damaged baseline cache file"):
-            assert baseline_metric(task, config) == (metric, best_lr)
-        assert json.loads(path.read_text())["metric"] == metric  # rewritten whole
+            assert tuned_baseline(task, config) == baseline
+        assert json.loads(path.read_text())["metric"] == baseline.metric  # rewritten whole

@@ -13,6 +13,7 @@ import torch
 import evodisc
 from evodisc.app.cli import main
 from evodisc.program import parse_program
+from fitness.baselines import Baseline
 from fitness.config import SuiteConfig
 from fitness.runs import grid_edge
 from fitness.suite import evaluate
@@ -152,6 +153,8 @@ def test_a_program_parsed_beside_the_suite_is_untouched_by_extension():
     """The campaign grid is fixed: ``evaluate`` trains exactly ``config.lrs``."""
     program = parse_program("def train(g, lr):\n    return lr * g\n")
     config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-3, 1e-2))
-    (fit,) = evaluate([program], config, baselines={"ill_conditioned": 1.0})
+    (fit,) = evaluate(
+        [program], config, baselines={"ill_conditioned": Baseline(1.0, 0.01, 0.05, 8)}
+    )
     assert fit.tasks["ill_conditioned"].best_lr in config.lrs
     assert fit.tasks["ill_conditioned"].edge == "high"  # flagged for the funnel

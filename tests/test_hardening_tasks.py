@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from evodisc.app.cli import main
-from fitness.baselines import baseline_metric
+from fitness.baselines import tuned_baseline
 from fitness.config import PROTOCOL_VERSION, SuiteConfig
 from fitness.suite import evaluate
 from fitness.tasks import TaskError, load_task
@@ -86,10 +86,10 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 def test_an_edited_task_file_gets_a_new_baseline_not_the_stale_one(tmp_path):
     spec = write_task(tmp_path)
-    config = SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS)
-    before, _ = baseline_metric(load_task(spec), config)
+    config = SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS, seeds=(0,), baseline_seeds=(0,))
+    before = tuned_baseline(load_task(spec), config).metric
     spec = write_task(tmp_path, scale=100.0)  # edited in place: same name, targets ×100
-    after, _ = baseline_metric(load_task(spec), config)
+    after = tuned_baseline(load_task(spec), config).metric
     assert after > 100 * before  # recomputed: a loss on targets ×100
     (adamw,) = evaluate([load_known("adamw")], config)
     assert adamw.value == pytest.approx(1.0, rel=1e-6)  # not 1.5e-06 against a stale baseline
@@ -100,22 +100,21 @@ def test_keys_follow_the_data_even_when_the_task_file_is_unchanged(tmp_path, cac
     csv = tmp_path / "scale.txt"
     csv.write_text("1.0")
     data = (
-        f"y = y * float(open({str(csv)!r}).read()); "
-        "return TaskData(x[:48], y[:48], x[48:], y[48:])"
+        f"y = y * float(open({str(csv)!r}).read()); return TaskData(x[:48], y[:48], x[48:], y[48:])"
     )
     spec = write_task(tmp_path, data=data)
     config = SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS)
-    key, (metric, _) = config.cache_key("cpu"), baseline_metric(load_task(spec), config)
+    key, metric = config.cache_key("cpu"), tuned_baseline(load_task(spec), config).metric
     csv.write_text("100.0")
     assert config.cache_key("cpu") != key
-    assert baseline_metric(load_task(spec), config)[0] > 100 * metric
+    assert tuned_baseline(load_task(spec), config).metric > 100 * metric
     assert len(list((cache / "baselines").glob("*.json"))) == 2
     assert PROTOCOL_VERSION >= 2  # the key format changed: results under the old keys are void
 
 
 def test_a_task_name_never_makes_a_cache_file_outside_the_cache(tmp_path, cache):
     spec = write_task(tmp_path, name="../../x")
-    metric, _ = baseline_metric(load_task(spec), SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS))
+    metric = tuned_baseline(load_task(spec), SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS)).metric
     assert math.isfinite(metric)
     inside = {p.resolve() for p in cache.rglob("*") if p.is_file()}
     everywhere = {p.resolve() for p in (tmp_path / "outer").rglob("*") if p.is_file()}

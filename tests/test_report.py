@@ -34,9 +34,17 @@ def open_in_browser(page) -> tuple[str, str]:
     browser = shutil.which(BROWSER)
     assert browser, f"{BROWSER} is needed (apt-get install {BROWSER}; .ci/run installs it)"
     done = subprocess.run(
-        [browser, "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=60,
+        [
+            browser,
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return done.stdout, done.stderr
 

@@ -159,7 +159,7 @@ def test_kill_9_loses_nothing_flushed(tmp_path):
         child.wait()
         for part in (tmp_path / "log").glob("*.parquet"):
             pq.read_table(part)  # every visible part is whole
-        ids = logged_ids(CandidateLog(tmp_path))
+        ids = logged_ids(CandidateLog(tmp_path, writer=True))  # as --resume opens it
         assert ids == list(range(len(ids))) and len(ids) > last
         assert pq.read_table(tmp_path / "log").num_rows == len(ids)  # leftovers were removed
         assert read_checkpoint(tmp_path)["told"] in (len(ids), len(ids) - 1)

@@ -26,7 +26,13 @@ from typing import Any
 from evodisc.app.evolution import EvolutionConfig
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.primitives import PRIMITIVES
-from fitness.config import DEFAULT_LRS, DTYPES
+from fitness.config import (
+    DEFAULT_BASELINE_SEEDS,
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_LRS,
+    DEFAULT_SEEDS,
+    DTYPES,
+)
 from search_spaces.mutations import MUTATIONS
 from search_spaces.space import DEFAULT_SPACE, ProgramSpace
 from search_spaces.zoo import zoo
@@ -190,8 +196,16 @@ class FitnessSettings:
     lrs: tuple[float, ...] = setting(
         _list_of(POSITIVE, "numbers > 0"), DEFAULT_LRS, "learning-rate grid"
     )
-    seeds: tuple[int, ...] = setting(_list_of(INT, "integers"), (0,), "training seeds")
+    seeds: tuple[int, ...] = setting(
+        _list_of(INT, "integers"), DEFAULT_SEEDS, "training seeds of each candidate"
+    )
     dtype: str = setting(DTYPE, "float32", "floating-point precision")
+    baseline_seeds: tuple[int, ...] = setting(
+        _list_of(INT, "integers"), DEFAULT_BASELINE_SEEDS, "training seeds of the AdamW baseline"
+    )
+    checkpoints: int = setting(
+        POSITIVE_INT, DEFAULT_CHECKPOINTS, "validations per run; the metric is their mean"
+    )
 
 
 @dataclass(frozen=True)
@@ -246,7 +260,7 @@ class Campaign:
         )
 
     def fitness_config(self) -> dict:
-        """``{tasks, lrs, seeds, dtype}`` as lists, for ``SuiteConfig.from_dict``. Task names
+        """``[fitness]`` as a plain dict, for ``SuiteConfig.from_dict``. Task names
         must have been resolved by :func:`check_tasks`."""
         if self.fitness.tasks is None:
             raise CampaignError("fitness.tasks: not resolved yet (call check_tasks first)")

@@ -70,7 +70,7 @@ class Controller:
         pool,
         evolution: RegularizedEvolution,
         screen: Screen,
-        baselines: dict[str, float],
+        baselines: dict[str, dict],
         log: store.CandidateLog,
         history: pa.Table | None = None,
         elapsed_before: float = 0.0,
@@ -198,7 +198,9 @@ class Controller:
         self.batch_seconds.append(completion.seconds)
         self._update_deadline()
         for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
-            cached = CachedFitness(result["fitness"], result["status"], result["details"])
+            cached = CachedFitness(
+                result["fitness"], result["status"], result["details"], result["uncertainty"]
+            )
             source = {"seconds": result["seconds"], "worker": result["worker"]}
             self._finish(cid, cached, cache_hit=False, node=completion.node, **source)
             digest = self.candidates[cid].validity.functional_hash
@@ -338,6 +340,7 @@ def candidate_row(
         "cache_hit": cache_hit,
         "status": result.status,
         "fitness": fitness,
+        "uncertainty": result.uncertainty,
         "details": json.dumps(dict(result.details), sort_keys=True, separators=(",", ":")),
         "statements": info.statements,
         "state_slots": info.state_slots,

@@ -98,12 +98,14 @@ class Evaluator:
             sharing=self.sharing,
         )
 
-    def baselines(self, suite: Mapping) -> dict[str, float]:
-        """The baseline's metric per task of ``suite`` (computed once per campaign)."""
+    def baselines(self, suite: Mapping) -> dict[str, dict]:
+        """The tuned baseline per task of ``suite``, as plain dicts (computed once per
+        campaign; :meth:`fitness.baselines.Baseline.to_dict`)."""
         from fitness.config import SuiteConfig
-        from fitness.suite import baseline_metrics
+        from fitness.suite import suite_baselines
 
-        return baseline_metrics(SuiteConfig.from_dict(dict(suite)), self.device)
+        tuned = suite_baselines(SuiteConfig.from_dict(dict(suite)), self.device)
+        return {task: baseline.to_dict() for task, baseline in tuned.items()}
 
 
 @dataclass
@@ -163,7 +165,7 @@ class InProcessPool:
     def batch_size(self, suite: Mapping) -> int:
         return self.evaluator.batch_size(suite)
 
-    def baselines(self, suite: Mapping) -> dict[str, float]:
+    def baselines(self, suite: Mapping) -> dict[str, dict]:
         return self.evaluator.baselines(suite)
 
     def close(self) -> None:
@@ -340,7 +342,7 @@ class RayPool:
         """The smallest of the evaluators' own batch sizes (their devices may differ)."""
         return min(self._get(a.batch_size.remote(dict(suite))) for a in self.actors)
 
-    def baselines(self, suite: Mapping) -> dict[str, float]:
+    def baselines(self, suite: Mapping) -> dict[str, dict]:
         return self._get(self.actors[0].baselines.remote(dict(suite)))
 
     def _get(self, ref):

@@ -19,7 +19,7 @@ import numpy as np
 from rich.table import Table
 
 from evodisc.program import Program
-from fitness.config import DEFAULT_LRS, MAX_SEEDS
+from fitness.config import DEFAULT_CHECKPOINTS, DEFAULT_LRS, MAX_SEEDS
 from fitness.device import resolve_device
 from fitness.normalise import ratio
 from fitness.runs import best_over_lrs, check_untrained, grid_edge
@@ -137,10 +137,14 @@ def _next_lr(sweep: _Sweep, side: str) -> float | None:
 
 
 def _train(task: Task, programs: list[Program], lrs, seeds, device) -> np.ndarray:
-    """``metric[p, l, s]`` of ``programs`` on ``task``; any failure of the task's own code is a
-    one-line :class:`TaskError` (a program cannot make training raise: it is interpreted)."""
+    """``metric[p, l, s]`` of ``programs`` on ``task`` (the anytime metric of the fitness:
+    the mean over :data:`~fitness.config.DEFAULT_CHECKPOINTS` validations); any failure of the
+    task's own code is a one-line :class:`TaskError` (a program cannot make training raise: it
+    is interpreted)."""
     try:
-        return train_batch(task, programs, lrs, seeds, device).metric
+        return train_batch(
+            task, programs, lrs, seeds, device, checkpoints=DEFAULT_CHECKPOINTS
+        ).metric
     except TaskError:
         raise
     except Exception as exc:  # a user's loss/model/score may fail in any way

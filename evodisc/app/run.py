@@ -43,14 +43,15 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
     )
 
 
-def _baselines(directory: Path, pool, suite: dict) -> dict[str, float]:
-    """The baselines' metrics, computed once per campaign by an evaluator and kept in DIR."""
+def _baselines(directory: Path, pool, suite: dict) -> dict[str, dict]:
+    """The tuned baselines (task → :meth:`fitness.baselines.Baseline.to_dict`), computed once
+    per campaign by an evaluator and kept in DIR."""
     path = directory / BASELINES_FILE
     if path.is_file():
-        return json.loads(path.read_text())["metrics"]
-    metrics = pool.baselines(suite)
-    store.write_json(path, {"suite": suite, "metrics": metrics})
-    return metrics
+        return json.loads(path.read_text())["baselines"]
+    baselines = pool.baselines(suite)
+    store.write_json(path, {"suite": suite, "baselines": baselines})
+    return baselines
 
 
 def _resume_state(directory: Path, campaign: Campaign, force: bool):

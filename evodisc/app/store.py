@@ -28,9 +28,12 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``config_key`` (string): the fitness configuration's cache key.
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
 - ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error`` or ``timeout``.
-- ``fitness`` (float64): mean ratio over the tasks (1.0 = tuned AdamW; higher is better).
-- ``details`` (string): canonical JSON: per task its metric, ratio and best learning rate; the
-  reason when invalid or failed.
+- ``fitness`` (float64): geometric mean of the tasks' ratios (1.0 = tuned AdamW; higher is
+  better; :mod:`fitness.normalise`).
+- ``uncertainty`` (float64, null): two standard errors of ``fitness`` from the seeds' spread
+  (:mod:`fitness.uncertainty`); null when unknown or not trained (invalid, error).
+- ``details`` (string): canonical JSON: per task its metric, ratio, best learning rate, grid
+  edge and ``log_se`` (standard error of the ratio's log); the reason when invalid or failed.
 - ``statements`` (int32): statements in the program.
 - ``state_slots`` (int32): state slots it declares.
 - ``memory`` (int32): state tensors it keeps per parameter.
@@ -40,7 +43,7 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``wall_time`` (float64): seconds since the campaign started when the result arrived.
 - ``time`` (timestamp, UTC): when the row was logged.
 
-``functional_hash``, ``config_key``, ``fitness``, ``status`` and ``details`` are
+``functional_hash``, ``config_key``, ``fitness``, ``status``, ``details`` and ``uncertainty`` are
 :data:`evodisc.fitness_cache.SCHEMA`'s columns: ``FitnessCache().ingest(log.read())`` rebuilds a
 cache from a log.
 """
@@ -77,6 +80,7 @@ LOG_SCHEMA = pa.schema(
         ("cache_hit", pa.bool_()),
         ("status", pa.string()),
         ("fitness", pa.float64()),
+        ("uncertainty", pa.float64()),
         ("details", pa.string()),
         ("statements", pa.int32()),
         ("state_slots", pa.int32()),
