@@ -28,7 +28,7 @@ from evodisc.program import Program, program_to_json
 from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
 from fitness.device import resolve_device
 from fitness.tasks import Task, TaskError, fingerprint
-from fitness.trainer import train_batch
+from fitness.trainer import BatchResult, train_batch
 from fitness.uncertainty import cv
 from search_spaces.zoo import load_known
 
@@ -118,6 +118,13 @@ def _read(path: Path) -> Baseline | None:
         return None
 
 
+def baseline_of(result: BatchResult, program: int = 0) -> Baseline:
+    """The :class:`Baseline` of one program of a batched result: its best learning rate, its
+    metric there (mean over the result's seeds) and that metric's seed-to-seed CV."""
+    best_lr, metric = result.best(program)
+    return Baseline(metric, best_lr, cv(result.best_seeds(program)), len(result.seeds))
+
+
 def tuned_baseline(task: Task, config: SuiteConfig, device=None, name: str = BASELINE) -> Baseline:
     """The known optimizer ``name`` tuned on ``config``'s grid over its baseline seeds; read
     from the cache, or trained once and cached. A :class:`TaskError` when the baseline diverges
@@ -145,14 +152,13 @@ def tuned_baseline(task: Task, config: SuiteConfig, device=None, name: str = BAS
             f"{task.name}: training the baseline {name} failed ({type(exc).__name__}: {reason}); "
             "see the Task protocol in docs/fitness.md"
         ) from None
-    best_lr, metric = result.best(0)
-    if best_lr is None:
+    baseline = baseline_of(result)
+    if baseline.best_lr is None:
         raise TaskError(
             f"{task.name}: the baseline {name} diverged (or scored NaN) at every learning rate "
             f"of the grid ({', '.join(f'{lr:g}' for lr in config.lrs)}); the task's loss or "
             "score is broken, or the grid is too high"
         )
-    baseline = Baseline(metric, best_lr, cv(result.best_seeds(0)), len(config.baseline_seeds))
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"task": task.name, "baseline": name, **baseline.to_dict()}
     atomic_write(path, json.dumps(doc))  # concurrent evaluators never read a half-written file

@@ -1,12 +1,13 @@
 """How good a fitness signal is: the seed-to-seed noise of a task's baseline, how well a task
 separates known optimizers, and whether the search suite ranks them as held-out tasks do.
 
-Pure NumPy on the arrays of :class:`fitness.trainer.BatchResult` (``metric[program, lr, seed]``,
-NaN where a run diverged); ``tools/bench_fitness_quality.py`` trains the zoo and prints these.
-Every quantity is computed **per seed**: each seed tunes its own learning rate (the best of the
+On the arrays of :class:`fitness.trainer.BatchResult` (``metric[program, lr, seed]``, NaN where
+a run diverged); ``tools/bench_fitness_quality.py`` trains the zoo and prints these. The task
+statistics are computed **per seed**: each seed tunes its own learning rate (the best of the
 grid for that seed alone), and a program's ratio on a seed is against the baseline's best on the
 same seed (same initial weights and batch order), so the spread over seeds is the noise that a
-one-seed fitness evaluation carries.
+one-seed fitness evaluation carries. :func:`fitness_on_seeds` is the fitness itself (the code
+of :mod:`fitness.suite`) on chosen seeds, to check that it reproduces on other seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fitness.baselines import baseline_of
 from fitness.normalise import ratio
+from fitness.suite import Fitness, task_fitness
+from fitness.trainer import BatchResult
+from fitness.uncertainty import cv
 
 
 def best_per_seed(metric: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -38,15 +43,6 @@ def seed_ratios(best: np.ndarray, baseline: np.ndarray, higher_is_better: bool) 
     return np.array(
         [ratio(float(m), float(b), higher_is_better) for m, b in zip(best, baseline, strict=True)]
     )
-
-
-def cv(values: np.ndarray) -> float:
-    """Coefficient of variation: sample standard deviation / |mean| (NaN for < 2 values)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < 2 or values.mean() == 0:
-        return math.nan
-    return float(values.std(ddof=1) / abs(values.mean()))
 
 
 @dataclass(frozen=True)
@@ -145,3 +141,25 @@ def summary(qualities: Mapping[str, TaskQuality], names: Sequence[str]) -> dict:
         }
         for task, q in qualities.items()
     }
+
+
+def fitness_on_seeds(
+    results: Mapping[str, BatchResult],
+    names: Sequence[str],
+    baseline: str,
+    seeds: Sequence[int],
+    baseline_seeds: Sequence[int],
+) -> dict[str, Fitness]:
+    """Every program's suite fitness — exactly what :func:`fitness.suite.evaluate` computes —
+    from results that trained them all on a superset of the seeds: the programs on ``seeds``,
+    normalised by the baseline (one of ``names``) tuned on ``baseline_seeds``."""
+    per_program: dict[str, dict] = {n: {} for n in names}
+    for task, result in results.items():
+        index = {s: i for i, s in enumerate(result.seeds)}
+        tuned = baseline_of(
+            result.select_seeds([index[s] for s in baseline_seeds]), names.index(baseline)
+        )
+        trained = result.select_seeds([index[s] for s in seeds])
+        for i, name in enumerate(names):
+            per_program[name][task] = task_fitness(trained, i, tuned)
+    return {name: Fitness.of(tasks) for name, tasks in per_program.items()}

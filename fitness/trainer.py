@@ -20,6 +20,7 @@ instead of hundreds; on CPU the same step function runs eagerly.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Sequence
@@ -73,6 +74,19 @@ class BatchResult:
         """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
         diverged at every learning rate."""
         return best_over_lrs(self.metric[program], self.lrs, self.higher_is_better)
+
+    def select_seeds(self, indices: Sequence[int]) -> BatchResult:
+        """The same result restricted to the seeds at ``indices`` (seeds are independent runs:
+        a subset is what training only those seeds gives)."""
+        index = list(indices)
+        curve = None if self.curve is None else self.curve[:, :, index]
+        return dataclasses.replace(
+            self,
+            seeds=tuple(self.seeds[i] for i in index),
+            metric=self.metric[:, :, index],
+            diverged=self.diverged[:, :, index],
+            curve=curve,
+        )
 
     def best_seeds(self, program: int) -> np.ndarray:
         """``(S,)`` per-seed metrics of one program at its best learning rate (empty when it

@@ -105,6 +105,9 @@ def test_sections_map_onto_the_evolution_config(tmp_path):
         ("[fitness]\nlrs = [0.1, -1]\n", "fitness.lrs: expected a non-empty list of numbers > 0"),
         ("[fitness]\ndtype = 'float16'\n", "fitness.dtype: expected one of 'float32', 'float64'"),
         ("[fitness]\nseeds = [0.5]\n", "fitness.seeds: expected a non-empty list of integers"),
+        ("[fitness]\nbaseline_seeds = []\n",
+         "fitness.baseline_seeds: expected a non-empty list of integers"),
+        ("[fitness]\ncheckpoints = 0\n", "fitness.checkpoints: expected a positive integer"),
         ("[resources]\ngpus_per_evaluator = -0.5\n", "resources.gpus_per_evaluator: expected a "
          "number >= 0, got -0.5"),
         ("[resources]\nevaluator = 2\n", "(did you mean 'evaluators'?)"),
@@ -160,6 +163,18 @@ def test_check_tasks_resolves_and_refuses_unknown_names(tmp_path):
     path = write(tmp_path, MINIMAL + "[fitness]\ntasks = ['nofile.py:make']\n")
     with pytest.raises(CampaignError, match="fitness.tasks: nofile.py:make: no such file"):
         check_tasks(load_campaign(path))
+
+
+def test_fitness_settings_make_the_suite_config(tmp_path):
+    text = MINIMAL + "[fitness]\nseeds = [4]\nbaseline_seeds = [1, 2]\ncheckpoints = 3\n"
+    config = SuiteConfig.from_dict(
+        check_tasks(load_campaign(write(tmp_path, text))).fitness_config()
+    )
+    assert (config.seeds, config.baseline_seeds, config.checkpoints) == ((4,), (1, 2), 3)
+    default = SuiteConfig.from_dict(
+        check_tasks(load_campaign(write(tmp_path, MINIMAL))).fitness_config()
+    )
+    assert default == SuiteConfig()  # a file's defaults are the fitness defaults
 
 
 def test_fitness_config_needs_resolved_tasks(tmp_path):

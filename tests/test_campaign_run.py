@@ -3,6 +3,7 @@ a killed evaluator, a killed driver and `--resume`, and one-line errors."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -52,6 +53,9 @@ def test_in_process_campaign_is_deterministic_and_logs_everything(tmp_path):
     assert children and all(r["parent_id"] < r["id"] for r in children)
     # equivalent programs are trained once: the cache answered some candidates
     assert any(r["cache_hit"] for r in a)
+    # every trained fitness is logged with its uncertainty; an untrained one has none
+    assert all(0 < r["uncertainty"] < math.inf for r in a if r["status"] == "ok")
+    assert all(r["uncertainty"] is None for r in a if r["status"] == "invalid")
 
 
 def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_path):

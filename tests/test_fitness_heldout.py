@@ -168,12 +168,20 @@ def test_the_quality_benchmark_runs_and_reports(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "q.json"
-    args = ["--seeds", "2", "--lrs", "1e-3,0.1", "--zoo", "adamw,sgd,lion"]
+    args = ["--seeds", "4", "--candidate-seeds", "1", "--baseline-seeds", "2"]
+    args += ["--heldout-seeds", "2", "--lrs", "1e-3,0.1", "--zoo", "adamw,sgd,lion"]
     args += ["--tasks", "ill_conditioned,breast_cancer_logreg", "--json", str(out)]
     assert bench.main(args) == 0
     text = capsys.readouterr().out
     assert "| breast_cancer_logreg (held out) |" in text and "| ill_conditioned |" in text
     assert "proxy fidelity: Spearman rho (suite vs held out, 3 optimizers) = " in text
+    assert "re-run with other seeds: " in text and "| suite, seeds 2-2 / 2-3 |" in text
     doc = json.loads(out.read_text())
     assert doc["heldout"] == ["breast_cancer_logreg"] and doc["zoo"] == ["adamw", "sgd", "lion"]
-    assert doc["tasks"]["ill_conditioned"]["ratios"]["adamw"] == [1.0, 1.0]
+    assert doc["tasks"]["ill_conditioned"]["ratios"]["adamw"] == [1.0] * 4
+    # the fitness on all suite seeds: AdamW against itself on the same seeds is exactly 1
+    assert doc["fitness"]["all"]["adamw"][0] == 1.0
+    first, second = doc["fitness"]["first"]["lion"], doc["fitness"]["second"]["lion"]
+    assert first[0] != second[0] and first[1] > 0  # other seeds, another value; uncertain
+    with pytest.raises(SystemExit):  # two disjoint seed sets need enough seeds
+        bench.main(["--seeds", "3", "--candidate-seeds", "1", "--baseline-seeds", "2"])

@@ -4,6 +4,7 @@ Chromium (Debian's ``chromium-headless-shell``; ``.ci/run`` installs it when mis
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 
@@ -53,6 +54,7 @@ def test_report_page_loads_every_plot_without_console_errors(campaign_dir, capsy
     assert main(["report", str(campaign_dir)]) == 0
     out = capsys.readouterr().out
     assert "campaign tiny: 60 candidates" in out and "#1 fitness" in out
+    assert re.search(r"#1 fitness \d\.\d{4} ± \d\.\d{4} ", out)  # with its uncertainty
     page = campaign_dir / "report" / "index.html"
     dom, log = open_in_browser(page)
     assert 'data-images-loaded="5/5"' in dom
@@ -80,6 +82,12 @@ def test_archive_holds_every_distinct_program_with_its_fitness(campaign_dir):
     assert sum(int(a["count"]) for a in archive) == len(rows)
     fitness = {r["functional_hash"]: r["fitness"] for r in rows}
     assert all(float(a["fitness"]) == fitness[a["functional_hash"]] for a in archive)
+    uncertainty = {r["functional_hash"]: r["uncertainty"] for r in rows if r["status"] == "ok"}
+    assert all(
+        float(a["uncertainty"]) == uncertainty[a["functional_hash"]]
+        for a in archive
+        if a["functional_hash"] in uncertainty
+    )
     assert [float(a["fitness"]) for a in archive] == sorted(
         (float(a["fitness"]) for a in archive), reverse=True
     )

@@ -13,6 +13,10 @@ They are interleaved — round r times them in a rotated order, ABC, BCA, … �
 load on a shared machine cannot hit one side only; the table gives the median rate over rounds,
 the median of the per-round ratios and their spread (min–max).
 
+``--checkpoint-cost`` only times what the fitness's anytime metric costs: per task, the batched
+trainer validating once (the final metric) against ``DEFAULT_CHECKPOINTS`` times, interleaved,
+with the protocol's seeds.
+
 ``--sweep 1,4,16,64`` then times the batched trainer per task at each P (interleaved the same
 way) and prints the cost per candidate, so the knee — the P beyond which batching stops paying —
 is visible. On CUDA it also reports achieved model FLOP/s (forward + backward of the models,
@@ -25,6 +29,7 @@ evaluators plan their batch size with (``fitness.batch_size``).
     python tools/bench_fitness.py --device cpu --threads 1 --quick --sweep 1,2,4,8,16,32
     python tools/bench_fitness.py --device cuda --sweep 1,16,64,256   # the GPU run
     python tools/bench_fitness.py --device cpu --threads 1 --memory markov_lm --programs 64
+    python tools/bench_fitness.py --device cpu --threads 1 --checkpoint-cost --rounds 5
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fitness.batch_size import batch_bytes, candidates_per_batch, model_cost
-from fitness.config import DEFAULT_LRS
+from fitness.config import DEFAULT_CHECKPOINTS, DEFAULT_LRS, DEFAULT_SEEDS
 from fitness.device import resolve_device
 from fitness.naive import train_loop, train_naive
 from fitness.runs import seeded_model
@@ -164,6 +169,33 @@ def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) ->
         print(f"  {task.name:16} {cells}")
 
 
+def checkpoint_cost(tasks, programs: list, lrs, device, rounds: int) -> None:
+    """Seconds of a batched run validating once against :data:`DEFAULT_CHECKPOINTS` times, per
+    task (interleaved: AB, BA, …), with the protocol's seeds."""
+    counts = (1, DEFAULT_CHECKPOINTS)
+    print(
+        f"\ncost of the anytime metric: P={len(programs)} x {len(lrs)} learning rates x "
+        f"{len(DEFAULT_SEEDS)} seeds per task; median of {rounds} interleaved rounds [min–max]"
+    )
+    for task in tasks:
+        seconds: dict[int, list[float]] = {c: [] for c in counts}
+        for r in range(rounds):
+            for c in counts[r % 2 :] + counts[: r % 2]:
+                elapsed, _ = timed(
+                    device,
+                    lambda c=c, t=task: train_batch(
+                        t, programs, lrs, DEFAULT_SEEDS, device, checkpoints=c
+                    ),
+                )
+                seconds[c].append(elapsed)
+        ratios = [b / a for a, b in zip(seconds[1], seconds[DEFAULT_CHECKPOINTS], strict=True)]
+        once, many = (statistics.median(seconds[c]) for c in counts)
+        print(
+            f"  {task.name:16} final only {once:.2f} s, {counts[1]} checkpoints {many:.2f} s: "
+            f"{statistics.median(ratios):.2f}x [{spread(ratios)}]"
+        )
+
+
 def peak_memory(device: torch.device, fn: Callable[[], object]) -> int:
     """The peak memory while ``fn()`` runs, above the level before: CUDA's allocator, or on a
     Linux CPU the process's peak resident set (VmHWM, restarted through /proc/self/clear_refs)."""
@@ -228,6 +260,9 @@ def main() -> None:
         help="device peak for the FLOP/s share; default 67 = H100/H200 FP32 dense (this "
         "benchmark trains in FP32 without TF32)",
     )
+    parser.add_argument(
+        "--checkpoint-cost", action="store_true", help="only: what the anytime metric costs"
+    )
     parser.add_argument("--no-cuda-graphs", action="store_true", help="eager steps on CUDA")
     parser.add_argument(
         "--streams",
@@ -251,6 +286,9 @@ def main() -> None:
     )
     if args.memory:
         memory(args.memory, P, lrs, device)
+        return
+    if args.checkpoint_cost:
+        checkpoint_cost(tasks, batched_programs, lrs, device, args.rounds)
         return
     print(f"suite: {', '.join(f'{t.name}({t.steps} steps)' for t in tasks)}")
     print(

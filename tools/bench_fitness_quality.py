@@ -1,26 +1,27 @@
-"""Fitness quality: is the fitness signal worth optimizing? (issue 13, part 2)
+"""Fitness quality: is the fitness signal worth optimizing? (issue 13)
 
 For every task of the search suite and every held-out task, the zoo's optimizers are trained
-together (one batched run per task: programs × learning rates × seeds) and, per seed (each seed
-tunes its own learning rate, :mod:`fitness.quality`):
+together (one batched run per task: programs × learning rates × seeds, with the suite's anytime
+metric) and, per seed (each seed tunes its own learning rate, :mod:`fitness.quality`):
 
-* **CV** — the seed-to-seed coefficient of variation of the baseline's (AdamW's) best metric;
+* **CV** — the seed-to-seed coefficient of variation of the baseline's (AdamW's) best metric,
+  for one seed and at the default settings (its mean over the baseline's seeds: CV / √S_b);
 * **ratios** — each optimizer's ratio to AdamW on the same seed, min–max over seeds and mean;
 * **spread** — the standard deviation of the optimizers' mean ratios (AdamW's is 1);
-* **separation** — the spread divided by the seed-to-seed std of one optimizer's ratio: below
-  ~1, a one-seed fitness cannot tell the zoo apart;
+* **separation** — the spread over the noise of one optimizer's ratio: for one seed, and at the
+  default settings (a candidate's mean over its seeds against the baseline's over its own);
 * **best lr on an edge** — optimizers whose best learning rate (mean over seeds) is the lowest
   (↓) or highest (↑) of the grid and whose neighbour is worse: their ratio may be understated;
-* **proxy fidelity** — Spearman's ρ between the zoo's ranking by mean fitness on the search
-  suite and on the held-out tasks;
 
-and each optimizer's fitness (mean of its ratios) on the suite and on the held-out tasks, mean
-± standard deviation over seeds (the uncertainty of a one-seed fitness).
+then the **fitness itself** (:func:`fitness.quality.fitness_on_seeds`, the code of
+:mod:`fitness.suite`) of every optimizer at the default settings on two disjoint sets of seeds —
+does a re-run with other seeds stay within the reported uncertainty? — on all suite seeds, and
+on the held-out tasks; and the **proxy fidelity**: Spearman's ρ between the zoo's ranking by
+suite fitness and by held-out fitness.
 
-    python tools/bench_fitness_quality.py --threads 1                      # full grid, 5 seeds
-    python tools/bench_fitness_quality.py --threads 1 --lrs 1e-4,1e-3,1e-2,0.1 --seeds 3
-    python tools/bench_fitness_quality.py --threads 1 --json quality.json  # also the raw ratios
-    python tools/bench_fitness_quality.py --threads 1 --first-seed 5      # other seeds: 5..9
+    python tools/bench_fitness_quality.py --threads 1 --json quality.json  # the full protocol
+    python tools/bench_fitness_quality.py --threads 1 --tasks digits_mlp,breast_cancer_logreg \
+        --zoo adamw,sgd --seeds 6 --candidate-seeds 1 --baseline-seeds 2      # a quick look
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ from pathlib import Path
 
 import torch
 
-from fitness.config import BASELINE, DEFAULT_LRS
-from fitness.quality import TaskQuality, proxy_fidelity, suite_fitness, summary, task_quality
+from fitness.config import (
+    BASELINE,
+    DEFAULT_BASELINE_SEEDS,
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_LRS,
+    DEFAULT_SEEDS,
+)
+from fitness.quality import TaskQuality, fitness_on_seeds, spearman, summary, task_quality
+from fitness.suite import Fitness
 from fitness.tasks import heldout_task_names, load_task, task_names
-from fitness.trainer import train_batch
+from fitness.trainer import BatchResult, train_batch
 from search_spaces.zoo import load_known
 
 #: The zoo's optimizers compared by default (the baseline first).
@@ -64,23 +72,40 @@ def _fmt(x: float, digits: int = 2) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _task_row(q: TaskQuality, names: list[str], baseline: str, edges: str) -> str:
-    cells = [q.task, f"{100 * q.baseline_cv:.1f} %"]
-    for n in names:
-        if n == baseline:
-            continue
+def _task_row(q: TaskQuality, names: list[str], cells: list[str]) -> str:
+    row = [q.task, *cells[:2]]
+    for n in names[1:]:
         r = q.ratios[n]
-        cells.append(f"{_fmt(r.min())}–{_fmt(r.max())} ({_fmt(r.mean())})")
-    cells += [_fmt(q.spread, 3), _fmt(q.separation, 1), edges or "-"]
-    return "| " + " | ".join(cells) + " |"
+        row.append(f"{_fmt(r.min())}–{_fmt(r.max())} ({_fmt(r.mean())})")
+    row += [_fmt(q.spread, 3), *cells[2:]]
+    return "| " + " | ".join(row) + " |"
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _fitness_cell(f: Fitness) -> str:
+    return (
+        f"{f.value:.3f} ± {f.uncertainty:.3f}" if math.isfinite(f.uncertainty) else f"{f.value:.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds per suite task (default: 2 × baseline's)"
+    )
+    parser.add_argument("--heldout-seeds", type=int, default=5, help="seeds per held-out task")
+    parser.add_argument(
+        "--candidate-seeds", type=int, default=len(DEFAULT_SEEDS), help="a candidate's seeds"
+    )
+    parser.add_argument(
+        "--baseline-seeds", type=int, default=len(DEFAULT_BASELINE_SEEDS), help="the baseline's"
+    )
+    parser.add_argument("--checkpoints", type=int, default=DEFAULT_CHECKPOINTS)
     parser.add_argument("--lrs", default=None, help="learning-rate grid (default: the suite's)")
     parser.add_argument("--zoo", default=",".join(DEFAULT_ZOO), help="optimizers, comma-separated")
     parser.add_argument("--tasks", default=None, help="only these tasks, comma-separated")
@@ -89,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.zoo.split(",") if n.strip()]
-    if BASELINE not in names:
-        names.insert(0, BASELINE)
+    names = [BASELINE] + [n for n in names if n != BASELINE]
     lrs = _floats(args.lrs) if args.lrs else DEFAULT_LRS
-    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    cand, base = args.candidate_seeds, args.baseline_seeds
+    count = args.seeds or 2 * max(cand, base)
+    if count < 2 * max(cand, base):
+        parser.error(f"--seeds must be at least {2 * max(cand, base)}: two disjoint seed sets")
     programs = [load_known(n) for n in names]
     suite, heldout = task_names(), heldout_task_names()
     if args.tasks:
@@ -101,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         heldout = [t for t in heldout if t in chosen]
 
     started = time.perf_counter()
+    results: dict[str, BatchResult] = {}
     qualities: dict[str, TaskQuality] = {}
     edges: dict[str, str] = {}  # task -> optimizers whose best lr is on an edge of the grid
     for name in suite + heldout:
         task = load_task(name)
+        seeds = tuple(range(count if name in suite else args.heldout_seeds))
         t0 = time.perf_counter()
-        result = train_batch(task, programs, lrs, seeds, args.device)
+        result = train_batch(task, programs, lrs, seeds, args.device, checkpoints=args.checkpoints)
+        results[name] = result
         qualities[name] = task_quality(name, result.metric, names, BASELINE, task.higher_is_better)
         arrows = {"low": "↓", "high": "↑"}
         edges[name] = " ".join(
@@ -115,57 +145,107 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     seconds = time.perf_counter() - started
 
-    others = [n for n in names if n != BASELINE]
     print()
     print(
         f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} thread(s), device {args.device}; "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {seconds:.0f} s"
     )
-    print(f"grid: {', '.join(f'{x:g}' for x in lrs)}; seeds: {seeds}; baseline: {BASELINE}")
+    print(
+        f"grid: {', '.join(f'{x:g}' for x in lrs)}; checkpoints {args.checkpoints}; "
+        f"suite seeds 0-{count - 1}, held-out seeds 0-{args.heldout_seeds - 1}; "
+        f"default settings: {cand} seed(s) per candidate, {base} for the baseline ({BASELINE})"
+    )
     print()
-    header = ["task", f"{BASELINE} CV"] + [f"{n} / {BASELINE}" for n in others]
-    header += ["spread", "separation", "best lr on an edge"]
+    header = ["task", f"{BASELINE} CV, 1 seed", f"{BASELINE} CV, {base} seeds"]
+    header += [f"{n} / {BASELINE}" for n in names[1:]]
+    header += ["spread", "separation, 1 seed", f"separation, {cand} vs {base} seeds"]
+    header += ["best lr on an edge"]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     for name in suite + heldout:
-        row = _task_row(qualities[name], names, BASELINE, edges[name])
+        q = qualities[name]
+        # a candidate's ratio at the default settings: noise of its mean over `cand` seeds and
+        # of the baseline's over `base` seeds, each seed's noise that of one seed's ratio
+        default_noise = math.sqrt(1 / cand + 1 / base) / math.sqrt(2)
+        cells = [
+            _percent(q.baseline_cv),
+            _percent(q.baseline_cv / math.sqrt(base)),
+            _fmt(q.separation, 1),
+            _fmt(q.separation / default_noise, 1),
+            edges[name] or "-",
+        ]
+        row = _task_row(q, names, cells)
         print(row.replace(f"| {name} |", f"| {name} (held out) |") if name in heldout else row)
 
-    groups = [
-        ("suite", [qualities[t] for t in suite]),
-        ("held out", [qualities[t] for t in heldout]),
-    ]
-    groups = [(label, qs) for label, qs in groups if qs]
+    first = fitness_on_seeds(
+        {t: results[t] for t in suite}, names, BASELINE, range(cand), range(base)
+    )
+    other = max(cand, base)
+    second = fitness_on_seeds(
+        {t: results[t] for t in suite},
+        names,
+        BASELINE,
+        range(other, other + cand),
+        range(other, other + base),
+    )
+    every = fitness_on_seeds(
+        {t: results[t] for t in suite}, names, BASELINE, range(count), range(count)
+    )
+    held = fitness_on_seeds(
+        {t: results[t] for t in heldout},
+        names,
+        BASELINE,
+        range(args.heldout_seeds),
+        range(args.heldout_seeds),
+    )
+    a = f"seeds 0-{cand - 1} / 0-{base - 1}"
+    b = f"seeds {other}-{other + cand - 1} / {other}-{other + base - 1}"
     print()
     print(
-        "| optimizer | " + " | ".join(f"fitness, {label} (mean ± sd)" for label, _ in groups) + " |"
+        f"| optimizer | suite, {a} | suite, {b} | moved | within | suite, all {count} seeds "
+        f"| held out, {args.heldout_seeds} seeds |"
     )
-    print("| --- |" + " --- |" * len(groups))
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    within = 0
     for n in names:
-        cells = []
-        for _, qs in groups:
-            f = suite_fitness(qs, n)
-            cells.append(f"{f.mean():.3f} ± {f.std(ddof=1) if f.size > 1 else 0:.3f}")
-        print(f"| {n} | " + " | ".join(cells) + " |")
-    rho = math.nan
-    if len(groups) == 2:
-        rho = proxy_fidelity(groups[0][1], groups[1][1], names)
-        print()
+        moved = abs(first[n].value - second[n].value)
+        ok = moved < max(first[n].uncertainty, second[n].uncertainty)
+        within += ok
         print(
-            f"proxy fidelity: Spearman rho (suite vs held out, {len(names)} optimizers) = {rho:.2f}"
+            f"| {n} | {_fitness_cell(first[n])} | {_fitness_cell(second[n])} | {moved:.3f} | "
+            f"{'yes' if ok else 'no'} | {_fitness_cell(every[n])} | {_fitness_cell(held[n])} |"
         )
+    rho = spearman([first[n].value for n in names], [held[n].value for n in names])
+    rho_all = spearman([every[n].value for n in names], [held[n].value for n in names])
+    print()
+    print(f"re-run with other seeds: {within} of {len(names)} within the reported uncertainty")
+    print(
+        f"proxy fidelity: Spearman rho (suite vs held out, {len(names)} optimizers) = "
+        f"{rho:.2f} at the default settings, {rho_all:.2f} on all {count} suite seeds"
+    )
 
     if args.json:
         doc = {
             "lrs": list(lrs),
-            "seeds": list(seeds),
+            "seeds": count,
+            "heldout_seeds": args.heldout_seeds,
             "zoo": names,
             "suite": suite,
             "heldout": heldout,
             "spearman": rho,
+            "spearman_all_seeds": rho_all,
             "seconds": seconds,
             "tasks": summary(qualities, names),
+            "fitness": {
+                label: {n: [f.value, f.uncertainty] for n, f in fits.items()}
+                for label, fits in (
+                    ("first", first),
+                    ("second", second),
+                    ("all", every),
+                    ("heldout", held),
+                )
+            },
         }
         Path(args.json).write_text(json.dumps(doc, indent=1, default=float))
     return 0

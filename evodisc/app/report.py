@@ -41,6 +41,14 @@ class Program:
     text: str
     details: dict
     program_json: str
+    uncertainty: float | None = None  # two standard errors of the fitness; None: unknown
+
+    @property
+    def fitness_text(self) -> str:
+        """The fitness with its uncertainty, when known: ``0.8123 ± 0.0210``."""
+        if self.uncertainty is None:
+            return f"{self.fitness:.4f}"
+        return f"{self.fitness:.4f} ± {self.uncertainty:.4f}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ def distinct_programs(rows: list[dict]) -> list[Program]:
             group[0]["program"],
             json.loads(group[0]["details"] or "{}"),
             group[0]["program_json"],
+            group[0].get("uncertainty"),
         )
         for digest, group in by_hash.items()
     ]
@@ -137,7 +146,16 @@ def _plots(rows: list[dict], programs: list[Program], out: Path) -> list[tuple[s
 
 
 def _write_archive(programs: list[Program], path: Path) -> None:
-    columns = ("functional_hash", "first_id", "count", "fitness", "status", "statements", "memory")
+    columns = (
+        "functional_hash",
+        "first_id",
+        "count",
+        "fitness",
+        "uncertainty",
+        "status",
+        "statements",
+        "memory",
+    )
     table = pa.table(
         {
             **{c: [getattr(p, c) for p in programs] for c in columns},
@@ -166,7 +184,7 @@ def _summary(
     for rank, (p, s) in enumerate(zip(best, simplified, strict=True), 1):
         closest = f"; {s.closest.describe()}" if s.closest else ""
         lines.append(
-            f"#{rank} fitness {p.fitness:.4f} (candidate {p.first_id}, {p.count}×){closest}"
+            f"#{rank} fitness {p.fitness_text} (candidate {p.first_id}, {p.count}×){closest}"
         )
     return lines
 
@@ -235,7 +253,7 @@ def _program_html(rank: int, program: Program, simplified: Simplified) -> str:
         for name, t in tasks.items()
     )
     return (
-        f"<h3>#{rank}: fitness {program.fitness:.4f}</h3>"
+        f"<h3>#{rank}: fitness {html.escape(program.fitness_text)}</h3>"
         f"<p>first as candidate {program.first_id}; candidates with this function: "
         f"{program.count}; {program.statements} statements as found, memory {program.memory}</p>"
         f"<p>Closest known optimizers: {html.escape(closest)}</p>"

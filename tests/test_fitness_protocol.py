@@ -1,0 +1,184 @@
+"""The robust default fitness (protocol 3): the anytime metric over validation checkpoints, the
+geometric mean with its floor and cap, the baseline's noise, and the uncertainty of a fitness —
+checked against the naive loop, against a simulation, and end to end through the cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from evodisc.fitness_cache import SCHEMA, CachedFitness, FitnessCache, fitness_config_key
+from evodisc.program import parse_program
+from fitness.baselines import tuned_baseline
+from fitness.config import DEFAULT_BASELINE_SEEDS, DEFAULT_SEEDS, SuiteConfig
+from fitness.naive import train_naive
+from fitness.normalise import RATIO_CAP, RATIO_FLOOR, WORST_FITNESS, suite_value
+from fitness.quality import fitness_on_seeds
+from fitness.runs import checkpoint_steps
+from fitness.suite import evaluate
+from fitness.tasks import load_task
+from fitness.trainer import train_batch
+from fitness.uncertainty import COVERAGE, cv, log_ratio_se, pooled_cv, suite_uncertainty
+from search_spaces.zoo import load_known
+
+torch.set_num_threads(1)
+
+BLOW_UP = parse_program("def train(g, lr, t):\n    return -lr * g * exp(3 * t)\n")
+
+
+def test_checkpoints_are_evenly_spaced_and_end_at_the_last_step():
+    assert checkpoint_steps(200, 8) == (25, 50, 75, 100, 125, 150, 175, 200)
+    assert checkpoint_steps(200, 1) == (200,)
+    assert checkpoint_steps(3, 8) == (1, 2, 3)  # fewer steps than checkpoints: every step
+    with pytest.raises(ValueError, match="at least 1"):
+        checkpoint_steps(10, 0)
+    with pytest.raises(ValueError, match="at least 1"):
+        SuiteConfig(checkpoints=0)
+
+
+def test_the_anytime_metric_is_the_mean_of_the_curve_and_equals_the_naive_loop():
+    task = dataclasses.replace(load_task("digits_mlp"), steps=12)
+    programs = [load_known("adamw"), load_known("lion"), BLOW_UP]
+    lrs, seeds = (1e-3, 1e-2), (0, 1)
+    result = train_batch(task, programs, lrs, seeds, dtype=torch.float64, checkpoints=4)
+    assert result.checkpoint_steps == (3, 6, 9, 12)
+    assert result.curve.shape == (3, 2, 2, 4)
+    final = train_batch(task, programs, lrs, seeds, dtype=torch.float64)
+    for p, program in enumerate(programs[:2]):
+        for i, lr in enumerate(lrs):
+            for j, seed in enumerate(seeds):
+                naive = train_naive(task, program, lr, seed, dtype=torch.float64, checkpoints=4)
+                assert result.metric[p, i, j] == pytest.approx(naive, rel=1e-9)
+                assert result.metric[p, i, j] == pytest.approx(result.curve[p, i, j].mean())
+                # the last checkpoint is the end of training: the final-value metric
+                assert result.curve[p, i, j, -1] == pytest.approx(final.metric[p, i, j])
+                # the run learned, so the curve falls and its mean is above its end
+                assert result.curve[p, i, j, 0] > result.curve[p, i, j, -1]
+    # a run that diverged has no curve and no metric; the others are untouched
+    assert np.isnan(result.metric[2]).all() and np.isnan(result.curve[2]).all()
+    assert result.diverged[2].all() and not result.diverged[:2].any()
+    assert math.isnan(train_naive(task, BLOW_UP, 1e-3, 0, dtype=torch.float64, checkpoints=4))
+
+
+def test_the_suite_value_is_a_geometric_mean_with_a_floor_and_a_cap():
+    assert suite_value([2.0, 0.5]) == pytest.approx(1.0)  # an arithmetic mean would say 1.25
+    assert suite_value([4.0, 1.0, 0.25, 1.0]) == pytest.approx(1.0)
+    # a task far worse (or diverged: ratio 0) counts as RATIO_FLOOR, one far better as the cap
+    assert suite_value([0.0, 1.0]) == pytest.approx(math.sqrt(RATIO_FLOOR))
+    assert suite_value([1e-6, 1.0]) == suite_value([0.0, 1.0])
+    assert suite_value([1e6, 1.0]) == pytest.approx(math.sqrt(RATIO_CAP))
+    assert suite_value([0.0, 0.0]) == WORST_FITNESS == suite_value([])  # diverged everywhere
+
+
+def test_pooled_noise_and_standard_errors():
+    assert cv([1.0, 1.0]) == 0.0 and math.isnan(cv([1.0]))
+    assert cv([0.9, 1.1]) == pytest.approx(math.sqrt(0.02) / 1.0)
+    # degrees of freedom weight the two estimates; a side without any counts for none
+    assert pooled_cv(0.1, 3, 0.1, 8) == pytest.approx(0.1)
+    assert pooled_cv(0.2, 3, 0.1, 8) == pytest.approx(math.sqrt((0.04 * 2 + 0.01 * 7) / 9))
+    assert pooled_cv(math.nan, 1, 0.1, 8) == pytest.approx(0.1)
+    assert math.isnan(pooled_cv(math.nan, 1, math.nan, 1))
+    # one seed against an 8-seed baseline with CV 10 %: se² = 0.1²/1 + 0.1²/8
+    assert log_ratio_se([2.0], 0.1, 8) == pytest.approx(math.sqrt(0.01 + 0.01 / 8))
+    assert suite_uncertainty(1.0, [0.1, 0.1]) == pytest.approx(COVERAGE * math.sqrt(0.02) / 2)
+    assert math.isnan(suite_uncertainty(1.0, [0.1, math.nan]))
+
+
+def test_the_uncertainty_matches_the_spread_of_simulated_reruns():
+    """Metrics drawn with a known seed-to-seed noise per task: the fitness computed the way the
+    suite computes it, re-run many times, spreads as the reported uncertainty says."""
+    rng = np.random.default_rng(0)
+    noise = np.array([0.02, 0.05, 0.10])  # per task: CV of one seed's metric
+    program_level = np.array([0.9, 1.1, 0.7])  # the program's true metric / the baseline's
+    seeds, baseline_seeds = len(DEFAULT_SEEDS), len(DEFAULT_BASELINE_SEEDS)
+    values, reported = [], []
+    for _ in range(4000):
+        ratios, ses = [], []
+        for t in range(noise.size):
+            base = np.exp(rng.normal(0, noise[t], baseline_seeds))
+            mine = program_level[t] * np.exp(rng.normal(0, noise[t], seeds))
+            ratios.append(base.mean() / mine.mean())  # a loss: lower is better
+            ses.append(log_ratio_se(mine, cv(base), baseline_seeds))
+        value = suite_value(ratios)
+        values.append(value)
+        reported.append(suite_uncertainty(value, ses) / COVERAGE)
+    spread = np.std(values)
+    assert np.median(reported) == pytest.approx(spread, rel=0.15), (np.median(reported), spread)
+    # two standard errors cover about 95 % of the re-runs
+    inside = np.mean(np.abs(np.array(values) - np.mean(values)) < COVERAGE * np.array(reported))
+    assert 0.9 < inside < 0.99
+
+
+def test_fitness_carries_its_uncertainty_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+    tasks = ("ill_conditioned", "teacher_student")
+    config = SuiteConfig(
+        tasks=tasks, lrs=(1e-2, 3e-2, 0.1), seeds=(0, 1, 2), baseline_seeds=(0, 1, 2, 3)
+    )
+    short = {n: dataclasses.replace(load_task(n), steps=40) for n in tasks}
+    monkeypatch.setattr("fitness.suite.load_task", short.__getitem__)
+    adamw, sgd = evaluate([load_known("adamw"), load_known("sgd")], config)
+    for name in tasks:
+        baseline = tuned_baseline(short[name], config)
+        assert baseline.seeds == 4 and 0 < baseline.cv < 0.5  # the baseline's own noise
+        doc = json.loads(next((tmp_path / "baselines").glob(f"{name}-*.json")).read_text())
+        assert doc["cv"] == baseline.cv and doc["seeds"] == 4
+    for fit in (adamw, sgd):
+        assert 0 < fit.uncertainty < 0.5 * fit.value
+        assert all(0 < t.log_se < 0.5 for t in fit.tasks.values())
+    # AdamW on 3 of the baseline's 4 seeds: 1 within its uncertainty, but not exactly 1
+    assert adamw.value != 1.0 and abs(adamw.value - 1.0) < adamw.uncertainty
+    cached = adamw.as_cached()
+    assert cached.uncertainty == adamw.uncertainty
+    assert cached.details["tasks"]["ill_conditioned"]["log_se"] > 0
+    cache = FitnessCache(tmp_path / "cache")
+    cache.put("a" * 32, "k", cached)
+    cache.flush()
+    assert FitnessCache(tmp_path / "cache").get("a" * 32, "k") == cached
+
+
+def test_a_cache_part_written_before_the_uncertainty_column_still_loads(tmp_path):
+    key = fitness_config_key({"old": True})
+    old = pa.table(
+        {
+            "functional_hash": ["a" * 32],
+            "config_key": [key],
+            "fitness": [0.5],
+            "status": ["ok"],
+            "details": ["{}"],
+        }
+    )
+    (tmp_path / "c").mkdir()
+    pq.write_table(old, tmp_path / "c" / "part-000000-00000000.parquet")
+    with_column = pa.table({**{n: old.column(n) for n in old.column_names}, "uncertainty": [0.1]})
+    assert with_column.schema.names == SCHEMA.names
+    cache = FitnessCache(tmp_path / "c")
+    assert cache.get("a" * 32, key) == CachedFitness(0.5, "ok", {}, None)
+    assert not (tmp_path / "c" / "quarantine").exists()
+
+
+def test_fitness_on_other_seeds_is_the_suite_code_on_those_seeds(tmp_path, monkeypatch):
+    """The quality benchmark's re-run check uses exactly the fitness function: training once on
+    many seeds and selecting some gives what evaluating on those seeds gives."""
+    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+    task = dataclasses.replace(load_task("teacher_student"), steps=30)
+    monkeypatch.setattr("fitness.suite.load_task", lambda name: task)
+    names = ["adamw", "sgd"]
+    programs = [load_known(n) for n in names]
+    lrs = (1e-2, 0.1)
+    result = train_batch(task, programs, lrs, range(5), checkpoints=4)
+    picked = fitness_on_seeds({task.name: result}, names, "adamw", (3, 4), (0, 1, 2))
+    config = SuiteConfig(
+        tasks=(task.name,), lrs=lrs, seeds=(3, 4), baseline_seeds=(0, 1, 2), checkpoints=4
+    )
+    direct = evaluate(programs, config)
+    for name, fit in zip(names, direct, strict=True):
+        assert picked[name].value == pytest.approx(fit.value, rel=1e-12)
+        assert picked[name].uncertainty == pytest.approx(fit.uncertainty, rel=1e-12)
