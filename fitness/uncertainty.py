@@ -4,8 +4,10 @@ suite's geometric mean.
 A task's ratio compares two means over seeds — the program's metric at its best learning rate
 over its ``S`` seeds, and the baseline's over its ``S_b`` seeds — so its logarithm has the
 standard error ``sqrt(cv_p² / S + cv_b² / S_b)``, where ``cv`` is a metric's seed-to-seed
-coefficient of variation. The program's own ``cv_p`` from two or three seeds is a poor estimate,
-so it is *pooled* with the baseline's (measured on more seeds): both estimate the task's noise.
+coefficient of variation. The program's own CV from two or three seeds is a poor estimate, so
+``cv_p`` is the larger of it and its *pooling* with the baseline's (measured on more seeds): a
+program as noisy as AdamW gets the task's well-measured noise, a noisier one (a rule whose best
+learning rate is near its edge of stability) its own — never less than what its seeds showed.
 The suite's value is ``exp(mean_t log r_t)``, so its relative standard error is
 ``sqrt(Σ_t se_t²) / T``; the reported uncertainty is :data:`COVERAGE` standard errors of it.
 """
@@ -51,9 +53,12 @@ def log_ratio_se(
     """Standard error of the log of a task's ratio, from the program's per-seed metrics at its
     best learning rate (``values``) and the baseline's CV over ``baseline_seeds`` seeds."""
     seeds = len(values)
-    noise = pooled_cv(cv(values), seeds, baseline_cv, baseline_seeds)
+    own = cv(values)
+    noise = pooled_cv(own, seeds, baseline_cv, baseline_seeds)
     if not math.isfinite(noise):
         return math.nan
+    if math.isfinite(own):
+        noise = max(noise, own)
     baseline_part = baseline_cv**2 / baseline_seeds if math.isfinite(baseline_cv) else 0.0
     return math.sqrt(noise**2 / seeds + baseline_part)
 
