@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 
@@ -77,6 +78,12 @@ def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_p
 def test_resuming_with_another_campaign_file_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", str(write_campaign(tmp_path, 8)), "--out", str(out), "--no-ray"]) == 0
+    best = re.search(
+        r"best: candidate (\d+), fitness ([\d.]+) ± ([\d.]+) ", capsys.readouterr().out
+    )
+    assert best, "the best fitness is printed with its uncertainty"
+    (row,) = [r for r in log_rows(out) if r["id"] == int(best[1])]
+    assert float(best[3]) == pytest.approx(row["uncertainty"], abs=1e-4)
     other = write_campaign(tmp_path, 8, seed=1, name="other")
     capsys.readouterr()
     assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume"]) == 2

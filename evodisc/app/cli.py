@@ -208,12 +208,27 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         cid, fitness, text = summary.best
         simplified = simplify(parse_program(text))
         closest = f"; {simplified.closest.describe()}" if simplified.closest else ""
-        out.print(f"best: candidate {cid}, fitness {fitness:.4f} (1.0 = tuned AdamW){closest}")
+        uncertainty = _logged_uncertainty(directory, cid)
+        plus_minus = "" if uncertainty is None else f" ± {uncertainty:.4f}"
+        out.print(
+            f"best: candidate {cid}, fitness {fitness:.4f}{plus_minus} (1.0 = tuned AdamW){closest}"
+        )
         out.print("simplified (same functional hash; the log keeps it as found):")
         out.print(format_program(simplified.program), end="")
     from evodisc.app.report import write_report
 
     out.print(f"report: {write_report(directory).directory / 'index.html'}")
+
+
+def _logged_uncertainty(directory: str, candidate: int) -> float | None:
+    """The uncertainty the log holds for one candidate's fitness (None when unknown)."""
+    import pyarrow.compute as pc
+
+    from evodisc.app.store import CandidateLog
+
+    log = CandidateLog(directory).read()
+    rows = log.filter(pc.equal(log.column("id"), candidate)).column("uncertainty").to_pylist()
+    return rows[0] if rows else None
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> None:
