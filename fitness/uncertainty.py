@@ -9,7 +9,10 @@ coefficient of variation. The program's own CV from two or three seeds is a poor
 program as noisy as AdamW gets the task's well-measured noise, a noisier one (a rule whose best
 learning rate is near its edge of stability) its own — never less than what its seeds showed.
 The suite's value is ``exp(mean_t log r_t)``, so its relative standard error is
-``sqrt(Σ_t se_t²) / T``; the reported uncertainty is :data:`COVERAGE` standard errors of it.
+``sqrt(Σ_t se_t²) / T``. The reported uncertainty is the *repeatability limit* (ISO 5725):
+:data:`COVERAGE` = 2.8 standard errors, the difference that two evaluations of the same program
+with other seeds stay below 95 % of the time (1.96 × √2: each of the two carries the noise). Two
+candidates whose fitness differs by less than it are not told apart by this evaluation.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Standard errors in a reported uncertainty: ± two of them cover about 95 % of re-runs.
-COVERAGE = 2.0
+#: Standard errors in a reported uncertainty: two evaluations of one program with other seeds
+#: differ by less than this many (1.96 × √2, ISO 5725's repeatability limit) 95 % of the time.
+COVERAGE = 2.8
 
 
 def cv(values: Sequence[float] | np.ndarray) -> float:

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     within = 0
     for n in names:
         moved = abs(first[n].value - second[n].value)
-        ok = moved < max(first[n].uncertainty, second[n].uncertainty)
+        ok = moved < math.hypot(first[n].uncertainty, second[n].uncertainty) / math.sqrt(2)
         within += ok
         print(
             f"| {n} | {_fitness_cell(first[n])} | {_fitness_cell(second[n])} | {moved:.3f} | "
