@@ -35,7 +35,7 @@ class TaskFitness:
 @dataclass(frozen=True)
 class Fitness:
     """A program's fitness: the geometric mean of its per-task ratios (1.0 = tuned AdamW),
-    and its uncertainty (:data:`fitness.uncertainty.COVERAGE` standard errors; NaN when a
+    and its uncertainty (the repeatability limit, :mod:`fitness.uncertainty`; NaN when a
     task's noise is unknown: one seed and a one-seed baseline)."""
 
     value: float
