@@ -3,6 +3,7 @@ a killed evaluator, a killed driver and `--resume`, and one-line errors."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -89,7 +90,11 @@ def test_resuming_with_another_campaign_file_is_refused(tmp_path, capsys):
     assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different campaign file" in err and "--force" in err
+    # a campaign of protocol 2 kept only the baselines' metrics: they are computed again
+    (out / "baselines.json").write_text(json.dumps({"suite": {}, "metrics": {"x": 1.0}}))
     assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume", "--force"]) == 0
+    baselines = json.loads((out / "baselines.json").read_text())["baselines"]
+    assert baselines["ill_conditioned"]["seeds"] == 8
 
 
 def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, capsys):

@@ -45,10 +45,13 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
 
 def _baselines(directory: Path, pool, suite: dict) -> dict[str, dict]:
     """The tuned baselines (task → :meth:`fitness.baselines.Baseline.to_dict`), computed once
-    per campaign by an evaluator and kept in DIR."""
+    per campaign by an evaluator and kept in DIR (a file of an older protocol, which kept only
+    metrics, is computed again)."""
     path = directory / BASELINES_FILE
     if path.is_file():
-        return json.loads(path.read_text())["baselines"]
+        stored = json.loads(path.read_text())
+        if "baselines" in stored:
+            return stored["baselines"]
     baselines = pool.baselines(suite)
     store.write_json(path, {"suite": suite, "baselines": baselines})
     return baselines
