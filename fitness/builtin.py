@@ -115,6 +115,19 @@ def _cnn() -> nn.Module:
 # -------------------------------------------------------------------------------- breast cancer
 
 
+def _standardised(data: TaskData, targets: bool = False) -> TaskData:
+    """``data`` with its inputs (and its targets, when ``targets``) standardised by the training
+    split's mean and deviation."""
+
+    def scaled(train: torch.Tensor, val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = train.mean(0), train.std(0)
+        return (train - mean) / std, (val - mean) / std
+
+    x_train, x_val = scaled(data.x_train, data.x_val)
+    y_train, y_val = scaled(data.y_train, data.y_val) if targets else (data.y_train, data.y_val)
+    return TaskData(x_train, y_train, x_val, y_val)
+
+
 @functools.lru_cache(maxsize=1)
 def _breast_cancer() -> TaskData:
     """scikit-learn's bundled Wisconsin breast-cancer table (569 × 30), standardised with the
@@ -122,11 +135,41 @@ def _breast_cancer() -> TaskData:
     from sklearn.datasets import load_breast_cancer
 
     table = load_breast_cancer()
-    data = _split(table.data, table.target, n_val=169, seed=0, y_dtype=torch.long)
-    mean, std = data.x_train.mean(0), data.x_train.std(0)
-    return TaskData(
-        (data.x_train - mean) / std, data.y_train, (data.x_val - mean) / std, data.y_val
-    )
+    return _standardised(_split(table.data, table.target, n_val=169, seed=0, y_dtype=torch.long))
+
+
+@functools.lru_cache(maxsize=1)
+def _diabetes() -> TaskData:
+    """scikit-learn's bundled diabetes table (442 × 10 → disease progression), inputs and target
+    standardised with the training split's statistics."""
+    from sklearn.datasets import load_diabetes
+
+    table = load_diabetes()
+    data = _split(table.data, table.target[:, None], n_val=102, seed=0, y_dtype=torch.float32)
+    return _standardised(data, targets=True)
+
+
+# ---------------------------------------------------------------------------- image patches
+
+PATCH = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _image_patches() -> TaskData:
+    """8×8 grey patches at fixed random places of scikit-learn's two bundled photographs (a
+    temple in China, a flower), pixel values in [0, 1]; each patch is its own target."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.RandomState(3)
+    grey = [image.mean(-1) / 255.0 for image in load_sample_images().images]
+    patches = []
+    for _ in range(2560):
+        image = grey[rng.randint(len(grey))]
+        row = rng.randint(image.shape[0] - PATCH)
+        col = rng.randint(image.shape[1] - PATCH)
+        patches.append(image[row : row + PATCH, col : col + PATCH].reshape(-1))
+    x = torch.as_tensor(np.array(patches), dtype=torch.float32)
+    return TaskData(x[512:], x[512:], x[:512], x[:512])
 
 
 # ------------------------------------------------------------------------------ teacher–student
@@ -317,6 +360,36 @@ def breast_cancer_logreg() -> BuiltinTask:
         objective="ce",
         make_data=_breast_cancer,
         make_model=lambda: nn.Linear(30, 2),
+    )
+
+
+@register("diabetes_mlp", heldout=True)
+def diabetes_mlp() -> BuiltinTask:
+    """A small MLP regressing disease progression on scikit-learn's diabetes table (tabular
+    regression with few, noisy examples: another family than the suite's)."""
+    return BuiltinTask(
+        "diabetes_mlp",
+        "MLP 10-32-1 regression, sklearn diabetes",
+        steps=200,
+        batch_size=32,
+        objective="mse",
+        make_data=_diabetes,
+        make_model=lambda: _mlp([10, 32, 1]),
+    )
+
+
+@register("patch_autoencoder", heldout=True)
+def patch_autoencoder() -> BuiltinTask:
+    """An autoencoder 64-32-8-32-64 reconstructing 8×8 patches of photographs (unsupervised,
+    through a bottleneck: another family than the suite's)."""
+    return BuiltinTask(
+        "patch_autoencoder",
+        "autoencoder 64-32-8-32-64 (GELU), 8x8 patches of sklearn's sample photos",
+        steps=300,
+        batch_size=64,
+        objective="mse",
+        make_data=_image_patches,
+        make_model=lambda: _mlp([64, 32, 8, 32, 64], nn.GELU),
     )
 
 
