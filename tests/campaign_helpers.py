@@ -25,6 +25,7 @@ population = 8
 tournament = 3
 warm_start = ["adamw", "sgd"]
 random_programs = 2
+max_retries = {max_retries}
 
 [budget]
 evaluations = {evaluations}
@@ -32,6 +33,9 @@ evaluations = {evaluations}
 [fitness]
 tasks = ["ill_conditioned"]
 lrs = [1e-2, 0.1]
+seeds = [0]                 # cheap: the tests check the machinery, not the statistics
+baseline_seeds = [0, 1]
+checkpoints = 4
 
 [resources]
 evaluators = {evaluators}
@@ -41,10 +45,23 @@ in_flight = {in_flight}
 
 
 def write_campaign(
-    tmp_path: Path, evaluations=40, evaluators=0, seed=0, name="tiny", in_flight=8
+    tmp_path: Path,
+    evaluations=40,
+    evaluators=0,
+    seed=0,
+    name="tiny",
+    in_flight=8,
+    max_retries=10,
 ) -> Path:
+    """``max_retries = 0`` keeps children equal to their parent (the cache answers them)."""
     path = tmp_path / f"{name}.toml"
-    fields = dict(evaluations=evaluations, evaluators=evaluators, seed=seed, in_flight=in_flight)
+    fields = dict(
+        evaluations=evaluations,
+        evaluators=evaluators,
+        seed=seed,
+        in_flight=in_flight,
+        max_retries=max_retries,
+    )
     path.write_text(CAMPAIGN.format(**fields))
     return path
 
