@@ -17,7 +17,7 @@ from fitness.config import SuiteConfig
 from fitness.normalise import ratio, suite_value
 from fitness.tasks import load_task
 from fitness.trainer import BatchResult, train_batch
-from fitness.uncertainty import log_ratio_se, suite_uncertainty
+from fitness.uncertainty import RatioError, log_ratio_error, suite_uncertainty
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class TaskFitness:
     best_lr: float | None
     ratio: float  # vs the AdamW baseline, clipped to [0, RATIO_CAP]; 0 if all diverged
     edge: str | None = None  # "low"/"high": best_lr is on that edge of the grid (re-evaluate)
-    log_se: float = math.nan  # standard error of log(ratio) from the seeds' spread; 0 diverged
+    #: standard error of log(ratio) from the seeds' spread, and its degrees of freedom
+    error: RatioError = RatioError(math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Fitness:
     def of(cls, tasks: dict[str, TaskFitness]) -> Fitness:
         """The suite's fitness from its tasks' results."""
         value = suite_value([t.ratio for t in tasks.values()])
-        uncertainty = suite_uncertainty(value, [t.log_se for t in tasks.values()])
+        uncertainty = suite_uncertainty(value, [t.error for t in tasks.values()])
         return cls(value, tasks, uncertainty)
 
     @property
@@ -59,14 +60,16 @@ class Fitness:
         JSON-able (a task's metric is None when it diverged; ``edge`` is ``"low"``/``"high"``
         when its best learning rate is on that edge of the grid, so that a later stage can
         re-evaluate it on a wider grid, else None; ``log_se`` the standard error of the log of
-        its ratio; an unknown number is None)."""
+        its ratio and ``log_se_dof`` its degrees of freedom; an unknown or infinite number is
+        None)."""
         tasks = {
             name: {
                 "metric": _number(t.metric),
                 "best_lr": t.best_lr,
                 "ratio": t.ratio,
                 "edge": t.edge,
-                "log_se": _number(t.log_se),
+                "log_se": _number(t.error.se),
+                "log_se_dof": _number(t.error.dof),
             }
             for name, t in self.tasks.items()
         }
@@ -93,7 +96,9 @@ def task_fitness(result: BatchResult, program: int, baseline: Baseline) -> TaskF
         best_lr,
         ratio(metric, baseline.metric, result.higher_is_better),
         result.edge(program),
-        0.0 if diverged else log_ratio_se(result.best_seeds(program), baseline.cv, baseline.seeds),
+        RatioError(0.0, math.inf)
+        if diverged
+        else log_ratio_error(result.best_seeds(program), baseline.cv, baseline.seeds),
     )
 
 

@@ -1,5 +1,6 @@
 """How sure a fitness is: the seed-to-seed noise of each task's ratio, carried through the
-suite's geometric mean.
+suite's geometric mean, as the GUM (the Guide to the Expression of Uncertainty in Measurement)
+does it.
 
 A task's ratio compares two means over seeds — the program's metric at its best learning rate
 over its ``S`` seeds, and the baseline's over its ``S_b`` seeds — so its logarithm has the
@@ -8,23 +9,36 @@ coefficient of variation. The program's own CV from two or three seeds is a poor
 ``cv_p`` is the larger of it and its *pooling* with the baseline's (measured on more seeds): a
 program as noisy as AdamW gets the task's well-measured noise, a noisier one (a rule whose best
 learning rate is near its edge of stability) its own — never less than what its seeds showed.
+Each estimate has degrees of freedom (seeds − 1, summed when pooled); Welch–Satterthwaite gives
+those of a sum of such terms.
+
 The suite's value is ``exp(mean_t log r_t)``, so its relative standard error is
-``sqrt(Σ_t se_t²) / T``. The reported uncertainty is the *repeatability limit* (ISO 5725):
-:data:`COVERAGE` = 2.8 standard errors, the difference that two evaluations of the same program
-with other seeds stay below 95 % of the time (1.96 × √2: each of the two carries the noise). Two
-candidates whose fitness differs by less than it are not told apart by this evaluation.
+``sqrt(Σ_t se_t²) / T``. The reported uncertainty is the *repeatability limit* (ISO 5725) at
+:data:`CONFIDENCE`: ``t × √2`` standard errors, where ``t`` is Student's quantile for the
+combined degrees of freedom (1.96 when the noise is well known, 4.3 when it rests on three
+seeds): the difference that two evaluations of the same program with other seeds stay below
+95 % of the time (√2: each of the two carries the noise). Two candidates whose fitness differs
+by less than it are not told apart by this evaluation.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-#: Standard errors in a reported uncertainty: two evaluations of one program with other seeds
-#: differ by less than this many (1.96 × √2, ISO 5725's repeatability limit) 95 % of the time.
-COVERAGE = 2.8
+#: The probability that a re-evaluation with other seeds lands within the reported uncertainty.
+CONFIDENCE = 0.95
+
+
+class RatioError(NamedTuple):
+    """The standard error of the log of one task's ratio, and its degrees of freedom
+    (``inf``: exactly known, e.g. a program that diverged everywhere)."""
+
+    se: float
+    dof: float
 
 
 def cv(values: Sequence[float] | np.ndarray) -> float:
@@ -40,37 +54,70 @@ def cv(values: Sequence[float] | np.ndarray) -> float:
 def pooled_cv(own: float, own_seeds: int, baseline: float, baseline_seeds: int) -> float:
     """The task's noise from a program's own CV over ``own_seeds`` and the baseline's over
     ``baseline_seeds``, weighted by their degrees of freedom (a NaN side counts for none)."""
-    parts = [
-        (value, seeds - 1)
-        for value, seeds in ((own, own_seeds), (baseline, baseline_seeds))
-        if math.isfinite(value) and seeds > 1
-    ]
+    parts = _estimates(own, own_seeds, baseline, baseline_seeds)
     weight = sum(dof for _, dof in parts)
     if weight == 0:
         return math.nan
     return math.sqrt(sum(value**2 * dof for value, dof in parts) / weight)
 
 
-def log_ratio_se(
+def _estimates(
+    own: float, own_seeds: int, baseline: float, baseline_seeds: int
+) -> list[tuple[float, int]]:
+    """The usable ``(cv, degrees of freedom)`` of the two sides."""
+    return [
+        (value, seeds - 1)
+        for value, seeds in ((own, own_seeds), (baseline, baseline_seeds))
+        if math.isfinite(value) and seeds > 1
+    ]
+
+
+def welch_dof(variances: Sequence[float], dofs: Sequence[float]) -> float:
+    """Welch–Satterthwaite degrees of freedom of a sum of variance estimates."""
+    total = sum(variances)
+    denominator = sum(v**2 / d for v, d in zip(variances, dofs, strict=True) if v > 0)
+    return math.inf if denominator == 0 else total**2 / denominator
+
+
+def log_ratio_error(
     values: Sequence[float] | np.ndarray, baseline_cv: float, baseline_seeds: int
-) -> float:
-    """Standard error of the log of a task's ratio, from the program's per-seed metrics at its
-    best learning rate (``values``) and the baseline's CV over ``baseline_seeds`` seeds."""
+) -> RatioError:
+    """The :class:`RatioError` of a task's ratio from the program's per-seed metrics at its
+    best learning rate (``values``) and the baseline's CV over ``baseline_seeds`` seeds (NaN
+    when the task's noise is unknown: one seed against a one-seed baseline)."""
     seeds = len(values)
     own = cv(values)
-    noise = pooled_cv(own, seeds, baseline_cv, baseline_seeds)
-    if not math.isfinite(noise):
-        return math.nan
-    if math.isfinite(own):
-        noise = max(noise, own)
-    baseline_part = baseline_cv**2 / baseline_seeds if math.isfinite(baseline_cv) else 0.0
-    return math.sqrt(noise**2 / seeds + baseline_part)
+    pooled = pooled_cv(own, seeds, baseline_cv, baseline_seeds)
+    if not math.isfinite(pooled):
+        return RatioError(math.nan, math.nan)
+    if math.isfinite(own) and own > pooled:
+        noise, noise_dof = own, seeds - 1
+    else:
+        estimates = _estimates(own, seeds, baseline_cv, baseline_seeds)
+        noise, noise_dof = pooled, sum(dof for _, dof in estimates)
+    parts = [(noise**2 / seeds, noise_dof)]
+    if math.isfinite(baseline_cv) and baseline_seeds > 1:
+        parts.append((baseline_cv**2 / baseline_seeds, baseline_seeds - 1))
+    variances, dofs = zip(*parts, strict=True)
+    return RatioError(math.sqrt(sum(variances)), welch_dof(variances, dofs))
 
 
-def suite_uncertainty(value: float, log_ses: Sequence[float]) -> float:
-    """:data:`COVERAGE` standard errors of a geometric mean ``value`` of ratios whose logs have
-    the standard errors ``log_ses`` (NaN when one of them is unknown)."""
-    if not log_ses:
+def coverage_factor(dof: float) -> float:
+    """Standard errors in the repeatability limit at :data:`CONFIDENCE` for an error with
+    ``dof`` degrees of freedom: Student's two-sided quantile × √2."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + CONFIDENCE / 2, dof)) * math.sqrt(2)
+
+
+def suite_uncertainty(value: float, errors: Sequence[RatioError]) -> float:
+    """The repeatability limit of a geometric mean ``value`` of ratios whose logs have the
+    ``errors`` (NaN when one of them is unknown)."""
+    if not errors or any(not math.isfinite(e.se) for e in errors):
         return math.nan
-    relative = math.sqrt(sum(se**2 for se in log_ses)) / len(log_ses)
-    return COVERAGE * value * relative
+    variances = [e.se**2 / len(errors) ** 2 for e in errors]
+    relative = math.sqrt(sum(variances))
+    if relative == 0:
+        return 0.0
+    dof = welch_dof(variances, [e.dof for e in errors])
+    return coverage_factor(dof) * value * relative

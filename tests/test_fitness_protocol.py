@@ -25,7 +25,15 @@ from fitness.runs import checkpoint_steps
 from fitness.suite import evaluate
 from fitness.tasks import load_task
 from fitness.trainer import train_batch
-from fitness.uncertainty import COVERAGE, cv, log_ratio_se, pooled_cv, suite_uncertainty
+from fitness.uncertainty import (
+    RatioError,
+    coverage_factor,
+    cv,
+    log_ratio_error,
+    pooled_cv,
+    suite_uncertainty,
+    welch_dof,
+)
 from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)
@@ -85,10 +93,24 @@ def test_pooled_noise_and_standard_errors():
     assert pooled_cv(0.2, 3, 0.1, 8) == pytest.approx(math.sqrt((0.04 * 2 + 0.01 * 7) / 9))
     assert pooled_cv(math.nan, 1, 0.1, 8) == pytest.approx(0.1)
     assert math.isnan(pooled_cv(math.nan, 1, math.nan, 1))
-    # one seed against an 8-seed baseline with CV 10 %: se² = 0.1²/1 + 0.1²/8
-    assert log_ratio_se([2.0], 0.1, 8) == pytest.approx(math.sqrt(0.01 + 0.01 / 8))
-    assert suite_uncertainty(1.0, [0.1, 0.1]) == pytest.approx(COVERAGE * math.sqrt(0.02) / 2)
-    assert math.isnan(suite_uncertainty(1.0, [0.1, math.nan]))
+    assert welch_dof([1.0, 1.0], [4, 4]) == pytest.approx(8.0)
+    assert welch_dof([1.0, 0.0], [4, 1]) == pytest.approx(4.0)
+    # one seed against an 8-seed baseline with CV 10 %: se² = 0.1²/1 + 0.1²/8, both terms
+    # resting on the baseline's 7 degrees of freedom
+    one = log_ratio_error([2.0], 0.1, 8)
+    assert one.se == pytest.approx(math.sqrt(0.01 + 0.01 / 8))
+    assert one.dof == pytest.approx(welch_dof([0.01, 0.01 / 8], [7, 7]))
+    # a program far noisier than the baseline keeps its own noise, on its own 2 degrees
+    noisy = log_ratio_error([1.0, 1.5, 2.0], 0.01, 8)
+    assert noisy.se == pytest.approx(math.sqrt(cv([1.0, 1.5, 2.0]) ** 2 / 3 + 0.01**2 / 8))
+    assert 2.0 <= noisy.dof < 2.01
+    # the coverage factor: Student's quantile × √2 (repeatability), 1.96 × √2 when well known
+    assert coverage_factor(math.inf) == pytest.approx(1.959964 * math.sqrt(2))
+    assert coverage_factor(2) == pytest.approx(4.302653 * math.sqrt(2))
+    known = [RatioError(0.1, math.inf), RatioError(0.1, math.inf)]
+    assert suite_uncertainty(1.0, known) == pytest.approx(coverage_factor(math.inf) * 0.1 / 2**0.5)
+    assert suite_uncertainty(1.0, [RatioError(0.0, math.inf)]) == 0.0  # diverged: certain
+    assert math.isnan(suite_uncertainty(1.0, [known[0], RatioError(math.nan, math.nan)]))
 
 
 @pytest.mark.parametrize(
@@ -106,20 +128,21 @@ def test_the_uncertainty_matches_the_spread_of_simulated_reruns(noisier, toleran
     program_level = np.array([0.9, 1.1, 0.7])  # the program's true metric / the baseline's
     seeds, baseline_seeds = len(DEFAULT_SEEDS), len(DEFAULT_BASELINE_SEEDS)
 
-    def rerun() -> tuple[float, float]:
-        ratios, ses = [], []
+    def rerun() -> tuple[float, float, float]:
+        ratios, errors = [], []
         for t in range(noise.size):
             base = np.exp(rng.normal(0, noise[t], baseline_seeds))
             mine = program_level[t] * np.exp(rng.normal(0, noisier * noise[t], seeds))
             ratios.append(base.mean() / mine.mean())  # a loss: lower is better
-            ses.append(log_ratio_se(mine, cv(base), baseline_seeds))
+            errors.append(log_ratio_error(mine, cv(base), baseline_seeds))
         value = suite_value(ratios)
-        return value, suite_uncertainty(value, ses)
+        se = value * math.sqrt(sum(e.se**2 for e in errors)) / len(errors)
+        return value, se, suite_uncertainty(value, errors)
 
-    pairs = np.array([[*rerun(), *rerun()] for _ in range(3000)])  # value, uncertainty, twice
-    spread = np.std(pairs[:, 0])
-    assert np.median(pairs[:, 1]) / COVERAGE == pytest.approx(spread, rel=tolerance)
-    within = np.mean(np.abs(pairs[:, 0] - pairs[:, 2]) < pairs[:, 1])
+    # value, standard error, uncertainty: of a run, and of a re-run with other seeds
+    runs = np.array([[*rerun(), *rerun()] for _ in range(3000)])
+    assert np.median(runs[:, 1]) == pytest.approx(np.std(runs[:, 0]), rel=tolerance)
+    within = np.mean(np.abs(runs[:, 0] - runs[:, 3]) < runs[:, 2])
     assert repeatable[0] < within < repeatable[1]
 
 
@@ -139,7 +162,7 @@ def test_fitness_carries_its_uncertainty_into_the_cache(tmp_path, monkeypatch):
         assert doc["cv"] == baseline.cv and doc["seeds"] == 4
     for fit in (adamw, sgd):
         assert 0 < fit.uncertainty < 0.5 * fit.value
-        assert all(0 < t.log_se < 0.5 for t in fit.tasks.values())
+        assert all(0 < t.error.se < 0.5 and t.error.dof > 1 for t in fit.tasks.values())
     # AdamW on 3 of the baseline's 4 seeds: 1 within its uncertainty, but not exactly 1
     assert adamw.value != 1.0 and abs(adamw.value - 1.0) < adamw.uncertainty
     cached = adamw.as_cached()
