@@ -144,6 +144,16 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+def interleaved(device, variants: list, run: Callable[[object], object], rounds: int) -> dict:
+    """Seconds of ``run(v)`` for each of ``variants``, ``rounds`` times, in a rotated order per
+    round (ABC, BCA, …) so that a burst of load cannot hit one variant only."""
+    seconds: dict = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            seconds[v].append(timed(device, lambda v=v: run(v))[0])
+    return seconds
+
+
 def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) -> None:
     """Seconds per candidate of the batched trainer at each P, per task (interleaved)."""
     print(
@@ -151,16 +161,13 @@ def sweep(tasks, sizes: list[int], lrs, device, graphs, streams, rounds: int) ->
         f"of {rounds} interleaved rounds; relative to P={sizes[0]}; [min–max]"
     )
     for task in tasks:
-        per: dict[int, list[float]] = {p: [] for p in sizes}
-        for r in range(rounds):
-            for p in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
-                seconds, _ = timed(
-                    device,
-                    lambda p=p, t=task: run_batched(
-                        [t], candidates(p), lrs, device, graphs, streams
-                    ),
-                )
-                per[p].append(seconds / p)
+        per = interleaved(
+            device,
+            sizes,
+            lambda p, t=task: run_batched([t], candidates(p), lrs, device, graphs, streams),
+            rounds,
+        )
+        per = {p: [x / p for x in s] for p, s in per.items()}
         base = statistics.median(per[sizes[0]])
         cells = "  ".join(
             f"P={p}: {statistics.median(s):.3f} s {statistics.median(s) / base:.2f}x [{spread(s)}]"
@@ -178,16 +185,12 @@ def checkpoint_cost(tasks, programs: list, lrs, device, rounds: int) -> None:
         f"{len(DEFAULT_SEEDS)} seeds per task; median of {rounds} interleaved rounds [min–max]"
     )
     for task in tasks:
-        seconds: dict[int, list[float]] = {c: [] for c in counts}
-        for r in range(rounds):
-            for c in counts[r % 2 :] + counts[: r % 2]:
-                elapsed, _ = timed(
-                    device,
-                    lambda c=c, t=task: train_batch(
-                        t, programs, lrs, DEFAULT_SEEDS, device, checkpoints=c
-                    ),
-                )
-                seconds[c].append(elapsed)
+        seconds = interleaved(
+            device,
+            list(counts),
+            lambda c, t=task: train_batch(t, programs, lrs, DEFAULT_SEEDS, device, checkpoints=c),
+            rounds,
+        )
         ratios = [b / a for a, b in zip(seconds[1], seconds[DEFAULT_CHECKPOINTS], strict=True)]
         once, many = (statistics.median(seconds[c]) for c in counts)
         print(

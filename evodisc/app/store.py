@@ -30,11 +30,12 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error`` or ``timeout``.
 - ``fitness`` (float64): geometric mean of the tasks' ratios (1.0 = tuned AdamW; higher is
   better; :mod:`fitness.normalise`).
-- ``uncertainty`` (float64, null): the repeatability limit of ``fitness`` (2.8 standard errors
-  from the seeds' spread: a re-evaluation with other seeds differs by less 95 % of the time)
+- ``uncertainty`` (float64, null): the repeatability limit of ``fitness`` (from the seeds'
+  spread: a re-evaluation with other seeds differs by less 95 % of the time)
   (:mod:`fitness.uncertainty`); null when unknown or not trained (invalid, error).
 - ``details`` (string): canonical JSON: per task its metric, ratio, best learning rate, grid
-  edge and ``log_se`` (standard error of the ratio's log); the reason when invalid or failed.
+  edge, ``log_se`` and ``log_se_dof`` (standard error of the ratio's log, its degrees of
+  freedom); the reason when invalid or failed.
 - ``statements`` (int32): statements in the program.
 - ``state_slots`` (int32): state slots it declares.
 - ``memory`` (int32): state tensors it keeps per parameter.
