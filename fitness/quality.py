@@ -89,12 +89,6 @@ def task_quality(
     return TaskQuality(task, cv(bests[baseline]), ratios, separation, spread)
 
 
-def suite_fitness(qualities: Sequence[TaskQuality], name: str) -> np.ndarray:
-    """``(S,)`` per-seed fitness of ``name`` over these tasks: the mean of its per-task ratios
-    on each seed (the suite's fitness, one seed at a time)."""
-    return np.mean([q.ratios[name] for q in qualities], axis=0)
-
-
 def ranks(values: Sequence[float]) -> np.ndarray:
     """Ranks from 1 (smallest) with ties given their average rank."""
     values = np.asarray(values, dtype=np.float64)
@@ -118,16 +112,6 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = math.sqrt(float((ra**2).sum() * (rb**2).sum()))
     return math.nan if denominator == 0 else float((ra * rb).sum() / denominator)
-
-
-def proxy_fidelity(
-    suite: Sequence[TaskQuality], heldout: Sequence[TaskQuality], names: Sequence[str]
-) -> float:
-    """Spearman's ρ between the programs' mean fitness on the search suite and on the held-out
-    tasks (1: the suite ranks them exactly as the held-out tasks do)."""
-    on_suite = [float(suite_fitness(suite, n).mean()) for n in names]
-    on_heldout = [float(suite_fitness(heldout, n).mean()) for n in names]
-    return spearman(on_suite, on_heldout)
 
 
 def summary(qualities: Mapping[str, TaskQuality], names: Sequence[str]) -> dict:

@@ -16,10 +16,8 @@ from fitness.naive import train_naive
 from fitness.quality import (
     best_per_seed,
     cv,
-    proxy_fidelity,
     ranks,
     spearman,
-    suite_fitness,
     task_quality,
 )
 from fitness.runs import seeded_model
@@ -143,19 +141,6 @@ def test_task_quality_ratios_noise_and_separation():
     assert same.separation == 0.0
     diverged = task_quality("d", np.array([[[1.0]], [[np.nan]]]), ["a", "b"], "a", False)
     assert list(diverged.ratios["b"]) == [0.0]
-
-
-def test_suite_fitness_and_proxy_fidelity():
-    def quality(name, ratios_b, ratios_c):
-        metric = np.array([[[1.0, 1.0]], [[1 / r for r in ratios_b]], [[1 / r for r in ratios_c]]])
-        return task_quality(name, metric, ["a", "b", "c"], "a", higher_is_better=False)
-
-    suite = [quality("s1", [2.0, 2.0], [0.5, 0.5]), quality("s2", [1.0, 3.0], [0.5, 0.5])]
-    assert list(suite_fitness(suite, "b")) == pytest.approx([1.5, 2.5])
-    agrees = [quality("h", [1.5, 1.5], [0.2, 0.2])]
-    disagrees = [quality("h", [0.2, 0.2], [1.5, 1.5])]
-    assert proxy_fidelity(suite, agrees, ["a", "b", "c"]) == pytest.approx(1.0)
-    assert proxy_fidelity(suite, disagrees, ["a", "b", "c"]) == pytest.approx(-1.0)
 
 
 def test_the_quality_benchmark_runs_and_reports(tmp_path, capsys):
