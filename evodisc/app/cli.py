@@ -201,34 +201,19 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             f"--out {directory} --resume"
         ) from None
     out.print(f"{summary.candidates} candidates in {summary.seconds:.0f} s; log: {directory}/log")
-    if summary.best is not None:
-        from evodisc.app.simplify import simplify
-        from evodisc.program import parse_program
+    from evodisc.app.report import write_report
 
-        cid, fitness, text = summary.best
-        simplified = simplify(parse_program(text))
+    report = write_report(directory)  # reads the log once and simplifies its top programs
+    if report.top:
+        best, simplified = report.top[0]
         closest = f"; {simplified.closest.describe()}" if simplified.closest else ""
-        uncertainty = _logged_uncertainty(directory, cid)
-        plus_minus = "" if uncertainty is None else f" ± {uncertainty:.4f}"
         out.print(
-            f"best: candidate {cid}, fitness {fitness:.4f}{plus_minus} (1.0 = tuned AdamW){closest}"
+            f"best: candidate {best.first_id}, fitness {best.fitness_text} (1.0 = tuned AdamW)"
+            f"{closest}"
         )
         out.print("simplified (same functional hash; the log keeps it as found):")
         out.print(format_program(simplified.program), end="")
-    from evodisc.app.report import write_report
-
-    out.print(f"report: {write_report(directory).directory / 'index.html'}")
-
-
-def _logged_uncertainty(directory: str, candidate: int) -> float | None:
-    """The uncertainty the log holds for one candidate's fitness (None when unknown)."""
-    import pyarrow.compute as pc
-
-    from evodisc.app.store import CandidateLog
-
-    log = CandidateLog(directory).read()
-    rows = log.filter(pc.equal(log.column("id"), candidate)).column("uncertainty").to_pylist()
-    return rows[0] if rows else None
+    out.print(f"report: {report.directory / 'index.html'}")
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> None:

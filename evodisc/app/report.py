@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class Program:
     text: str
     details: dict
     program_json: str
-    uncertainty: float | None = None  # two standard errors of the fitness; None: unknown
+    uncertainty: float | None = None  # the fitness's repeatability limit; None: unknown
 
     @property
     def fitness_text(self) -> str:
@@ -53,10 +53,12 @@ class Program:
 
 @dataclass(frozen=True)
 class Report:
-    """Where the report went, and its summary lines."""
+    """Where the report went, its summary lines, and its top programs (fittest first) with
+    their simplified forms."""
 
     directory: Path
     summary: list[str]
+    top: list[tuple[Program, Simplified]] = field(default_factory=list)
 
 
 def distinct_programs(rows: list[dict]) -> list[Program]:
@@ -98,7 +100,7 @@ def write_report(directory: str | Path, top: int = 5) -> Report:
     simplified = [simplify(program_from_json(p.program_json)) for p in best]
     summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified)
     (out / "index.html").write_text(_page(campaign, summary, figures, best, simplified))
-    return Report(out, summary)
+    return Report(out, summary, list(zip(best, simplified, strict=True)))
 
 
 def _plots(rows: list[dict], programs: list[Program], out: Path) -> list[tuple[str, str]]:
