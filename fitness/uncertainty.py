@@ -54,11 +54,15 @@ def cv(values: Sequence[float] | np.ndarray) -> float:
 def pooled_cv(own: float, own_seeds: int, baseline: float, baseline_seeds: int) -> float:
     """The task's noise from a program's own CV over ``own_seeds`` and the baseline's over
     ``baseline_seeds``, weighted by their degrees of freedom (a NaN side counts for none)."""
-    parts = _estimates(own, own_seeds, baseline, baseline_seeds)
-    weight = sum(dof for _, dof in parts)
-    if weight == 0:
-        return math.nan
-    return math.sqrt(sum(value**2 * dof for value, dof in parts) / weight)
+    return _pool(_estimates(own, own_seeds, baseline, baseline_seeds))[0]
+
+
+def _pool(estimates: list[tuple[float, int]]) -> tuple[float, int]:
+    """The pooled CV of ``(cv, degrees of freedom)`` estimates and its degrees of freedom."""
+    dof = sum(d for _, d in estimates)
+    if dof == 0:
+        return math.nan, 0
+    return math.sqrt(sum(value**2 * d for value, d in estimates) / dof), dof
 
 
 def _estimates(
@@ -87,14 +91,12 @@ def log_ratio_error(
     when the task's noise is unknown: one seed against a one-seed baseline)."""
     seeds = len(values)
     own = cv(values)
-    pooled = pooled_cv(own, seeds, baseline_cv, baseline_seeds)
-    if not math.isfinite(pooled):
+    estimates = _estimates(own, seeds, baseline_cv, baseline_seeds)
+    noise, noise_dof = _pool(estimates)
+    if not math.isfinite(noise):
         return RatioError(math.nan, math.nan)
-    if math.isfinite(own) and own > pooled:
+    if math.isfinite(own) and own > noise:
         noise, noise_dof = own, seeds - 1
-    else:
-        estimates = _estimates(own, seeds, baseline_cv, baseline_seeds)
-        noise, noise_dof = pooled, sum(dof for _, dof in estimates)
     parts = [(noise**2 / seeds, noise_dof)]
     if math.isfinite(baseline_cv) and baseline_seeds > 1:
         parts.append((baseline_cv**2 / baseline_seeds, baseline_seeds - 1))
