@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch is needed to run tasks, not to name or fingerprint them
     import torch
@@ -118,12 +118,7 @@ def load_data(task: Task) -> TaskData:
     import torch
 
     name = getattr(task, "name", repr(task))
-    try:
-        data = task.data()
-    except TaskError:
-        raise
-    except Exception as exc:
-        raise TaskError(f"{name}: data() failed ({_reason(exc)})") from None
+    data = _called(name, "data", task.data)
     if isinstance(data, tuple | list | str | bytes | dict) or not all(
         hasattr(data, f) for f in _DATA_FIELDS
     ):
@@ -168,17 +163,23 @@ def make_model(task: Task) -> torch.nn.Module:
     with parameters is a :class:`TaskError` naming the task."""
     import torch
 
-    try:
-        model = task.model()
-    except TaskError:
-        raise
-    except Exception as exc:
-        raise TaskError(f"{task.name}: model() failed ({_reason(exc)})") from None
+    model = _called(task.name, "model", task.model)
     if not isinstance(model, torch.nn.Module):
         raise TaskError(f"{task.name}: model() returned {_what(model)}, not a torch.nn.Module")
     if not any(True for _ in model.parameters()):
         raise TaskError(f"{task.name}: model() has no parameters to optimize")
     return model
+
+
+def _called(name: str, method: str, call: Callable[[], object]) -> Any:
+    """``call()``, the task ``name``'s ``method``: any exception but a :class:`TaskError` is one
+    line naming the task and the method."""
+    try:
+        return call()
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(f"{name}: {method}() failed ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:
