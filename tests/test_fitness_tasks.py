@@ -10,7 +10,15 @@ import torch
 
 from fitness import builtin
 from fitness.runs import seeded_model
-from fitness.tasks import TaskError, describe, heldout_task_names, load_task, task_names
+from fitness.tasks import (
+    TaskError,
+    describe,
+    heldout_task_names,
+    load_data,
+    load_task,
+    make_model,
+    task_names,
+)
 from fitness.trainer import train_batch
 from search_spaces.zoo import load_known
 
@@ -93,3 +101,23 @@ def test_a_user_task_module_is_importable_like_any_module(tmp_path):
     )
     task = load_task(f"{path}:make")
     assert pickle.loads(pickle.dumps(task)).steps == 5
+
+
+def test_a_failing_data_or_model_method_is_one_line_naming_the_task():
+    def boom():
+        raise RuntimeError("boom\nsecond line")
+
+    broken_data = dataclasses.replace(load_task("ill_conditioned"), name="x", make_data=boom)
+    with pytest.raises(TaskError) as error:
+        load_data(broken_data)
+    assert str(error.value) == "x: data() failed (RuntimeError: boom)"
+    broken_model = dataclasses.replace(load_task("ill_conditioned"), name="y", make_model=boom)
+    with pytest.raises(TaskError) as error:
+        make_model(broken_model)
+    assert str(error.value) == "y: model() failed (RuntimeError: boom)"
+    with pytest.raises(TaskError, match="^z: mine$"):  # a TaskError passes through as it is
+        load_data(dataclasses.replace(broken_data, name="z", make_data=_raise_task_error))
+
+
+def _raise_task_error():
+    raise TaskError("z: mine")
