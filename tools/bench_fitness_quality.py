@@ -178,26 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         row = _task_row(q, names, cells)
         print(row.replace(f"| {name} |", f"| {name} (held out) |") if name in heldout else row)
 
-    first = fitness_on_seeds(
-        {t: results[t] for t in suite}, names, BASELINE, range(cand), range(base)
-    )
+    on_suite = {t: results[t] for t in suite}
     other = max(cand, base)
+    first = fitness_on_seeds(on_suite, names, BASELINE, range(cand), range(base))
     second = fitness_on_seeds(
-        {t: results[t] for t in suite},
-        names,
-        BASELINE,
-        range(other, other + cand),
-        range(other, other + base),
+        on_suite, names, BASELINE, range(other, other + cand), range(other, other + base)
     )
-    every = fitness_on_seeds(
-        {t: results[t] for t in suite}, names, BASELINE, range(count), range(count)
-    )
+    every = fitness_on_seeds(on_suite, names, BASELINE, range(count), range(count))
+    held_seeds = range(args.heldout_seeds)
     held = fitness_on_seeds(
-        {t: results[t] for t in heldout},
-        names,
-        BASELINE,
-        range(args.heldout_seeds),
-        range(args.heldout_seeds),
+        {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds
     )
     a = f"seeds 0-{cand - 1} / 0-{base - 1}"
     b = f"seeds {other}-{other + cand - 1} / {other}-{other + base - 1}"
