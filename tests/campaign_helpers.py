@@ -1,13 +1,13 @@
-"""A tiny campaign file and checks of a campaign log, shared by the campaign tests."""
+"""A tiny campaign file, checks of a campaign log, and a task that holds a campaign mid-run,
+shared by the campaign tests."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from evodisc.app.store import CandidateLog
 
@@ -31,7 +31,7 @@ max_retries = {max_retries}
 evaluations = {evaluations}
 
 [fitness]
-tasks = ["ill_conditioned"]
+tasks = ["{task}"]
 lrs = [1e-2, 0.1]
 seeds = [0]                 # cheap: the tests check the machinery, not the statistics
 baseline_seeds = [0, 1]
@@ -52,10 +52,12 @@ def write_campaign(
     name="tiny",
     in_flight=8,
     max_retries=10,
+    task="ill_conditioned",
 ) -> Path:
     """``max_retries = 0`` keeps children equal to their parent (the cache answers them)."""
     path = tmp_path / f"{name}.toml"
     fields = dict(
+        task=task,
         evaluations=evaluations,
         evaluators=evaluators,
         seed=seed,
@@ -84,16 +86,77 @@ def assert_kept(before: list[dict], after: list[dict]) -> None:
     assert [by_id.get(r["id"]) for r in before] == before
 
 
-def start_driver(path: Path, out: Path, rows: int, **popen) -> subprocess.Popen:
-    """``evodisc run PATH --out OUT --no-ray`` in a child process, returned once ``rows``
-    candidates are logged (the caller kills or interrupts it); fails if it finished first."""
+GATED_TASK = """
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from fitness.builtin import ill_conditioned
+
+LOG, HELD, RELEASE, ROWS = Path({log!r}), Path({held!r}), Path({release!r}), {rows}
+
+
+def logged() -> int:
+    try:
+        return sum(pq.read_metadata(part).num_rows for part in LOG.glob("part-*.parquet"))
+    except OSError:  # a part replaced by a compaction while it was read: look again later
+        return 0
+
+
+class Gated:
+    def __init__(self):
+        self.task = ill_conditioned()
+        self.checked = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def loss(self, output, target):
+        if not RELEASE.exists() and time.monotonic() - self.checked > 0.05:
+            self.checked = time.monotonic()
+            if logged() >= ROWS:
+                HELD.touch()
+                while not RELEASE.exists():
+                    time.sleep(0.02)
+        return self.task.loss(output, target)
+
+
+def factory():
+    return Gated()
+"""
+
+
+class Gate:
+    """A task (``ill_conditioned``) whose training steps hold once the campaign in ``out`` has
+    logged ``rows`` candidates, until :meth:`release`: a test stops a campaign at a state it
+    can see, whatever the machine's speed (a held campaign cannot finish). The task file is new
+    for each test, so no cached fitness answers for it."""
+
+    def __init__(self, tmp_path: Path, out: Path, rows: int):
+        self.held, self.released = tmp_path / "gate-held", tmp_path / "gate-released"
+        self.path = tmp_path / "gated_task.py"
+        names = dict(log=str(out / "log"), held=str(self.held), release=str(self.released))
+        self.path.write_text(GATED_TASK.format(rows=rows, **names))
+        self.task = f"{self.path}:factory"
+
+    def wait_held(self, running: Callable[[], bool], limit: float = 600) -> None:
+        """Return once an evaluation holds; fail if the campaign ended (``running()`` false)
+        first. ``limit`` only bounds a broken test: a held campaign waits as long as it must."""
+        deadline = time.monotonic() + limit
+        while not self.held.exists():
+            assert running(), "the campaign ended before it reached the gate"
+            assert time.monotonic() < deadline, "the campaign never reached the gate"
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        self.released.touch()
+
+
+def start_driver(path: Path, out: Path, gate: Gate, **popen) -> subprocess.Popen:
+    """``evodisc run PATH --out OUT --no-ray`` in a child process, returned once it holds at
+    ``gate`` (the caller kills or interrupts it, then releases the gate)."""
     command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
     driver = subprocess.Popen([*command, "--no-ray", "--quiet"], **popen)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        parts = list((out / "log").glob("part-*.parquet")) if (out / "log").exists() else []
-        if sum(pq.read_metadata(p).num_rows for p in parts) >= rows:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the campaign finished before it could be stopped"
+    gate.wait_held(lambda: driver.poll() is None)
     return driver

@@ -15,14 +15,13 @@ import time
 
 import pytest
 import ray
-from campaign_helpers import assert_complete, log_rows, write_campaign
+from campaign_helpers import Gate, assert_complete, log_rows, write_campaign
 from ray.cluster_utils import Cluster
 
 from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
 from evodisc.app.evaluators import NAMESPACE, Batch, RayPool
 from evodisc.app.run import run_campaign
-from evodisc.app.store import CandidateLog
 from evodisc.program import program_to_json
 from search_spaces.zoo import load_known
 
@@ -56,8 +55,10 @@ def test_a_campaign_spreads_over_the_nodes_of_a_cluster(cluster, tmp_path):
 
 
 def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
-    campaign = check_tasks(load_campaign(write_campaign(tmp_path, evaluations=160, evaluators=2)))
     out = tmp_path / "run"
+    gate = Gate(tmp_path, out, rows=8)  # the evaluators hold once 8 candidates are logged
+    path = write_campaign(tmp_path, evaluations=160, evaluators=2, task=gate.task)
+    campaign = check_tasks(load_campaign(path))
     failures = []
 
     def run() -> None:
@@ -68,19 +69,13 @@ def test_an_evaluator_killed_mid_run_loses_nothing(cluster, tmp_path):
 
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
-    deadline = time.monotonic() + 120
-    killed = None
-    while killed is None and time.monotonic() < deadline and runner.is_alive():
-        rows = CandidateLog(out).read().num_rows if (out / "log").exists() else 0
-        if rows >= 8:
-            [name] = [n for n in ray.util.list_named_actors() if n.startswith("evaluator-0-1-")]
-            actor = ray.get_actor(name, namespace=NAMESPACE)
-            killed = ray.get(actor.info.remote())["pid"]
-            os.kill(killed, signal.SIGKILL)  # a real crash of the worker process
-        time.sleep(0.05)
-    assert not failures and killed is not None, failures or "the campaign ended too soon"
-    runner.join(240)
-    assert not runner.is_alive() and not failures
+    gate.wait_held(runner.is_alive)
+    [name] = [n for n in ray.util.list_named_actors() if n.startswith("evaluator-0-1-")]
+    actor = ray.get_actor(name, namespace=NAMESPACE)
+    os.kill(ray.get(actor.info.remote())["pid"], signal.SIGKILL)  # a real crash of the worker
+    gate.release()
+    runner.join(600)  # a hang detector: the campaign has a few seconds of work left
+    assert not runner.is_alive() and not failures, failures
     rows = log_rows(out)
     assert_complete(rows, 160)
     workers = {r["worker"] for r in rows if r["node"]}
@@ -99,7 +94,7 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
         "    def __getattr__(self, name):\n"
         "        return getattr(self.task, name)\n"
         "    def data(self):\n"
-        "        time.sleep(30)  # a hung evaluation\n"
+        "        time.sleep(3600)  # a hung evaluation\n"
         "        return self.task.data()\n"
         "def factory():\n"
         "    return Slow()\n"
@@ -112,10 +107,9 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
         pool.submit(Batch(0, [0], {**request, "baselines": {suite["tasks"][0]: ONE}}))
         done = []
         start = time.monotonic()
-        while not done and time.monotonic() - start < 20:
+        while not done and time.monotonic() - start < 600:  # only bounds a broken test
             done = pool.poll(0.2)
-        assert [c.failure for c in done] == ["timeout"]
-        assert time.monotonic() - start < 15  # well before the 30 s the batch would take
+        assert [c.failure for c in done] == ["timeout"]  # long before the hour it would take
         assert pool.info[0]["name"] != first and pool.idle() == 1
     finally:
         pool.close()

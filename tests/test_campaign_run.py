@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 from campaign_helpers import (
+    Gate,
     assert_complete,
     assert_kept,
     log_rows,
@@ -67,11 +68,13 @@ def test_in_process_campaign_is_deterministic_and_logs_everything(tmp_path):
 
 
 def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_path):
-    path = write_campaign(tmp_path, evaluations=120)
     out = tmp_path / "run"
-    driver = start_driver(path, out, rows=30, stdout=subprocess.DEVNULL)
+    gate = Gate(tmp_path, out, rows=30)
+    path = write_campaign(tmp_path, evaluations=120, task=gate.task)
+    driver = start_driver(path, out, gate, stdout=subprocess.DEVNULL)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
+    gate.release()
     before = log_rows(out)
     assert 30 <= len(before) < 120
 
@@ -119,16 +122,19 @@ def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, 
 
 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
-    path = write_campaign(tmp_path, evaluations=120)
     out = tmp_path / "run"
+    gate = Gate(tmp_path, out, rows=20)
+    path = write_campaign(tmp_path, evaluations=120, task=gate.task)
     driver = start_driver(
-        path, out, rows=20, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        path, out, gate, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=60)
+    _, err = driver.communicate(timeout=600)  # a hang detector: it stops at once
+    gate.release()
     assert driver.returncode == 2
     assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
     before = log_rows(out)
+    assert 20 <= len(before) < 120
     assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
     after = log_rows(out)
     assert_complete(after, 120)
