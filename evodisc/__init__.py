@@ -33,10 +33,10 @@ _ON_FIRST_USE = {
     "torch_source": "evodisc.export",
     "replay": "evodisc.app.replay",
     "ReplayResult": "evodisc.app.replay",
-    "simplify": "evodisc.app.simplify",
-    "Simplified": "evodisc.app.simplify",
-    "recognise": "evodisc.app.recognise",
-    "closest_known": "evodisc.app.recognise",
+    "simplify": "evodisc.inspect.simplify",
+    "Simplified": "evodisc.inspect.simplify",
+    "recognise": "evodisc.inspect.recognise",
+    "closest_known": "evodisc.inspect.recognise",
 }
 
 __all__ = [

@@ -1,8 +1,8 @@
 """The built-in tasks, all data made in code or bundled with scikit-learn (no downloads).
 
-The default proxy suite: five small real training problems, each sized so that one candidate's
+The default proxy suite: four small real training problems, each sized so that one candidate's
 learning-rate sweep over the whole suite takes seconds on a 2-core CPU. The held-out tasks
-(registered with ``heldout=True``): a search never trains on them unless a campaign names them;
+(``fitness.tasks.HELDOUT``): a search never trains on them unless a campaign names them;
 they are larger, longer or other model families, for replaying and validating what a search
 found (does a rule that wins on the proxies win elsewhere?).
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fitness.tasks import TaskData, register
+from fitness.tasks import TaskData
 
 
 @dataclass(frozen=True)
@@ -271,10 +271,9 @@ class TinyTransformer(nn.Module):
         return self.head(h)
 
 
-# ------------------------------------------------------------------------------------- registry
+# ------------------------------------------------------------------------------- the suite
 
 
-@register("digits_mlp")
 def digits_mlp() -> BuiltinTask:
     """MLP 64-64-10 classifying scikit-learn's 8×8 digits."""
     return BuiltinTask(
@@ -288,7 +287,6 @@ def digits_mlp() -> BuiltinTask:
     )
 
 
-@register("markov_lm")
 def markov_lm() -> BuiltinTask:
     """One-block causal transformer language model on a sparse order-2 Markov chain."""
     return BuiltinTask(
@@ -302,7 +300,6 @@ def markov_lm() -> BuiltinTask:
     )
 
 
-@register("teacher_student")
 def teacher_student() -> BuiltinTask:
     """Student MLP 16-64-1 regressing a random tanh teacher with label noise."""
     return BuiltinTask(
@@ -316,7 +313,6 @@ def teacher_student() -> BuiltinTask:
     )
 
 
-@register("ill_conditioned")
 def ill_conditioned() -> BuiltinTask:
     """Linear least squares with condition number 10⁴, from zero (a cheap test of
     preconditioning; large batches, so that the seed's batch order barely matters)."""
@@ -334,7 +330,6 @@ def ill_conditioned() -> BuiltinTask:
 # ---------------------------------------------------------------------------- held-out tasks
 
 
-@register("digits_cnn", heldout=True)
 def digits_cnn() -> BuiltinTask:
     """Two-layer CNN on the same digits, as images (held out since protocol 3: its baseline's
     seed-to-seed noise, 17 % even with the anytime metric, is too large for selection)."""
@@ -349,7 +344,6 @@ def digits_cnn() -> BuiltinTask:
     )
 
 
-@register("breast_cancer_logreg", heldout=True)
 def breast_cancer_logreg() -> BuiltinTask:
     """Logistic regression (a convex problem) on scikit-learn's breast-cancer table."""
     return BuiltinTask(
@@ -363,7 +357,6 @@ def breast_cancer_logreg() -> BuiltinTask:
     )
 
 
-@register("diabetes_mlp", heldout=True)
 def diabetes_mlp() -> BuiltinTask:
     """A small MLP regressing disease progression on scikit-learn's diabetes table (tabular
     regression with few, noisy examples: another family than the suite's)."""
@@ -378,7 +371,6 @@ def diabetes_mlp() -> BuiltinTask:
     )
 
 
-@register("patch_autoencoder", heldout=True)
 def patch_autoencoder() -> BuiltinTask:
     """An autoencoder 64-32-8-32-64 reconstructing 8×8 patches of photographs (unsupervised,
     through a bottleneck: another family than the suite's)."""
@@ -393,7 +385,6 @@ def patch_autoencoder() -> BuiltinTask:
     )
 
 
-@register("digits_mlp_layernorm", heldout=True)
 def digits_mlp_layernorm() -> BuiltinTask:
     """A deeper, wider MLP with LayerNorm and GELU on the digits, trained longer."""
     return BuiltinTask(
@@ -407,7 +398,6 @@ def digits_mlp_layernorm() -> BuiltinTask:
     )
 
 
-@register("digits_mlp_large_batch", heldout=True)
 def digits_mlp_large_batch() -> BuiltinTask:
     """``digits_mlp``'s model at 8× its batch size (Lion's gain over AdamW grows with the
     batch size, so a rule tuned at small batches may rank differently here)."""
@@ -422,7 +412,6 @@ def digits_mlp_large_batch() -> BuiltinTask:
     )
 
 
-@register("markov_lm_long", heldout=True)
 def markov_lm_long() -> BuiltinTask:
     """``markov_lm``'s transformer trained 2.7× longer on 2× larger batches, on a denser chain
     (other data than the suite's)."""

@@ -189,53 +189,47 @@ def _reason(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------ registry
 
-#: Task factories by name; :mod:`fitness.builtin` registers the default suite and the
-#: held-out tasks.
-REGISTRY: dict[str, Callable[[], Task]] = {}
+#: The built-in tasks: name → ``module:factory``, imported when a task is loaded (so naming and
+#: listing tasks needs no torch). The default search suite, in order:
+SUITE: dict[str, str] = {
+    "digits_mlp": "fitness.builtin:digits_mlp",
+    "markov_lm": "fitness.builtin:markov_lm",
+    "teacher_student": "fitness.builtin:teacher_student",
+    "ill_conditioned": "fitness.builtin:ill_conditioned",
+}
 
-#: Names in :data:`REGISTRY` that are held out: never in the default search suite, trained only
-#: when named (to replay and validate what a search found on tasks it never saw).
-HELDOUT: set[str] = set()
-
-
-def register(
-    name: str, heldout: bool = False
-) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
-    """Decorator: add a task factory to :data:`REGISTRY` under ``name``; ``heldout=True``
-    keeps it out of the default suite (:func:`task_names`; see :func:`heldout_task_names`)."""
-
-    def add(factory: Callable[[], Task]) -> Callable[[], Task]:
-        REGISTRY[name] = factory
-        if heldout:
-            HELDOUT.add(name)
-        else:
-            HELDOUT.discard(name)
-        return factory
-
-    return add
-
-
-def _registered() -> list[str]:
-    import fitness.builtin  # noqa: F401  (registers the built-in tasks)
-
-    return list(REGISTRY)
+#: Held-out tasks: never in the default suite, trained only when named (to replay and validate
+#: what a search found on tasks it never saw).
+HELDOUT: dict[str, str] = {
+    "digits_cnn": "fitness.builtin:digits_cnn",
+    "breast_cancer_logreg": "fitness.builtin:breast_cancer_logreg",
+    "diabetes_mlp": "fitness.builtin:diabetes_mlp",
+    "patch_autoencoder": "fitness.builtin:patch_autoencoder",
+    "digits_mlp_layernorm": "fitness.builtin:digits_mlp_layernorm",
+    "digits_mlp_large_batch": "fitness.builtin:digits_mlp_large_batch",
+    "markov_lm_long": "fitness.builtin:markov_lm_long",
+}
 
 
 def task_names() -> list[str]:
-    """The default search suite: registered task names that are not held out, in registration
-    order (what a campaign trains on when its file names no tasks)."""
-    return [n for n in _registered() if n not in HELDOUT]
+    """The default search suite (what a campaign trains on when its file names no tasks)."""
+    return list(SUITE)
 
 
 def heldout_task_names() -> list[str]:
-    """The held-out tasks, in registration order: never in the default suite, used to replay
-    and validate what a search found (``evodisc tasks`` marks them)."""
-    return [n for n in _registered() if n in HELDOUT]
+    """The held-out tasks: never in the default suite, used to replay and validate what a search
+    found (``evodisc tasks`` marks them)."""
+    return list(HELDOUT)
 
 
 def is_heldout(name: str) -> bool:
-    """True for the name of a registered held-out task."""
-    return name in heldout_task_names()
+    """True for the name of a built-in held-out task."""
+    return name in HELDOUT
+
+
+def _builtin(name: str) -> Task:
+    module_name, _, factory = {**SUITE, **HELDOUT}[name].partition(":")
+    return getattr(importlib.import_module(module_name), factory)()
 
 
 def load_task(spec: str | Task) -> Task:
@@ -243,12 +237,12 @@ def load_task(spec: str | Task) -> Task:
     a Task object."""
     if not isinstance(spec, str):
         return check_task(spec, repr(spec))
-    names = _registered()
-    if spec in REGISTRY:
-        return REGISTRY[spec]()
+    if spec in SUITE or spec in HELDOUT:
+        return _builtin(spec)
     if ":" in spec:
         return _load_user_task(spec)
-    raise TaskError(f"unknown task {spec!r}; known: {', '.join(names)} (or FILE.py:FACTORY)")
+    known = ", ".join([*SUITE, *HELDOUT])
+    raise TaskError(f"unknown task {spec!r}; known: {known} (or FILE.py:FACTORY)")
 
 
 def _load_user_task(spec: str) -> Task:

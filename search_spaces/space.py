@@ -103,7 +103,6 @@ def round_significant(value: float, digits: int) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-
 def random_target(
     rng: random.Random, space: ProgramSpace, program: Program, names: list[str]
 ) -> str:

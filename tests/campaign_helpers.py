@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from evodisc.app.store import CandidateLog
+from evodisc.campaign.store import CandidateLog
 
 TRAINED = ("ok", "diverged", "error")
 

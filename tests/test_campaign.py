@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from evodisc.app.campaign import (
+from evodisc.campaign.config import (
     Campaign,
     CampaignError,
     check_tasks,
     defaults_table,
     load_campaign,
 )
-from evodisc.app.evolution import EvolutionConfig
 from fitness.config import DEFAULT_LRS, SuiteConfig
+from search_spaces.evolution import EvolutionConfig
 from search_spaces.mutations import MUTATIONS
 from search_spaces.space import DEFAULT_SPACE
 
@@ -195,7 +195,8 @@ def test_readme_table_is_the_code_table():
 
 def test_loading_a_campaign_imports_neither_torch_nor_ray():
     code = (
-        "import sys\nfrom evodisc.app.campaign import load_campaign\nimport evodisc.app.store\n"
+        "import sys\nfrom evodisc.campaign.config import load_campaign\n"
+        "import evodisc.campaign.store\n"
         f"load_campaign({str(QUICKSTART)!r}).evolution_config()\n"
         "print(sorted({'torch', 'ray'} & set(sys.modules)))\n"
     )

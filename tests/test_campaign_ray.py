@@ -18,10 +18,10 @@ import ray
 from campaign_helpers import Gate, assert_complete, log_rows, write_campaign
 from ray.cluster_utils import Cluster
 
-from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
-from evodisc.app.evaluators import NAMESPACE, Batch, RayPool
-from evodisc.app.run import run_campaign
+from evodisc.campaign.config import check_tasks, load_campaign
+from evodisc.campaign.evaluators import NAMESPACE, Batch, RayPool
+from evodisc.campaign.run import run_campaign
 from evodisc.program import program_to_json
 from search_spaces.zoo import load_known
 

@@ -20,10 +20,10 @@ from campaign_helpers import (
     write_campaign,
 )
 
-from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
-from evodisc.app.evaluators import InProcessPool, evaluators_per_device
-from evodisc.app.run import run_campaign
+from evodisc.campaign.config import check_tasks, load_campaign
+from evodisc.campaign.evaluators import InProcessPool, evaluators_per_device
+from evodisc.campaign.run import run_campaign
 from fitness import batch_size
 from fitness.batch_size import candidates_per_batch
 from fitness.tasks import load_task

@@ -12,7 +12,10 @@ from collections import Counter
 
 import pytest
 
-from evodisc.app.evolution import (
+from evodisc.program import format_program
+from evodisc.validity import check_candidate
+from search_spaces import mutations
+from search_spaces.evolution import (
     Candidate,
     EvolutionConfig,
     Member,
@@ -21,9 +24,6 @@ from evodisc.app.evolution import (
     migrants,
     tournament,
 )
-from evodisc.program import format_program
-from evodisc.validity import check_candidate
-from search_spaces import mutations
 from search_spaces.space import ProgramSpace
 from search_spaces.zoo import load_known
 
@@ -329,6 +329,8 @@ def test_invalid_configs_are_rejected(settings):
 
 
 def test_the_module_imports_neither_torch_nor_ray():
-    code = "import sys, evodisc.app.evolution; print('torch' in sys.modules, 'ray' in sys.modules)"
+    code = (
+        "import sys, search_spaces.evolution; print('torch' in sys.modules, 'ray' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,13 +43,22 @@ def test_heldout_tasks_are_registered_but_never_in_the_default_suite():
     assert not is_heldout("digits_mlp")
 
 
-def test_register_heldout_flag(monkeypatch):
-    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
-    monkeypatch.setattr(registry, "HELDOUT", set(registry.HELDOUT))
-    registry.register("extra_heldout", heldout=True)(lambda: load_task("ill_conditioned"))
+def test_the_registry_is_data_and_names_need_no_torch():
+    """Listing and naming tasks imports neither torch nor the task modules (a fresh process);
+    a name added to the held-out table is held out, and loads through its ``module:factory``."""
+    code = (
+        "import sys\nfrom fitness.config import SuiteConfig\nfrom fitness import tasks\n"
+        "SuiteConfig(); tasks.task_names(); tasks.heldout_task_names()\n"
+        "print(sorted({'torch', 'fitness.builtin'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_heldout_entry_is_held_out_and_loads(monkeypatch):
+    monkeypatch.setitem(registry.HELDOUT, "extra_heldout", "fitness.builtin:ill_conditioned")
     assert "extra_heldout" in heldout_task_names() and "extra_heldout" not in task_names()
-    registry.register("extra_heldout")(lambda: load_task("ill_conditioned"))  # re-registered
-    assert "extra_heldout" in task_names() and "extra_heldout" not in heldout_task_names()
+    assert is_heldout("extra_heldout") and load_task("extra_heldout").name == "ill_conditioned"
 
 
 @pytest.mark.parametrize("name", heldout_task_names())
@@ -85,7 +96,7 @@ def test_evodisc_tasks_marks_the_heldout_tasks(capsys):
 
 
 def test_campaign_accepts_a_heldout_task_only_when_named(tmp_path):
-    from evodisc.app.campaign import check_tasks, load_campaign
+    from evodisc.campaign.config import check_tasks, load_campaign
 
     path = tmp_path / "c.toml"
     minimal = "[campaign]\nname = 'c'\n[budget]\nevaluations = 10\n"

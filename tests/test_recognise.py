@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evodisc import parse_program
-from evodisc.app.recognise import (
+from evodisc.inspect.recognise import (
     FAMILIES,
     closest_known,
     deviation,
@@ -18,7 +18,7 @@ from evodisc.app.recognise import (
     recognise,
     similarity,
 )
-from evodisc.app.simplify import simplify
+from evodisc.inspect.simplify import simplify
 from evodisc.program import Const, walk
 from search_spaces.zoo import load_known, zoo
 
@@ -82,7 +82,7 @@ def test_fit_sees_through_extra_terms_and_a_transformed_gradient():
         "    v = interp(g, v, 0.996991)\n"
         "    return 0.0002 * lr * update, v\n"
     )
-    from evodisc.app.recognise import _outputs
+    from evodisc.inspect.recognise import _outputs
 
     values = fit(_outputs(program), load_known("lion"), FAMILIES["lion"])
     assert values == {"β₁": 0.899, "β₂": 0.996991}

@@ -13,12 +13,12 @@ import subprocess
 import pytest
 from campaign_helpers import write_campaign
 
-from evodisc.app.campaign import check_tasks, load_campaign
 from evodisc.app.cli import main
 from evodisc.app.plots import pareto_front
 from evodisc.app.report import write_report
-from evodisc.app.run import run_campaign
-from evodisc.app.store import CandidateLog
+from evodisc.campaign.config import check_tasks, load_campaign
+from evodisc.campaign.run import run_campaign
+from evodisc.campaign.store import CandidateLog
 
 BROWSER = os.environ.get("EVODISC_BROWSER") or "chromium-headless-shell"
 

@@ -11,11 +11,11 @@ import pytest
 
 import evodisc
 from evodisc import functional_hash, parse_program
-from evodisc.app import recognise
 from evodisc.app.cli import main
-from evodisc.app.emit import operations
-from evodisc.app.simplify import Simplified, run_with_deadline, simplify
 from evodisc.edit import validate
+from evodisc.emit import operations
+from evodisc.inspect import recognise
+from evodisc.inspect.simplify import Simplified, run_with_deadline, simplify
 from evodisc.program import Call, format_program, walk
 from search_spaces.rewrites import equivalent_rewrite
 from search_spaces.space import random_program

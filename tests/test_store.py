@@ -13,8 +13,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from evodisc.app import store
-from evodisc.app.store import (
+from evodisc.campaign import store
+from evodisc.campaign.store import (
     LOG_SCHEMA,
     CandidateLog,
     StoreError,
@@ -134,7 +134,7 @@ def test_the_log_feeds_a_fitness_cache(tmp_path):
 
 CHILD = """
 import sys
-from evodisc.app.store import CandidateLog, write_checkpoint
+from evodisc.campaign.store import CandidateLog, write_checkpoint
 log = CandidateLog(sys.argv[1], writer=True)
 i = log.read().num_rows
 while True:

@@ -7,7 +7,7 @@ initial programs, a fixed seed and an evaluation budget), written to a temporary
 1. Overhead: ``evodisc run FILE --quiet`` in a fresh subprocess, ``evaluators = 0`` (in-process)
    against ``evaluators = 1`` (one actor on an embedded local Ray), interleaved (A B B A …).
 2. Scaling: a ``ray.cluster_utils.Cluster`` in this process (a head without CPUs for the driver,
-   and worker nodes), :func:`evodisc.app.run.run_campaign` with ``address=`` the cluster's,
+   and worker nodes), :func:`evodisc.campaign.run.run_campaign` with ``address=`` the cluster's,
    1, 2 and 4 actors of one CPU each (the same ``in_flight`` for all), interleaved.
 
 The rate is *trained candidates per second of the campaign*: log rows that were trained (not a
@@ -80,7 +80,7 @@ def write_campaign(root: Path, name: str, evaluations: int, evaluators: int, see
 
 def summarise(directory: Path) -> dict:
     """Rows, trained rows, the wall_time span, trained per second, per node and worker."""
-    from evodisc.app.store import CandidateLog
+    from evodisc.campaign.store import CandidateLog
 
     rows = CandidateLog(directory).read().to_pylist()
     trained = [r for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
@@ -184,9 +184,9 @@ def scaling(args, root: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from evodisc.app.campaign import check_tasks, load_campaign
-    from evodisc.app.evaluators import NAMESPACE
-    from evodisc.app.run import run_campaign
+    from evodisc.campaign.config import check_tasks, load_campaign
+    from evodisc.campaign.evaluators import NAMESPACE
+    from evodisc.campaign.run import run_campaign
 
     start = time.perf_counter()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})

@@ -2,11 +2,11 @@
 mutate + functional hash + validity → checkpoint → screen → dispatch → ingest → durable log →
 tell) with instant fake evaluators, so that only the controller's own work is timed.
 
-The real :class:`~evodisc.app.controller.Controller` drives a real
-:class:`~evodisc.app.evolution.RegularizedEvolution`, :class:`~evodisc.app.screen.Screen`,
-:class:`~evodisc.fitness_cache.FitnessCache` and :class:`~evodisc.app.store.CandidateLog` in a
+The real :class:`~evodisc.campaign.controller.Controller` drives a real
+:class:`~search_spaces.evolution.RegularizedEvolution`, :class:`~evodisc.campaign.screen.Screen`,
+:class:`~evodisc.fitness_cache.FitnessCache` and :class:`~evodisc.campaign.store.CandidateLog` in a
 temporary directory (real files, real fsyncs). The pool (:class:`FakePool`) has the interface of
-:class:`evodisc.app.evaluators.InProcessPool` and answers at once: the fitness is a
+:class:`evodisc.campaign.evaluators.InProcessPool` and answers at once: the fitness is a
 deterministic function of the program's canonical JSON (no training), with per-task details of
 the real shape.
 
@@ -45,16 +45,16 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from evodisc.app import store  # noqa: E402
-from evodisc.app.campaign import Campaign  # noqa: E402
-from evodisc.app.controller import CACHEABLE, Controller  # noqa: E402
-from evodisc.app.evaluators import Batch, Completion  # noqa: E402
-from evodisc.app.evolution import RegularizedEvolution  # noqa: E402
-from evodisc.app.progress import Progress  # noqa: E402
-from evodisc.app.screen import Screen  # noqa: E402
+from evodisc.campaign import store  # noqa: E402
+from evodisc.campaign.config import Campaign  # noqa: E402
+from evodisc.campaign.controller import CACHEABLE, Controller  # noqa: E402
+from evodisc.campaign.evaluators import Batch, Completion  # noqa: E402
+from evodisc.campaign.progress import Progress  # noqa: E402
+from evodisc.campaign.screen import Screen  # noqa: E402
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
 from fitness.config import SuiteConfig  # noqa: E402
 from search_spaces import mutations  # noqa: E402
+from search_spaces.evolution import RegularizedEvolution  # noqa: E402
 
 TASKS = ("teacher_student", "ill_conditioned")
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -81,7 +81,7 @@ def fake_result(program_json: str, worker: str) -> dict:
 
 
 class FakePool:
-    """``size`` evaluators with :class:`~evodisc.app.evaluators.InProcessPool`'s interface.
+    """``size`` evaluators with :class:`~evodisc.campaign.evaluators.InProcessPool`'s interface.
     With ``latency`` 0 they are instant: a submitted batch holds its evaluator until the next
     :meth:`poll`. Otherwise a batch is done ``latency`` seconds after it was submitted, and
     :meth:`poll` waits for the first one due, up to its timeout (like Ray's pool)."""
@@ -187,7 +187,7 @@ def _controller(campaign, directory, pool, evolution, log, history=None) -> Cont
     suite = campaign.fitness_config()
     key = SuiteConfig.from_dict(suite).cache_key(pool.info[0]["device"])
     cache = FitnessCache()
-    if history is not None:  # as evodisc.app.run does on --resume
+    if history is not None:  # as evodisc.campaign.run does on --resume
         cache.ingest(history.filter(pc.is_in(history["status"], value_set=pa.array(CACHEABLE))))
     return Controller(
         campaign, directory, pool, evolution, Screen(cache, key), pool.baselines(suite), log,
@@ -386,7 +386,7 @@ def main() -> None:
     root = Path(args.dir or tempfile.gettempdir())
     configs = [parse_config(c) for c in args.configs]
     if args.flush_starving is not None:
-        import evodisc.app.controller as controller_module
+        import evodisc.campaign.controller as controller_module
 
         controller_module.FLUSH_STARVING = args.flush_starving
     print(

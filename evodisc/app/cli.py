@@ -59,7 +59,7 @@ def cmd_export(args: argparse.Namespace, out: Console) -> None:
     name = args.name if args.name is not None else class_name_from_path(args.program)
     try:
         if args.to == "latex":  # the simplified rule's math lines
-            from evodisc.app.simplify import simplify
+            from evodisc.inspect.simplify import simplify
 
             text = simplify(program, recognise=False).latex + "\n"
         else:
@@ -77,7 +77,7 @@ def cmd_export(args: argparse.Namespace, out: Console) -> None:
 
 
 def cmd_simplify(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.app.simplify import simplify
+    from evodisc.inspect.simplify import simplify
 
     program = resolve_program(args.program)
     if not args.tolerance >= 0:
@@ -168,11 +168,11 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
 def cmd_run(args: argparse.Namespace, out: Console) -> None:
     import time
 
-    from evodisc.app.campaign import CampaignError, check_tasks, load_campaign
-    from evodisc.app.evaluators import EvaluatorError
-    from evodisc.app.progress import Progress
-    from evodisc.app.run import run_campaign
-    from evodisc.app.store import StoreError
+    from evodisc.campaign.config import CampaignError, check_tasks, load_campaign
+    from evodisc.campaign.evaluators import EvaluatorError
+    from evodisc.campaign.progress import Progress
+    from evodisc.campaign.run import run_campaign
+    from evodisc.campaign.store import StoreError
     from fitness.device import DeviceError
     from fitness.tasks import TaskError
 
@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
 
 def cmd_report(args: argparse.Namespace, out: Console) -> None:
     from evodisc.app.report import write_report
-    from evodisc.app.store import StoreError
+    from evodisc.campaign.store import StoreError
 
     try:
         report = write_report(args.directory, top=args.top)

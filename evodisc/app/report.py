@@ -4,7 +4,7 @@ Reads the campaign directory (``campaign.json`` and the candidate log; a campaig
 or cut by a crash, is reported as far as it is logged) and writes ``DIR/report/``:
 ``index.html`` (no network needed: plain HTML and CSS, the plots beside it as PNG files), the
 plots (:mod:`evodisc.app.plots`) and ``archive.csv``, every distinct program with its fitness.
-The top programs are shown simplified (:func:`evodisc.app.simplify.simplify`: exact steps only,
+The top programs are shown simplified (:func:`evodisc.inspect.simplify.simplify`: exact steps only,
 the raw program beside it) with their math and the closest known optimizers.
 """
 
@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from evodisc.app import plots, store
-from evodisc.app.simplify import Simplified, simplify
+from evodisc.app import plots
+from evodisc.campaign import store
+from evodisc.inspect.simplify import Simplified, simplify
 from evodisc.program import format_program, program_from_json
 
 REPORT_DIR = "report"

@@ -10,15 +10,15 @@
    (``1 - 0.9`` → ``0.1``);
 3. **symbolic** — the outputs are inlined into trees over the inputs, each is handed to SymPy
    (automatic canonical form, then common factors pulled out), converted back to primitives
-   (:mod:`evodisc.app.symbolic`: ``m / sqrt(m * m)`` → ``sign(m)``, ``interp`` recognised, …)
-   and written back as statements (:mod:`evodisc.app.emit`). Per output, the form with the
+   (:mod:`evodisc.inspect.symbolic`: ``m / sqrt(m * m)`` → ``sign(m)``, ``interp`` recognised, …)
+   and written back as statements (:mod:`evodisc.emit`). Per output, the form with the
    fewest operations wins;
 4. **approximate** steps, only when asked (``approximate=True``): drop a term whose contribution
    is below ``tolerance`` on the probe, and round constants (0.899 → 0.9) within it.
 
 Every exact step is accepted only if the functional hash is unchanged (a rejected attempt is
 logged as such); an approximate one only if the updates stay within ``tolerance`` (relative RMS
-difference on the recognition probe, :func:`evodisc.app.recognise.deviation`) of the exact
+difference on the recognition probe, :func:`evodisc.inspect.recognise.deviation`) of the exact
 simplification, and it is labelled approximate. The input program is never changed: it stays in
 :attr:`Simplified.original`, and :meth:`Simplified.report` shows both.
 
@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from evodisc.analysis import eliminate_dead_code, update_dependencies
-from evodisc.app import recognise as recognition
-from evodisc.app import symbolic  # imported here, so that each forked child has SymPy loaded
-from evodisc.app.emit import emit, named_values, operations
-from evodisc.app.recognise import Match
 from evodisc.edit import inline, make_call, node_at, replace_at, sites, substitute, validate
+from evodisc.emit import emit, named_values, operations
 from evodisc.hashing import functional_hash, functional_hash_info
+from evodisc.inspect import recognise as recognition
+from evodisc.inspect import symbolic  # imported here, so that each forked child has SymPy loaded
+from evodisc.inspect.recognise import Match
 from evodisc.primitives import PRIMITIVES, fold_constant
 from evodisc.program import (
     RESERVED_INPUTS,

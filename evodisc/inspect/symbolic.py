@@ -14,7 +14,7 @@
 
 Nothing here decides whether a rewrite is *correct*: SymPy's rules hold for real numbers, not
 always for floats at 0, ±inf or NaN (``x/|x|`` is NaN at 0, ``sign(0)`` is 0). The caller
-(:mod:`evodisc.app.simplify`) accepts a rewrite only if the functional hash is unchanged.
+(:mod:`evodisc.inspect.simplify`) accepts a rewrite only if the functional hash is unchanged.
 """
 
 from __future__ import annotations

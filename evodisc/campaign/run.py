@@ -1,5 +1,5 @@
 """Start or resume a campaign: the directory, the evaluators, the baselines, the fitness cache
-and the evolution; then the controller's loop (:mod:`evodisc.app.controller`).
+and the evolution; then the controller's loop (:mod:`evodisc.campaign.controller`).
 
 ``evodisc run CAMPAIGN.toml`` calls :func:`run_campaign`. Resuming (``resume=True``) needs the
 directory's campaign, checkpoint and log: a changed campaign file is refused unless ``force``,
@@ -15,15 +15,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evodisc.app import store
-from evodisc.app.campaign import Campaign, CampaignError
-from evodisc.app.controller import CACHEABLE, Controller, Summary, write_checkpoint
-from evodisc.app.evaluators import InProcessPool, RayPool, start_ray
-from evodisc.app.evolution import RegularizedEvolution
-from evodisc.app.progress import Progress
-from evodisc.app.screen import Screen
+from evodisc.campaign import store
+from evodisc.campaign.config import Campaign, CampaignError
+from evodisc.campaign.controller import CACHEABLE, Controller, Summary, write_checkpoint
+from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
+from evodisc.campaign.progress import Progress
+from evodisc.campaign.screen import Screen
 from evodisc.fitness_cache import FitnessCache
 from fitness.config import SuiteConfig
+from search_spaces.evolution import RegularizedEvolution
 
 BASELINES_FILE = "baselines.json"
 

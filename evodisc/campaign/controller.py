@@ -29,14 +29,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evodisc.app import store
-from evodisc.app.campaign import Campaign
-from evodisc.app.evaluators import Batch, Completion
-from evodisc.app.evolution import Candidate, RegularizedEvolution
-from evodisc.app.progress import Progress, Stats
-from evodisc.app.screen import WORST_FITNESS, Screen, Verdict
+from evodisc.campaign import store
+from evodisc.campaign.config import Campaign
+from evodisc.campaign.evaluators import Batch, Completion
+from evodisc.campaign.progress import Progress, Stats
+from evodisc.campaign.screen import WORST_FITNESS, Screen, Verdict
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import format_program, program_to_json
+from search_spaces.evolution import Candidate, RegularizedEvolution
 
 #: Dispatches of a batch whose evaluator crashed, before its candidates are logged as errors.
 MAX_CRASHES = 3
@@ -324,7 +324,7 @@ def candidate_row(
     node: str = "",
     program_json: str | None = None,
 ) -> dict:
-    """One row of the candidate log (columns: :data:`evodisc.app.store.LOG_SCHEMA`);
+    """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
     ``program_json``: the program's JSON when already known (it is computed otherwise)."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS

@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from evodisc.app.emit import split_scale
 from evodisc.edit import inline
+from evodisc.emit import split_scale
 from evodisc.hashing import Probe, functional_hash, run_updates
 from evodisc.interpreter import compile_program
 from evodisc.primitives import PRIMITIVES

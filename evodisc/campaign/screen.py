@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from enum import Enum
 
-from evodisc.app.evolution import Candidate
 from evodisc.fitness_cache import CachedFitness, FitnessCache
+from search_spaces.evolution import Candidate
 
 #: Fitness of an invalid candidate (as :data:`fitness.normalise.WORST_FITNESS`).
 WORST_FITNESS = 0.0

@@ -4,7 +4,7 @@ resolved into frozen dataclasses with every default filled in.
 Each section is a dataclass whose fields are the section's keys, declared with :func:`setting`
 (what the key accepts, its default, what it means). That one declaration drives validation,
 defaults, :meth:`Campaign.to_dict` and the documentation table (:func:`defaults_table`, printed
-by ``python -m evodisc.app.campaign``). A problem is one :class:`CampaignError` line naming the
+by ``python -m evodisc.campaign.config``). A problem is one :class:`CampaignError` line naming the
 file, the key and what was expected.
 
 Torch-free: task names are checked by :func:`check_tasks`, a separate step (the task registry
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from evodisc.app.evolution import EvolutionConfig
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.primitives import PRIMITIVES
 from fitness.config import (
@@ -33,6 +32,7 @@ from fitness.config import (
     DEFAULT_SEEDS,
     DTYPES,
 )
+from search_spaces.evolution import EvolutionConfig
 from search_spaces.mutations import MUTATIONS
 from search_spaces.space import DEFAULT_SPACE, ProgramSpace
 from search_spaces.zoo import zoo
@@ -251,7 +251,7 @@ class Campaign:
     resources: ResourceSettings = field(default_factory=ResourceSettings)
 
     def evolution_config(self) -> EvolutionConfig:
-        """The configuration of :class:`~evodisc.app.evolution.RegularizedEvolution`."""
+        """The configuration of :class:`~search_spaces.evolution.RegularizedEvolution`."""
         return EvolutionConfig(
             **dataclasses.asdict(self.evolution),
             seed=self.seed,
