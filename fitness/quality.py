@@ -2,7 +2,8 @@
 separates known optimizers, and whether the search suite ranks them as held-out tasks do.
 
 On the arrays of :class:`fitness.trainer.BatchResult` (``metric[program, lr, seed]``, NaN where
-a run diverged); ``tools/bench_fitness_quality.py`` trains the zoo and prints these. The task
+a run diverged); :func:`study` trains the zoo and computes them all, and
+``tools/bench_fitness_quality.py`` prints its :class:`QualityStudy`. The task
 statistics are computed **per seed**: each seed tunes its own learning rate (the best of the
 grid for that seed alone), and a program's ratio on a seed is against the baseline's best on the
 same seed (same initial weights and batch order), so the spread over seeds is the noise that a
@@ -13,16 +14,20 @@ of :mod:`fitness.suite`) on chosen seeds, to check that it reproduces on other s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from fitness.baselines import baseline_of
+from fitness.config import DEFAULT_CHECKPOINTS
 from fitness.normalise import ratio
 from fitness.suite import Fitness, task_fitness
-from fitness.trainer import BatchResult
+from fitness.tasks import load_task
+from fitness.trainer import BatchResult, train_batch
 from fitness.uncertainty import cv
+from search_spaces.zoo import load_known
 
 
 def best_per_seed(metric: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -147,3 +152,103 @@ def fitness_on_seeds(
         for i, name in enumerate(names):
             per_program[name][task] = task_fitness(trained, i, tuned)
     return {name: Fitness.of(tasks) for name, tasks in per_program.items()}
+
+
+@dataclass(frozen=True)
+class QualityStudy:
+    """The fitness-quality protocol's results (``tools/bench_fitness_quality.py`` prints them):
+    the zoo (``names``, the baseline first) trained on every task of ``suite`` with ``seeds``
+    seeds and of ``heldout`` with ``heldout_seeds``; per task its :class:`TaskQuality`; the
+    fitness at the default settings (``candidate_seeds`` against ``baseline_seeds``) on the
+    first seeds and on disjoint later ones, on all suite seeds, and on the held-out tasks."""
+
+    names: list[str]
+    suite: list[str]
+    heldout: list[str]
+    seeds: int
+    heldout_seeds: int
+    candidate_seeds: int
+    baseline_seeds: int
+    results: dict[str, BatchResult]
+    qualities: dict[str, TaskQuality]
+    first: dict[str, Fitness]
+    second: dict[str, Fitness]
+    every: dict[str, Fitness]
+    held: dict[str, Fitness]
+
+    def moved(self, name: str) -> float:
+        """How far ``name``'s fitness moved between the two disjoint seed sets."""
+        return abs(self.first[name].value - self.second[name].value)
+
+    def within(self, name: str) -> bool:
+        """Did the re-run stay within the reported uncertainty (the repeatability limit of the
+        difference of two evaluations, each reported with its own)?"""
+        limit = math.hypot(self.first[name].uncertainty, self.second[name].uncertainty)
+        return self.moved(name) < limit / math.sqrt(2)
+
+    def rho(self, every_seed: bool = False) -> float:
+        """Spearman's ρ between the zoo's ranking by suite fitness (at the default settings, or
+        on all suite seeds) and by held-out fitness."""
+        suite = self.every if every_seed else self.first
+        return spearman(
+            [suite[n].value for n in self.names], [self.held[n].value for n in self.names]
+        )
+
+
+def study(
+    names: Sequence[str],
+    suite: Sequence[str],
+    heldout: Sequence[str],
+    lrs: Sequence[float],
+    *,
+    seeds: int,
+    heldout_seeds: int,
+    candidate_seeds: int,
+    baseline_seeds: int,
+    device: str = "cpu",
+    checkpoints: int = DEFAULT_CHECKPOINTS,
+    trained: Callable[[str, float], None] | None = None,
+) -> QualityStudy:
+    """Run the fitness-quality protocol (see :class:`QualityStudy`); ``names[0]`` is the
+    baseline. ``trained(task, seconds)`` is called after each task."""
+    other = max(candidate_seeds, baseline_seeds)
+    if seeds < 2 * other:
+        raise ValueError(f"seeds must be at least {2 * other}: two disjoint seed sets")
+    names, baseline = list(names), names[0]
+    programs = [load_known(n) for n in names]
+    results, qualities = {}, {}
+    for name in [*suite, *heldout]:
+        task = load_task(name)
+        started = time.perf_counter()
+        results[name] = train_batch(
+            task,
+            programs,
+            lrs,
+            tuple(range(seeds if name in suite else heldout_seeds)),
+            device,
+            checkpoints=checkpoints,
+        )
+        qualities[name] = task_quality(
+            name, results[name].metric, names, baseline, task.higher_is_better
+        )
+        if trained:
+            trained(name, time.perf_counter() - started)
+    on_suite = {t: results[t] for t in suite}
+    cand, base = range(candidate_seeds), range(baseline_seeds)
+    later = range(other, other + candidate_seeds), range(other, other + baseline_seeds)
+    held = range(heldout_seeds)
+    return QualityStudy(
+        names=names,
+        suite=list(suite),
+        heldout=list(heldout),
+        seeds=seeds,
+        heldout_seeds=heldout_seeds,
+        candidate_seeds=candidate_seeds,
+        baseline_seeds=baseline_seeds,
+        results=results,
+        qualities=qualities,
+        first=fitness_on_seeds(on_suite, names, baseline, cand, base),
+        second=fitness_on_seeds(on_suite, names, baseline, *later),
+        every=fitness_on_seeds(on_suite, names, baseline, range(seeds), range(seeds)),
+        held=fitness_on_seeds({t: results[t] for t in heldout}, names, baseline, held, held),
+    )

@@ -32,8 +32,8 @@ ONE = {"metric": 1.0, "best_lr": 0.01, "cv": None, "seeds": 1}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    os.environ["EVODISC_CACHE"] = str(tmp_path_factory.mktemp("evodisc-cache"))
+def cluster(shared_cache_dir):
+    os.environ["EVODISC_CACHE"] = str(shared_cache_dir)  # before the workers start
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     for _ in range(2):
         cluster.add_node(num_cpus=1)

@@ -28,12 +28,6 @@ from fitness import batch_size
 from fitness.batch_size import candidates_per_batch
 from fitness.tasks import load_task
 
-
-@pytest.fixture(autouse=True)
-def baseline_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path_factory.getbasetemp() / "evodisc-cache"))
-
-
 # ------------------------------------------------------------------------------- in-process
 
 

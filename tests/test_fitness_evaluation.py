@@ -32,9 +32,7 @@ IGNORES_G = parse_program("def train(w, g, lr):\n    return lr * w\n")
 NOT_FINITE = parse_program("def train(w, g, lr):\n    return lr * g / 0\n")
 
 
-@pytest.fixture(autouse=True)
-def _baseline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path / "baselines"))
+pytestmark = pytest.mark.usefixtures("fresh_cache")  # each test counts what gets trained
 
 
 def test_equivalent_programs_are_trained_once_and_reuse_the_result(tmp_path):

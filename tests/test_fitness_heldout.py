@@ -20,6 +20,7 @@ from fitness.quality import (
     cv,
     ranks,
     spearman,
+    study,
     task_quality,
 )
 from fitness.runs import seeded_model
@@ -154,30 +155,33 @@ def test_task_quality_ratios_noise_and_separation():
     assert list(diverged.ratios["b"]) == [0.0]
 
 
-def test_the_quality_benchmark_runs_and_reports(tmp_path, capsys):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "tools" / "bench_fitness_quality.py"
-    spec = importlib.util.spec_from_file_location("bench_fitness_quality", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    out = tmp_path / "q.json"
-    args = ["--seeds", "4", "--candidate-seeds", "1", "--baseline-seeds", "2"]
-    args += ["--heldout-seeds", "2", "--lrs", "1e-3,0.1", "--zoo", "adamw,sgd,lion"]
-    args += ["--tasks", "ill_conditioned,breast_cancer_logreg", "--json", str(out)]
-    assert bench.main(args) == 0
-    text = capsys.readouterr().out
-    assert "| breast_cancer_logreg (held out) |" in text and "| ill_conditioned |" in text
-    assert "proxy fidelity: Spearman rho (suite vs held out, 3 optimizers) = " in text
-    assert "re-run with other seeds: " in text and "| suite, seeds 2-2 / 2-3 |" in text
-    doc = json.loads(out.read_text())
-    assert doc["heldout"] == ["breast_cancer_logreg"] and doc["zoo"] == ["adamw", "sgd", "lion"]
-    assert doc["tasks"]["ill_conditioned"]["ratios"]["adamw"] == [1.0] * 4
-    # the fitness on all suite seeds: AdamW against itself on the same seeds is exactly 1
-    assert doc["fitness"]["all"]["adamw"][0] == 1.0
-    first, second = doc["fitness"]["first"]["lion"], doc["fitness"]["second"]["lion"]
-    assert first[0] != second[0] and first[1] > 0  # other seeds, another value; uncertain
-    with pytest.raises(SystemExit):  # two disjoint seed sets need enough seeds
-        bench.main(["--seeds", "3", "--candidate-seeds", "1", "--baseline-seeds", "2"])
+def test_the_quality_study_measures_the_protocol():
+    """What ``tools/bench_fitness_quality.py`` prints: per-task statistics, the fitness on two
+    disjoint seed sets, on all seeds and held out, and the proxy fidelity."""
+    names = ["adamw", "sgd", "lion"]
+    lrs = (1e-3, 0.1)
+    result = study(
+        names,
+        ["ill_conditioned"],
+        ["breast_cancer_logreg"],
+        lrs,
+        seeds=4,
+        heldout_seeds=2,
+        candidate_seeds=1,
+        baseline_seeds=2,
+    )
+    assert set(result.qualities) == {"ill_conditioned", "breast_cancer_logreg"}
+    assert result.results["ill_conditioned"].metric.shape == (3, 2, 4)
+    assert result.results["breast_cancer_logreg"].metric.shape == (3, 2, 2)
+    assert list(result.qualities["ill_conditioned"].ratios["adamw"]) == [1.0] * 4
+    # AdamW against itself on the same seeds is exactly 1; the first and the second seed sets
+    # are disjoint (another value), each uncertain
+    assert result.every["adamw"].value == 1.0 and result.held["adamw"].value == 1.0
+    assert result.first["lion"].value != result.second["lion"].value
+    assert result.first["lion"].uncertainty > 0
+    assert result.moved("lion") == abs(result.first["lion"].value - result.second["lion"].value)
+    assert -1.0 <= result.rho() <= 1.0
+    held = [result.held[n].value for n in names]
+    assert result.rho() == spearman([result.first[n].value for n in names], held)
+    with pytest.raises(ValueError, match="seeds must be at least 4: two disjoint seed sets"):
+        study(names, [], [], lrs, seeds=3, heldout_seeds=1, candidate_seeds=1, baseline_seeds=2)

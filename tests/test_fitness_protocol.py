@@ -146,8 +146,7 @@ def test_the_uncertainty_matches_the_spread_of_simulated_reruns(noisier, toleran
     assert repeatable[0] < within < repeatable[1]
 
 
-def test_fitness_carries_its_uncertainty_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def test_fitness_carries_its_uncertainty_into_the_cache(tmp_path, fresh_cache, monkeypatch):
     tasks = ("ill_conditioned", "teacher_student")
     config = SuiteConfig(
         tasks=tasks, lrs=(1e-2, 3e-2, 0.1), seeds=(0, 1, 2), baseline_seeds=(0, 1, 2, 3)
@@ -158,7 +157,7 @@ def test_fitness_carries_its_uncertainty_into_the_cache(tmp_path, monkeypatch):
     for name in tasks:
         baseline = tuned_baseline(short[name], config)
         assert baseline.seeds == 4 and 0 < baseline.cv < 0.5  # the baseline's own noise
-        doc = json.loads(next((tmp_path / "baselines").glob(f"{name}-*.json")).read_text())
+        doc = json.loads(next((fresh_cache / "baselines").glob(f"{name}-*.json")).read_text())
         assert doc["cv"] == baseline.cv and doc["seeds"] == 4
     for fit in (adamw, sgd):
         assert 0 < fit.uncertainty < 0.5 * fit.value
@@ -194,10 +193,9 @@ def test_a_cache_part_written_before_the_uncertainty_column_still_loads(tmp_path
     assert not (tmp_path / "c" / "quarantine").exists()
 
 
-def test_fitness_on_other_seeds_is_the_suite_code_on_those_seeds(tmp_path, monkeypatch):
+def test_fitness_on_other_seeds_is_the_suite_code_on_those_seeds(monkeypatch):
     """The quality benchmark's re-run check uses exactly the fitness function: training once on
     many seeds and selecting some gives what evaluating on those seeds gives."""
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
     task = dataclasses.replace(load_task("teacher_student"), steps=30)
     monkeypatch.setattr("fitness.suite.load_task", lambda name: task)
     names = ["adamw", "sgd"]

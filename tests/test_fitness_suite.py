@@ -38,12 +38,11 @@ def geometric_mean(ratios) -> float:
     return math.exp(math.fsum(logs) / len(logs))
 
 
-def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def test_each_ratio_is_the_metric_against_the_cached_baseline(fresh_cache):
     never = parse_program("def train(g, lr):\n    return lr * g * 1e-9\n")
     adamw, sgd, stuck = evaluate([load_known("adamw"), load_known("sgd"), never], CONFIG)
     baselines = _cached_baselines()
-    assert len(list((tmp_path / "baselines").glob("*.json"))) == len(CONFIG.tasks)
+    assert len(list((fresh_cache / "baselines").glob("*.json"))) == len(CONFIG.tasks)
     # AdamW is normalised by itself: exactly 1 on CPU, where training it beside other programs
     # rounds exactly as alone; on CUDA the batch's size changes kernels and the last bits.
     exact = resolve_device().type == "cpu"
@@ -71,10 +70,9 @@ def test_each_ratio_is_the_metric_against_the_cached_baseline(tmp_path, monkeypa
     assert sgd.tasks["ill_conditioned"].ratio < 0.5  # plain SGD on an ill-conditioned problem
 
 
-def test_the_cached_baseline_is_what_normalises(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def test_the_cached_baseline_is_what_normalises(fresh_cache):
     (first,) = evaluate([load_known("sgd")], CONFIG)
-    files = sorted((tmp_path / "baselines").glob("*.json"))
+    files = sorted((fresh_cache / "baselines").glob("*.json"))
     assert [f.name.split("-")[0] for f in files] == ["ill_conditioned", "teacher_student"]
     # doctor the cache: a baseline twice SGD's loss makes SGD exactly twice as good as it
     sgd_loss = first.tasks["ill_conditioned"].metric

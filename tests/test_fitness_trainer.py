@@ -212,8 +212,7 @@ def test_candidate_bytes_bound_the_measured_training_memory(device):
     assert 0 < measured < estimate < 10 * measured, (measured, estimate)
 
 
-def test_worker_splits_a_request_larger_than_the_batch_size(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def test_worker_splits_a_request_larger_than_the_batch_size(monkeypatch):
     config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,))
     programs = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd", "lion")]
     request = {

@@ -23,8 +23,7 @@ PROGRAMS = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd")]
 
 
 @pytest.fixture
-def request_doc(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def request_doc(fresh_cache):
     return {
         "programs": [program_to_json(p) for p in PROGRAMS],
         "suite": CONFIG.to_dict(),

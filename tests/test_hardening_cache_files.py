@@ -103,12 +103,11 @@ def test_flush_fsyncs_the_directory_after_the_rename(tmp_path, monkeypatch):
     assert synced[-1] is True and False in synced  # the part, then its directory
 
 
-def test_a_corrupt_baseline_file_is_recomputed(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path))
+def test_a_corrupt_baseline_file_is_recomputed(fresh_cache, monkeypatch):
     config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 1e-1))
     task = load_task("ill_conditioned")
     baseline = tuned_baseline(task, config)
-    (path,) = (tmp_path / "baselines").glob("*.json")
+    (path,) = (fresh_cache / "baselines").glob("*.json")
     for damaged in ('{"metric": 0.1', "\x00\xff garbage", json.dumps({"metric": "x"})):
         path.write_bytes(damaged.encode("latin-1"))
         with pytest.warns(CacheWarning, match="damaged baseline cache file"):

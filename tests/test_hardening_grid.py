@@ -106,8 +106,7 @@ def test_a_bound_that_stops_the_extension_is_reported(tmp_path, capsys):
     assert "evodisc: warning: flat: the program: its best learning rate 90" in err
 
 
-def test_campaign_fitness_keeps_its_grid_and_flags_edges(tmp_path, monkeypatch):
-    monkeypatch.setenv("EVODISC_CACHE", str(tmp_path / "cache"))
+def test_campaign_fitness_keeps_its_grid_and_flags_edges(tmp_path, fresh_cache):
     spec = task_file(tmp_path)
     narrow = SuiteConfig(tasks=(spec,), lrs=(1e-3, 1e-2))
     (sgd,) = evaluate([load_known("sgd")], narrow)

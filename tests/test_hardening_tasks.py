@@ -66,11 +66,7 @@ def write_task(tmp_path: Path, file: str = "line.py", **fields) -> str:
     return f"{tmp_path / file}:factory"
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    directory = tmp_path / "outer" / "cache"
-    monkeypatch.setenv("EVODISC_CACHE", str(directory))
-    return directory
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def one_line_error(argv: list[str], capsys) -> str:
@@ -95,7 +91,7 @@ def test_an_edited_task_file_gets_a_new_baseline_not_the_stale_one(tmp_path):
     assert adamw.value == pytest.approx(1.0, rel=1e-6)  # not 1.5e-06 against a stale baseline
 
 
-def test_keys_follow_the_data_even_when_the_task_file_is_unchanged(tmp_path, cache):
+def test_keys_follow_the_data_even_when_the_task_file_is_unchanged(tmp_path, fresh_cache):
     """The file reads its data from elsewhere: its content alone does not identify the task."""
     csv = tmp_path / "scale.txt"
     csv.write_text("1.0")
@@ -108,17 +104,18 @@ def test_keys_follow_the_data_even_when_the_task_file_is_unchanged(tmp_path, cac
     csv.write_text("100.0")
     assert config.cache_key("cpu") != key
     assert tuned_baseline(load_task(spec), config).metric > 100 * metric
-    assert len(list((cache / "baselines").glob("*.json"))) == 2
+    assert len(list((fresh_cache / "baselines").glob("*.json"))) == 2
     assert PROTOCOL_VERSION >= 2  # the key format changed: results under the old keys are void
 
 
-def test_a_task_name_never_makes_a_cache_file_outside_the_cache(tmp_path, cache):
-    spec = write_task(tmp_path, name="../../x")
+def test_a_task_name_never_makes_a_cache_file_outside_the_cache(tmp_path, fresh_cache):
+    (tmp_path / "task").mkdir()
+    spec = write_task(tmp_path / "task", name="../../x")
     metric = tuned_baseline(load_task(spec), SuiteConfig(tasks=(spec,), lrs=CONFIG_LRS)).metric
     assert math.isfinite(metric)
-    inside = {p.resolve() for p in cache.rglob("*") if p.is_file()}
-    everywhere = {p.resolve() for p in (tmp_path / "outer").rglob("*") if p.is_file()}
-    assert len(inside) == 1 and everywhere == inside
+    inside = {p.resolve() for p in fresh_cache.rglob("*") if p.is_file()}
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and "task" not in p.parts]
+    assert len(inside) == 1 and {p.resolve() for p in written} == inside
 
 
 # --------------------------------------------------------------- case 3: task-file mistakes

@@ -43,11 +43,9 @@ from fitness.config import (
     DEFAULT_LRS,
     DEFAULT_SEEDS,
 )
-from fitness.quality import TaskQuality, fitness_on_seeds, spearman, summary, task_quality
+from fitness.quality import TaskQuality, study, summary
 from fitness.suite import Fitness
-from fitness.tasks import heldout_task_names, load_task, task_names
-from fitness.trainer import BatchResult, train_batch
-from search_spaces.zoo import load_known
+from fitness.tasks import heldout_task_names, task_names
 
 #: The zoo's optimizers compared by default (the baseline first).
 DEFAULT_ZOO = (
@@ -120,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     count = args.seeds or 2 * max(cand, base)
     if count < 2 * max(cand, base):
         parser.error(f"--seeds must be at least {2 * max(cand, base)}: two disjoint seed sets")
-    programs = [load_known(n) for n in names]
     suite, heldout = task_names(), heldout_task_names()
     if args.tasks:
         chosen = set(args.tasks.split(","))
@@ -128,23 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         heldout = [t for t in heldout if t in chosen]
 
     started = time.perf_counter()
-    results: dict[str, BatchResult] = {}
-    qualities: dict[str, TaskQuality] = {}
-    edges: dict[str, str] = {}  # task -> optimizers whose best lr is on an edge of the grid
-    for name in suite + heldout:
-        task = load_task(name)
-        seeds = tuple(range(count if name in suite else args.heldout_seeds))
-        t0 = time.perf_counter()
-        result = train_batch(task, programs, lrs, seeds, args.device, checkpoints=args.checkpoints)
-        results[name] = result
-        qualities[name] = task_quality(name, result.metric, names, BASELINE, task.higher_is_better)
-        arrows = {"low": "↓", "high": "↑"}
-        edges[name] = " ".join(
-            f"{n}{arrows[e]}" for i, n in enumerate(names) if (e := result.edge(i)) is not None
-        )
-        print(f"# {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    result = study(
+        names,
+        suite,
+        heldout,
+        lrs,
+        seeds=count,
+        heldout_seeds=args.heldout_seeds,
+        candidate_seeds=cand,
+        baseline_seeds=base,
+        device=args.device,
+        checkpoints=args.checkpoints,
+        trained=lambda task, seconds: print(f"# {task}: {seconds:.0f} s", flush=True),
+    )
     seconds = time.perf_counter() - started
-
+    arrows = {"low": "↓", "high": "↑"}
+    edges = {  # task -> optimizers whose best lr is on an edge of the grid
+        task: " ".join(
+            f"{n}{arrows[e]}" for i, n in enumerate(names) if (e := batch.edge(i)) is not None
+        )
+        for task, batch in result.results.items()
+    }
     print()
     print(
         f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     for name in suite + heldout:
-        q = qualities[name]
+        q = result.qualities[name]
         # a candidate's ratio at the default settings: noise of its mean over `cand` seeds and
         # of the baseline's over `base` seeds, each seed's noise that of one seed's ratio
         default_noise = math.sqrt(1 / cand + 1 / base) / math.sqrt(2)
@@ -178,17 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         row = _task_row(q, names, cells)
         print(row.replace(f"| {name} |", f"| {name} (held out) |") if name in heldout else row)
 
-    on_suite = {t: results[t] for t in suite}
+    first, second, every, held = result.first, result.second, result.every, result.held
     other = max(cand, base)
-    first = fitness_on_seeds(on_suite, names, BASELINE, range(cand), range(base))
-    second = fitness_on_seeds(
-        on_suite, names, BASELINE, range(other, other + cand), range(other, other + base)
-    )
-    every = fitness_on_seeds(on_suite, names, BASELINE, range(count), range(count))
-    held_seeds = range(args.heldout_seeds)
-    held = fitness_on_seeds(
-        {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds
-    )
     a = f"seeds 0-{cand - 1} / 0-{base - 1}"
     b = f"seeds {other}-{other + cand - 1} / {other}-{other + base - 1}"
     print()
@@ -197,17 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| held out, {args.heldout_seeds} seeds |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    within = 0
     for n in names:
-        moved = abs(first[n].value - second[n].value)
-        ok = moved < math.hypot(first[n].uncertainty, second[n].uncertainty) / math.sqrt(2)
-        within += ok
         print(
-            f"| {n} | {_fitness_cell(first[n])} | {_fitness_cell(second[n])} | {moved:.3f} | "
-            f"{'yes' if ok else 'no'} | {_fitness_cell(every[n])} | {_fitness_cell(held[n])} |"
+            f"| {n} | {_fitness_cell(first[n])} | {_fitness_cell(second[n])} | "
+            f"{result.moved(n):.3f} | {'yes' if result.within(n) else 'no'} | "
+            f"{_fitness_cell(every[n])} | {_fitness_cell(held[n])} |"
         )
-    rho = spearman([first[n].value for n in names], [held[n].value for n in names])
-    rho_all = spearman([every[n].value for n in names], [held[n].value for n in names])
+    within = sum(map(result.within, names))
+    rho, rho_all = result.rho(), result.rho(every_seed=True)
     print()
     print(f"re-run with other seeds: {within} of {len(names)} within the reported uncertainty")
     print(
@@ -226,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "spearman": rho,
             "spearman_all_seeds": rho_all,
             "seconds": seconds,
-            "tasks": summary(qualities, names),
+            "tasks": summary(result.qualities, names),
             "fitness": {
                 label: {n: [f.value, f.uncertainty] for n, f in fits.items()}
                 for label, fits in (
