@@ -5,10 +5,11 @@ tell) with instant fake evaluators, so that only the controller's own work is ti
 The real :class:`~evodisc.campaign.controller.Controller` drives a real
 :class:`~search_spaces.evolution.RegularizedEvolution`, :class:`~evodisc.campaign.screen.Screen`,
 :class:`~evodisc.fitness_cache.FitnessCache` and :class:`~evodisc.campaign.store.CandidateLog` in a
-temporary directory (real files, real fsyncs). The pool (:class:`FakePool`) has the interface of
-:class:`evodisc.campaign.evaluators.InProcessPool` and answers at once: the fitness is a
-deterministic function of the program's canonical JSON (no training), with per-task details of
-the real shape.
+temporary directory (real files, real fsyncs). The pool
+(:class:`evodisc.campaign.fake_pool.FakePool`, which the controller's tests use too) has the
+interface of :class:`evodisc.campaign.evaluators.InProcessPool` and answers at once: the fitness
+is a deterministic function of the program's canonical JSON (no training), with per-task details
+of the real shape.
 
 Two phases per configuration: *fresh* (the first ``--evaluations`` candidates of a campaign
 warm-started from AdamW) and *mature* (``--evaluations`` more after ``--mature`` candidates,
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -48,92 +48,13 @@ import pyarrow.compute as pc  # noqa: E402
 from evodisc.campaign import store  # noqa: E402
 from evodisc.campaign.config import Campaign  # noqa: E402
 from evodisc.campaign.controller import CACHEABLE, Controller  # noqa: E402
-from evodisc.campaign.evaluators import Batch, Completion  # noqa: E402
+from evodisc.campaign.fake_pool import LRS, TASKS, FakePool  # noqa: E402
 from evodisc.campaign.progress import Progress  # noqa: E402
 from evodisc.campaign.screen import Screen  # noqa: E402
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
 from fitness.config import SuiteConfig  # noqa: E402
 from search_spaces import mutations  # noqa: E402
 from search_spaces.evolution import RegularizedEvolution  # noqa: E402
-
-TASKS = ("teacher_student", "ill_conditioned")
-LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
-
-
-def fake_result(program_json: str, worker: str) -> dict:
-    """A deterministic stand-in for training ``program_json``: fitness in [0, 1.2), about one
-    in ten diverged, per-task details shaped like :func:`fitness.worker.evaluate_request`'s."""
-    digest = hashlib.blake2b(program_json.encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2**64
-    diverged = digest[0] < 26
-    fitness = 0.0 if diverged else 1.2 * u
-    details = {
-        task: {
-            "metric": None if diverged else 0.05 / (fitness + 0.01 + k),
-            "best_lr": LRS[(digest[1] + k) % len(LRS)],
-            "ratio": 0.0 if diverged else fitness,
-        }
-        for k, task in enumerate(TASKS)
-    }
-    status = "diverged" if diverged else "ok"
-    return {"status": status, "fitness": fitness, "details": details, "seconds": 0.0,
-            "worker": worker}  # fmt: skip
-
-
-class FakePool:
-    """``size`` evaluators with :class:`~evodisc.campaign.evaluators.InProcessPool`'s interface.
-    With ``latency`` 0 they are instant: a submitted batch holds its evaluator until the next
-    :meth:`poll`. Otherwise a batch is done ``latency`` seconds after it was submitted, and
-    :meth:`poll` waits for the first one due, up to its timeout (like Ray's pool)."""
-
-    def __init__(self, size: int, latency: float = 0.0, nodes: int = 2):
-        self.size = size
-        self.latency = latency
-        self.info = [
-            {"name": f"fake-{k}", "node": f"node-{k % nodes}", "device": "cpu"} for k in range(size)
-        ]
-        self.deadline = None
-        self._running: list[tuple[int, Batch, float]] = []  # evaluator, batch, when due
-        self.seconds = 0.0  # time spent inside the fake evaluators (charged to the controller)
-        self.waited = 0.0  # time poll slept waiting for a batch to be due
-
-    def idle(self) -> int:
-        return self.size - len(self._running)
-
-    def busy(self) -> int:
-        return len(self._running)
-
-    def submit(self, batch: Batch) -> None:
-        taken = {index for index, _, _ in self._running}
-        index = next(k for k in range(self.size) if k not in taken)
-        batch.attempts += 1
-        self._running.append((index, batch, time.perf_counter() + self.latency))
-
-    def poll(self, timeout: float) -> list[Completion]:
-        if self.latency and self._running:
-            wait = min(due for _, _, due in self._running) - time.perf_counter()
-            if wait > 0:
-                time.sleep(min(wait, timeout))
-                self.waited += min(wait, timeout)
-        start = time.perf_counter()
-        done, running = [], []
-        for index, batch, due in self._running:
-            if due > start:
-                running.append((index, batch, due))
-                continue
-            name = self.info[index]["name"]
-            results = [fake_result(text, name) for text in batch.request["programs"]]
-            node = self.info[index]["node"]
-            done.append(Completion(batch, results, node=node, seconds=self.latency or 1e-3))
-        self._running = running
-        self.seconds += time.perf_counter() - start
-        return done
-
-    def baselines(self, suite: Mapping) -> dict[str, float]:
-        return {task: 0.05 for task in suite["tasks"]}
-
-    def close(self) -> None:
-        pass
 
 
 def campaign_for(evaluations: int, batch_size: int, in_flight: int, seed: int = 0) -> Campaign:

@@ -80,15 +80,19 @@ def run_campaign(
     address: str | None = None,
     no_ray: bool = False,
     progress: Progress | None = None,
+    pool=None,
 ) -> Summary:
-    """Run ``campaign`` into ``out`` until its budget is spent (see the module docstring)."""
+    """Run ``campaign`` into ``out`` until its budget is spent (see the module docstring), on
+    ``pool`` when given (anything with :class:`~evodisc.campaign.evaluators.InProcessPool`'s
+    interface, e.g. :class:`~evodisc.campaign.fake_pool.FakePool`), else on the evaluators the
+    campaign asks for."""
     directory = store.prepare_directory(Path(out), resume)
     if resume:
         evolution, elapsed = _resume_state(directory, campaign, force)
     else:
         evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
     with ExitStack() as stack:
-        pool = open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
+        pool = pool or open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
         stack.callback(pool.close)
         if not resume:
             store.write_campaign(directory, campaign.to_dict(), campaign.digest())

@@ -1,0 +1,116 @@
+"""Instant stand-in evaluators: :class:`FakePool` has the interface of
+:class:`~evodisc.campaign.evaluators.InProcessPool` and answers without training, the fitness a
+deterministic function of the program's canonical JSON. The controller's tests check its
+invariants with it in milliseconds, over many seeds, orders of arrival and crashes; its
+benchmark (``tools/bench_controller.py``) times the controller alone with it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Mapping
+
+from evodisc.campaign.evaluators import Batch, Completion
+
+#: The per-task details of a fake result name these tasks and learning rates.
+TASKS = ("teacher_student", "ill_conditioned")
+LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
+
+
+def fake_result(program_json: str, worker: str) -> dict:
+    """A deterministic stand-in for training ``program_json``: fitness in [0, 1.2) with an
+    uncertainty, about one in ten diverged, shaped like :func:`fitness.worker.evaluate_request`'s
+    results."""
+    digest = hashlib.blake2b(program_json.encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / 2**64
+    diverged = digest[0] < 26
+    fitness = 0.0 if diverged else 1.2 * u
+    details = {
+        task: {
+            "metric": None if diverged else 0.05 / (fitness + 0.01 + k),
+            "best_lr": LRS[(digest[1] + k) % len(LRS)],
+            "ratio": 0.0 if diverged else fitness,
+        }
+        for k, task in enumerate(TASKS)
+    }
+    status = "diverged" if diverged else "ok"
+    uncertainty = None if diverged else 0.01 + 0.05 * u
+    return {"status": status, "fitness": fitness, "details": details,
+            "uncertainty": uncertainty, "seconds": 0.0, "worker": worker}  # fmt: skip
+
+
+class FakePool:
+    """``size`` evaluators that answer with :func:`fake_result`.
+
+    With ``latency`` 0 they are instant: a submitted batch holds its evaluator until the next
+    :meth:`poll`. Otherwise a batch is due ``latency`` seconds after it was submitted, and
+    :meth:`poll` waits for the first one due, up to its timeout (like Ray's pool). With an
+    ``rng``, batches come back in a random order (each due batch may be held back to a later
+    poll) and a share ``crash_rate`` of them crash (the controller dispatches them again)."""
+
+    def __init__(
+        self,
+        size: int,
+        latency: float = 0.0,
+        nodes: int = 2,
+        rng: random.Random | None = None,
+        crash_rate: float = 0.0,
+    ):
+        self.size = size
+        self.latency = latency
+        self.rng = rng
+        self.crash_rate = crash_rate
+        self.info = [
+            {"name": f"fake-{k}", "node": f"node-{k % nodes}", "device": "cpu"} for k in range(size)
+        ]
+        self.deadline = None
+        self._running: list[tuple[int, Batch, float]] = []  # evaluator, batch, when due
+        self.seconds = 0.0  # time spent inside the fake evaluators (charged to the controller)
+        self.waited = 0.0  # time poll slept waiting for a batch to be due
+        self.crashes = 0
+
+    def idle(self) -> int:
+        return self.size - len(self._running)
+
+    def busy(self) -> int:
+        return len(self._running)
+
+    def submit(self, batch: Batch) -> None:
+        taken = {index for index, _, _ in self._running}
+        index = next(k for k in range(self.size) if k not in taken)
+        batch.attempts += 1
+        self._running.append((index, batch, time.perf_counter() + self.latency))
+
+    def poll(self, timeout: float) -> list[Completion]:
+        if self.latency and self._running:
+            wait = min(due for _, _, due in self._running) - time.perf_counter()
+            if wait > 0:
+                time.sleep(min(wait, timeout))
+                self.waited += min(wait, timeout)
+        start = time.perf_counter()
+        done, running = [], []
+        if self.rng:
+            self.rng.shuffle(self._running)
+        for index, batch, due in self._running:
+            if due > start or (self.rng and self.rng.random() < 0.5):
+                running.append((index, batch, due))
+            elif self.rng and self.rng.random() < self.crash_rate:
+                self.crashes += 1
+                done.append(Completion(batch, failure="crashed"))
+            else:
+                name, node = self.info[index]["name"], self.info[index]["node"]
+                results = [fake_result(text, name) for text in batch.request["programs"]]
+                done.append(Completion(batch, results, node=node, seconds=self.latency or 1e-3))
+        self._running = running
+        self.seconds += time.perf_counter() - start
+        return done
+
+    def baselines(self, suite: Mapping) -> dict[str, dict]:
+        return {
+            task: {"metric": 0.05, "best_lr": 0.01, "cv": None, "seeds": 1}
+            for task in suite["tasks"]
+        }
+
+    def close(self) -> None:
+        pass
