@@ -17,6 +17,12 @@ import uuid
 from pathlib import Path
 
 
+class DamagedFileWarning(UserWarning):
+    """A damaged file (a cache or log part, a cached baseline) was skipped, set aside or
+    computed again; the message is one line naming it. ``evodisc`` prints it as
+    ``evodisc: warning: …``."""
+
+
 class FileReadError(OSError):
     """A file that cannot be read as asked; ``reason`` is a short phrase (no file name)."""
 
@@ -53,7 +59,7 @@ def commit(temporary: str | Path, path: str | Path) -> None:
     fsync_directory(Path(path).parent)
 
 
-def atomic_write(path: str | Path, data: str | bytes) -> None:
+def atomic_write(path: str | Path, data: str | bytes | memoryview) -> None:
     """Write ``data`` to ``path`` whole or not at all (see the module docstring); on failure the
     temporary file is removed and the :class:`OSError` propagates."""
     path = Path(path)

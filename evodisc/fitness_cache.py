@@ -1,30 +1,23 @@
 """The fitness cache: fitness results keyed by functional hash and fitness configuration.
 
-The search consults it before every evaluation (:meth:`FitnessCache.get_or_evaluate`); a program
-whose functional hash was already evaluated under the same fitness configuration is not
-evaluated again. Entries persist as Parquet: a directory of part files, one per
-:meth:`FitnessCache.flush`, each written to a temporary name, fsynced and renamed, and the
-directory fsynced (append-only, and a crash never leaves a half-written part). :data:`SCHEMA`
-is the column layout, so a campaign log that stores the same columns can feed a cache with
-:meth:`FitnessCache.ingest`.
+The search consults it before every evaluation (:class:`evodisc.campaign.screen.Screen`); a
+program whose functional hash was already evaluated under the same fitness configuration is not
+evaluated again. Entries persist as a :class:`evodisc.parts.PartStore` (one Parquet part per
+:meth:`FitnessCache.flush`, written whole). :data:`SCHEMA` is the column layout, so a campaign
+log that stores the same columns can feed a cache with :meth:`FitnessCache.ingest`.
 
 A damaged part (truncated, bit-flipped, not Parquet, wrong columns) never stops a cache from
-loading: it is moved to ``quarantine/`` with a one-line warning naming it, and the other parts
-load. Temporary parts left by a crashed writer are removed once they are an hour old (a younger
-one may be a concurrent writer's).
+loading: it is moved to ``quarantine/`` with a one-line :class:`CacheWarning` naming it, and the
+other parts load. Temporary parts left by a crashed writer are removed once they are an hour old
+(a younger one may be a concurrent writer's: several processes may share a cache).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import time
-import uuid
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evodisc.files import commit, fsync_directory
+from evodisc.files import DamagedFileWarning
+from evodisc.parts import QUARANTINE, PartStore
 
 SCHEMA = pa.schema(
     [
@@ -47,14 +41,15 @@ SCHEMA = pa.schema(
 #: Columns a table may lack (parts written before they existed): read as null.
 OPTIONAL_COLUMNS = frozenset({"uncertainty"})
 
-#: Where unreadable parts are moved (a subdirectory of the cache).
-QUARANTINE = "quarantine"
 #: A temporary part older than this (seconds) was left by a writer that died: it is removed.
 STALE_TEMPORARY_SECONDS = 3600.0
 
+__all__ = ["QUARANTINE", "SCHEMA", "CacheWarning", "CachedFitness", "FitnessCache"]
 
-class CacheWarning(UserWarning):
-    """A damaged cache file was skipped (and moved aside); the message names it."""
+
+class CacheWarning(DamagedFileWarning):
+    """A damaged cache file was skipped (and moved aside, or computed again); the message
+    names it."""
 
 
 def _canonical_json(value: Any) -> str:
@@ -79,7 +74,7 @@ class CachedFitness:
     fitness's uncertainty (:mod:`fitness.uncertainty`; None when unknown or not applicable).
 
     The cache stores what it is given; the fitness screen gives invalid programs the worst
-    fitness (0, :data:`fitness.evaluation.WORST_FITNESS`)."""
+    fitness (0, :data:`evodisc.screen.WORST_FITNESS`)."""
 
     fitness: float
     status: str = "ok"
@@ -100,47 +95,24 @@ class FitnessCache:
         self._pending: list[tuple[str, str]] = []
         self.hits = 0
         self.misses = 0
-        if self.path is not None and self.path.exists():
-            if not self.path.is_dir():
+        self._parts = None
+        if self.path is not None:
+            if self.path.exists() and not self.path.is_dir():
                 raise ValueError(f"{self.path}: the fitness cache must be a directory")
-            self._remove_stale_temporaries()
-            for part in sorted(self.path.glob("*.parquet")):
-                self._load_part(part)
+            self._parts = PartStore(
+                self.path, "fitness-cache part", owner=True, warning=CacheWarning
+            )
+            self._parts.remove_temporaries(older_than=STALE_TEMPORARY_SECONDS)
+            for _, entries in self._parts.read(self._load_part):
+                for key, value in entries._entries.items():
+                    self._entries.setdefault(key, value)
 
-    def _load_part(self, part: Path) -> None:
-        """Ingest one part, all or nothing; a part that cannot be read is quarantined."""
-        try:
-            table = pq.read_table(part)
-            entries = FitnessCache()
-            entries.ingest(table)  # parse every row before adding any
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, …; JSON ValueError
-            self._quarantine(part, exc)
-            return
-        for key, value in entries._entries.items():
-            self._entries.setdefault(key, value)
-
-    def _quarantine(self, part: Path, exc: Exception) -> None:
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        target = self.path / QUARANTINE / part.name
-        try:
-            target.parent.mkdir(exist_ok=True)
-            os.replace(part, target)
-            where = f"moved to {target}"
-        except OSError as move_error:
-            where = f"could not move it aside: {move_error.strerror}"
-        warnings.warn(
-            f"{part}: unreadable fitness-cache part skipped, {where} "
-            f"({type(exc).__name__}: {reason})",
-            CacheWarning,
-            stacklevel=3,
-        )
-
-    def _remove_stale_temporaries(self) -> None:
-        now = time.time()
-        for temporary in self.path.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if now - temporary.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-                    temporary.unlink()
+    @staticmethod
+    def _load_part(part: Path) -> FitnessCache:
+        """One part's entries, all or nothing (every row parsed before any is added)."""
+        entries = FitnessCache()
+        entries.ingest(pq.read_table(part))
+        return entries
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -169,17 +141,6 @@ class FitnessCache:
         _canonical_json(dict(result.details))  # fail now, not at flush time
         self._entries[key] = result
         self._pending.append(key)
-
-    def get_or_evaluate(
-        self, functional_hash: str, config_key: str, evaluate: Callable[[], CachedFitness]
-    ) -> tuple[CachedFitness, bool]:
-        """``(result, hit)``: the cached result, or ``evaluate()`` stored and returned."""
-        cached = self.get(functional_hash, config_key)
-        if cached is not None:
-            return cached, True
-        result = evaluate()
-        self.put(functional_hash, config_key, result)
-        return result, False
 
     @property
     def hit_rate(self) -> float:
@@ -227,22 +188,10 @@ class FitnessCache:
 
     def flush(self) -> Path | None:
         """Append entries added since the last flush as a new Parquet part; returns its path."""
-        if self.path is None:
+        if self._parts is None:
             raise ValueError("this fitness cache has no path to flush to")
         if not self._pending:
             return None
-        if not self.path.is_dir():
-            self.path.mkdir(parents=True, exist_ok=True)
-            fsync_directory(self.path.parent)
-        name = f"part-{len(list(self.path.glob('*.parquet'))):06d}-{uuid.uuid4().hex[:8]}.parquet"
-        final = self.path / name
-        temporary = self.path / f".{name}.tmp"
-        try:
-            pq.write_table(self.to_table(self._pending), temporary)
-            commit(temporary, final)  # fsync, rename, fsync the directory
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        part = self._parts.write(self.to_table(self._pending))
         self._pending = []
-        return final
+        return part

@@ -1,14 +1,12 @@
 """Fitness through the cache: screen, deduplicate by functional hash, train only what is new.
 
-This is the evaluation entry point a search uses. For each candidate it
-
-1. checks it (:func:`evodisc.validity.check_candidate`, which also computes the functional
-   hash); an *invalid* program (update not finite on the probe inputs, or never reading ``g``)
-   gets the worst fitness (0) without any training;
-2. looks the hash up in the :class:`~evodisc.fitness_cache.FitnessCache` under the suite's
-   configuration key, and reuses a result found there;
-3. trains the remaining programs — one per distinct hash, all together (``fitness.evaluate``) —
-   and stores their results in the cache.
+The programs are screened as a campaign screens its candidates (:class:`evodisc.screen.Screen`):
+each is checked (:func:`evodisc.validity.check_candidate`, which also computes the functional
+hash); an *invalid* program (update not finite on the probe inputs, or never reading ``g``) gets
+the worst fitness (0) without any training; a hash with a result in the
+:class:`~evodisc.fitness_cache.FitnessCache` under the suite's configuration key reuses it; the
+remaining programs — one per distinct hash — are trained together (``fitness.evaluate``), and
+their results stored in the cache and given to their equivalents.
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ from dataclasses import dataclass
 
 from evodisc.fitness_cache import CachedFitness, FitnessCache
 from evodisc.program import Program
+from evodisc.screen import Screen, Verdict
 from evodisc.validity import check_candidate
 from fitness.config import SuiteConfig
 from fitness.device import resolve_device
-from fitness.normalise import WORST_FITNESS
 from fitness.suite import evaluate
 
 
@@ -42,32 +40,27 @@ def evaluate_cached(
 ) -> list[Evaluation]:
     """The fitness of each program, training only programs whose function is new to ``cache``."""
     config = config or SuiteConfig()
-    key = config.cache_key(resolve_device(device).type)
+    screen = Screen(cache, config.cache_key(resolve_device(device).type))
     digests: list[str] = []
-    known: dict[str, CachedFitness] = {}  # results available before training
-    hits: list[bool] = []
-    to_train: dict[str, Program] = {}
-    for program in programs:
+    hits: list[bool] = []  # in the cache, or equivalent to an earlier program of this call
+    known: dict[int, CachedFitness] = {}  # results available before training, by index
+    to_train: dict[str, tuple[int, Program]] = {}  # hash -> the first index, its program
+    for index, program in enumerate(programs):
         validity = check_candidate(program)
-        digest = validity.functional_hash
-        digests.append(digest)
-        if digest in known or digest in to_train:
-            hits.append(True)
-            continue
-        cached = cache.get(digest, key)
-        hits.append(cached is not None)
-        if cached is not None:
-            known[digest] = cached
-        elif not validity.valid:
-            known[digest] = CachedFitness(WORST_FITNESS, "invalid", {"reason": validity.reason})
-            cache.put(digest, key, known[digest])
-        else:
-            to_train[digest] = program
+        digests.append(validity.functional_hash)
+        screened = screen.screen(index, validity)
+        hits.append(screened.verdict in (Verdict.CACHED, Verdict.WAITING))
+        if screened.verdict is Verdict.NEW:
+            to_train[validity.functional_hash] = index, program
+        elif screened.result is not None:
+            known[index] = screened.result
     if to_train:
-        fitnesses = evaluate(list(to_train.values()), config, device)
-        for digest, fitness in zip(to_train, fitnesses, strict=True):
-            known[digest] = fitness.as_cached()
-            cache.put(digest, key, known[digest])
+        fitnesses = evaluate([program for _, program in to_train.values()], config, device)
+        for (digest, (index, _)), fitness in zip(to_train.items(), fitnesses, strict=True):
+            known[index] = fitness.as_cached()
+            for waiter in screen.resolve(digest, known[index]):
+                known[waiter] = known[index]
     return [
-        Evaluation(digest, known[digest], hit) for digest, hit in zip(digests, hits, strict=True)
+        Evaluation(digest, known[index], hit)
+        for index, (digest, hit) in enumerate(zip(digests, hits, strict=True))
     ]

@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from evodisc.screen import WORST_FITNESS
+
 #: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
 RATIO_CAP = 10.0
 #: ... and counts at least RATIO_FLOOR in the suite's geometric mean (a diverged task's ratio, 0,
 #: would make it 0; a tenth of the baseline is as bad as the suite distinguishes).
 RATIO_FLOOR = 0.1
 
-#: Fitness of a program that is invalid, failed, or diverged on every task (every ratio is 0).
-WORST_FITNESS = 0.0
+__all__ = ["RATIO_CAP", "RATIO_FLOOR", "WORST_FITNESS", "ratio", "suite_value"]
 
 
 def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:

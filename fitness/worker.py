@@ -25,10 +25,10 @@ import torch
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program, program_from_json
+from evodisc.screen import WORST_FITNESS
 from fitness.baselines import Baseline
 from fitness.batch_size import candidates_per_batch
 from fitness.config import SuiteConfig
-from fitness.normalise import WORST_FITNESS
 from fitness.suite import evaluate
 from fitness.tasks import TaskError
 

@@ -3,6 +3,7 @@ shared by the campaign tests."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +88,7 @@ def assert_kept(before: list[dict], after: list[dict]) -> None:
 
 
 GATED_TASK = """
+import os
 import time
 from pathlib import Path
 
@@ -116,7 +118,9 @@ class Gated:
         if not RELEASE.exists() and time.monotonic() - self.checked > 0.05:
             self.checked = time.monotonic()
             if logged() >= ROWS:
-                HELD.touch()
+                mine = HELD.with_name(f"{{HELD.name}}.{{os.getpid()}}")
+                mine.write_text(str(os.getpid()))
+                mine.replace(HELD)  # whole: the pid of a process that holds
                 while not RELEASE.exists():
                     time.sleep(0.02)
         return self.task.loss(output, target)
@@ -130,8 +134,9 @@ def factory():
 class Gate:
     """A task (``ill_conditioned``) whose training steps hold once the campaign in ``out`` has
     logged ``rows`` candidates, until :meth:`release`: a test stops a campaign at a state it
-    can see, whatever the machine's speed (a held campaign cannot finish). The task file is new
-    for each test, so no cached fitness answers for it."""
+    can see, whatever the machine's speed (a held campaign cannot finish). :meth:`holder` is
+    the process id of one that holds (the driver, or a Ray evaluator in the middle of a batch).
+    The task file is new for each test, so no cached fitness answers for it."""
 
     def __init__(self, tmp_path: Path, out: Path, rows: int):
         self.held, self.released = tmp_path / "gate-held", tmp_path / "gate-released"
@@ -149,14 +154,23 @@ class Gate:
             assert time.monotonic() < deadline, "the campaign never reached the gate"
             time.sleep(0.05)
 
+    def holder(self) -> int:
+        return int(self.held.read_text())
+
     def release(self) -> None:
         self.released.touch()
 
 
 def start_driver(path: Path, out: Path, gate: Gate, **popen) -> subprocess.Popen:
     """``evodisc run PATH --out OUT --no-ray`` in a child process, returned once it holds at
-    ``gate`` (the caller kills or interrupts it, then releases the gate)."""
+    ``gate`` (the caller kills or interrupts it, then releases the gate). Ctrl-C is the
+    default in the child even where the tests run in the background (whose shell ignores
+    SIGINT for them, and a Python started with SIGINT ignored never raises KeyboardInterrupt)."""
     command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
-    driver = subprocess.Popen([*command, "--no-ray", "--quiet"], **popen)
+    driver = subprocess.Popen(
+        [*command, "--no-ray", "--quiet"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
+    )
     gate.wait_held(lambda: driver.poll() is None)
     return driver

@@ -1,4 +1,5 @@
-"""The fitness cache (:mod:`evodisc.fitness_cache`): keys, lookups, Parquet persistence."""
+"""The fitness cache (:mod:`evodisc.fitness_cache`): keys, lookups through the screen,
+Parquet persistence."""
 
 from __future__ import annotations
 
@@ -9,9 +10,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evodisc import CachedFitness, FitnessCache, fitness_config_key, functional_hash
+from evodisc import (
+    CachedFitness,
+    FitnessCache,
+    check_candidate,
+    fitness_config_key,
+    functional_hash,
+    parse_program,
+)
 from evodisc.edit import rename
 from evodisc.program import Assign, Call, Program, Var
+from evodisc.screen import WORST_FITNESS, Screen, Screened, Verdict
 from search_spaces.zoo import load_known
 
 _LION = load_known("lion")
@@ -33,23 +42,27 @@ def test_config_key_is_stable_and_order_free():
             fitness_config_key(bad)
 
 
-def test_cache_is_consulted_before_evaluation_and_counts():
+def test_the_screen_consults_the_cache_and_counts():
+    """Equivalent spellings of Lion: the first is new (trained once), an equivalent one while it
+    trains waits for its result, and once resolved every spelling is a cache hit."""
     cache = FitnessCache()
     key = fitness_config_key({"task": "quadratic"})
-    evaluations = []
-
-    def evaluate() -> CachedFitness:
-        evaluations.append(1)
-        return CachedFitness(0.75, "ok", {"best_lr": 0.001})
-
-    results = [cache.get_or_evaluate(functional_hash(p), key, evaluate) for p in LION_SPELLINGS]
-    assert len(evaluations) == 1
-    assert [hit for _, hit in results] == [False, True, True]
-    assert cache.hits == 2 and cache.misses == 1 and cache.hit_rate == pytest.approx(2 / 3)
+    screen = Screen(cache, key)
+    first, second, third = (check_candidate(p) for p in LION_SPELLINGS)
+    assert screen.screen(0, first).verdict is Verdict.NEW
+    assert screen.screen(1, second).verdict is Verdict.WAITING
+    result = CachedFitness(0.75, "ok", {"best_lr": 0.001})
+    assert screen.resolve(first.functional_hash, result) == [1]
+    assert screen.screen(2, third) == Screened(Verdict.CACHED, result)
+    assert cache.hits == 1 and cache.misses == 2 and cache.hit_rate == pytest.approx(1 / 3)
     lion = functional_hash(load_known("lion"))
     assert cache.contains(lion, key) and (lion, key) in cache
     assert not cache.contains(lion, fitness_config_key({"task": "other"}))
-    assert cache.get(functional_hash(load_known("adamw")), key) is None and cache.misses == 2
+    assert cache.get(functional_hash(load_known("adamw")), key) is None and cache.misses == 3
+    invalid = check_candidate(parse_program("def train(w, g, lr):\n    return lr * w\n"))
+    screened = screen.screen(3, invalid)
+    assert screened.verdict is Verdict.INVALID and screened.result.fitness == WORST_FITNESS
+    assert cache.get(invalid.functional_hash, key).status == "invalid"  # never screened again
 
 
 def test_cache_persists_as_parquet_parts_and_reloads(tmp_path):

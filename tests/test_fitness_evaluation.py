@@ -8,8 +8,9 @@ import pytest
 
 from evodisc.fitness_cache import FitnessCache
 from evodisc.program import parse_program
+from evodisc.screen import WORST_FITNESS
 from fitness.config import SuiteConfig
-from fitness.evaluation import WORST_FITNESS, evaluate_cached
+from fitness.evaluation import evaluate_cached
 from fitness.suite import evaluate
 from search_spaces.zoo import load_known
 

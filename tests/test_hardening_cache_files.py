@@ -65,17 +65,20 @@ def test_a_damaged_part_is_quarantined_and_the_others_load(tmp_path, how):
 def test_a_part_with_foreign_columns_or_bad_json_is_quarantined(tmp_path):
     directory = tmp_path / "cache"
     good_part(directory, 0)
-    pq.write_table(pa.table({"x": [1, 2]}), directory / "part-foreign.parquet")
+    foreign, bad_json = (directory / f"part-00000{n}-0000000{n}.parquet" for n in (1, 2))
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
     rows = {"functional_hash": ["a"], "config_key": [KEY], "fitness": [1.0]}
     rows |= {"status": ["ok"], "details": ["{not json"]}
-    pq.write_table(pa.table(rows), directory / "part-json.parquet")
+    pq.write_table(pa.table(rows), bad_json)
+    (directory / "notes.parquet").write_bytes(b"not a part: not ours to read or move")
     with pytest.warns(CacheWarning) as caught:
         cache = FitnessCache(directory)
     assert len(cache) == 20 and len(caught) == 2
     assert sorted(p.name for p in (directory / QUARANTINE).iterdir()) == [
-        "part-foreign.parquet",
-        "part-json.parquet",
+        foreign.name,
+        bad_json.name,
     ]
+    assert (directory / "notes.parquet").exists()
 
 
 def test_stale_temporary_parts_are_removed_and_fresh_ones_kept(tmp_path):

@@ -13,7 +13,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from evodisc.campaign import store
 from evodisc.campaign.store import (
     LOG_SCHEMA,
     CandidateLog,
@@ -24,7 +23,9 @@ from evodisc.campaign.store import (
     write_campaign,
     write_checkpoint,
 )
+from evodisc.files import DamagedFileWarning
 from evodisc.fitness_cache import SCHEMA, FitnessCache
+from evodisc.parts import QUARANTINE, PartStore
 
 
 def row(i: int, **extra) -> dict:
@@ -85,7 +86,7 @@ def test_compaction_merges_parts_and_survives_a_crash_halfway(tmp_path, monkeypa
     assert logged_ids(log) == [0, 1, 2, 3] and log.compact() is None
     log.append([row(4)])
     log.flush()
-    monkeypatch.setattr(CandidateLog, "_delete", lambda self, parts: None)  # crash: sources stay
+    monkeypatch.setattr(PartStore, "delete", lambda self, parts: None)  # crash: sources stay
     log.compact()
     assert len(list(log.path.glob("*.parquet"))) == 3
     assert logged_ids(log) == [0, 1, 2, 3, 4]
@@ -115,12 +116,24 @@ def test_opening_removes_temporaries_a_crash_left(tmp_path):
     assert logged_ids(CandidateLog(tmp_path, writer=True)) == [] and not stale.exists()
 
 
-def test_an_unreadable_part_is_an_error(tmp_path):
+def test_an_unreadable_part_is_skipped_by_a_reader_and_set_aside_by_the_writer(tmp_path):
     log = CandidateLog(tmp_path, writer=True)
-    log.append([row(0)])
-    log.flush().write_bytes(b"not parquet")
-    with pytest.raises(StoreError, match=r"part-000000-.*unreadable log part"):
-        log.read()
+    for i in range(3):
+        log.append([row(i)])
+        part = log.flush()
+    part.write_bytes(b"not parquet")  # the last of three parts
+    with pytest.warns(DamagedFileWarning, match=r"part-000002-.*: unreadable log part skipped, "
+                      "left in place") as caught:  # fmt: skip
+        assert logged_ids(CandidateLog(tmp_path)) == [0, 1]
+    assert len(caught) == 1 and part.exists()  # a reader changes nothing
+    with pytest.warns(
+        DamagedFileWarning, match=r"unreadable log part skipped, moved to .*quarantine"
+    ):
+        writer = CandidateLog(tmp_path, writer=True)  # as --resume opens it
+    assert not part.exists() and (tmp_path / "log" / QUARANTINE / part.name).exists()
+    writer.append([row(2)])
+    writer.flush()
+    assert logged_ids(writer) == [0, 1, 2]
 
 
 def test_the_log_feeds_a_fitness_cache(tmp_path):
@@ -180,7 +193,7 @@ def test_checkpoint_is_replaced_whole(tmp_path, monkeypatch):
     def crash(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(StoreError, match="checkpoint.json: cannot write .No space left"):
         write_checkpoint(tmp_path, {"generation": 2})
     monkeypatch.undo()

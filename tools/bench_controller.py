@@ -50,8 +50,8 @@ from evodisc.campaign.config import Campaign  # noqa: E402
 from evodisc.campaign.controller import CACHEABLE, Controller  # noqa: E402
 from evodisc.campaign.fake_pool import LRS, TASKS, FakePool  # noqa: E402
 from evodisc.campaign.progress import Progress  # noqa: E402
-from evodisc.campaign.screen import Screen  # noqa: E402
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
+from evodisc.screen import Screen  # noqa: E402
 from fitness.config import SuiteConfig  # noqa: E402
 from search_spaces import mutations  # noqa: E402
 from search_spaces.evolution import RegularizedEvolution  # noqa: E402

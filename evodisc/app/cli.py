@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from rich.console import Console
 from rich.table import Table
 
 from evodisc.analysis import analyse
+from evodisc.files import DamagedFileWarning
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import ProgramError, format_program
 from evodisc.validity import check_candidate
@@ -322,16 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A damaged file set aside (:class:`evodisc.files.DamagedFileWarning`) is one line on
+    stderr; other warnings keep Python's format."""
+    if issubclass(category, DamagedFileWarning):
+        print(f"evodisc: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evodisc`` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        # A pipe has no width: don't let rich wrap or drop table columns at its default of 80.
-        width = None if sys.stdout.isatty() else 1000
-        args.run(args, Console(highlight=False, width=width))
-    except (ProgramError, UsageError, UnknownOptimizer) as exc:
-        print(f"evodisc: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            # A pipe has no width: don't let rich wrap or drop table columns at its default of 80.
+            width = None if sys.stdout.isatty() else 1000
+            args.run(args, Console(highlight=False, width=width))
+        except (ProgramError, UsageError, UnknownOptimizer) as exc:
+            print(f"evodisc: error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -33,9 +33,9 @@ from evodisc.campaign import store
 from evodisc.campaign.config import Campaign
 from evodisc.campaign.evaluators import Batch, Completion
 from evodisc.campaign.progress import Progress, Stats
-from evodisc.campaign.screen import WORST_FITNESS, Screen, Verdict
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import format_program, program_to_json
+from evodisc.screen import WORST_FITNESS, Screen, Verdict
 from search_spaces.evolution import Candidate, RegularizedEvolution
 
 #: Dispatches of a batch whose evaluator crashed, before its candidates are logged as errors.
@@ -169,7 +169,7 @@ class Controller:
             self._screen(candidate)
 
     def _screen(self, candidate: Candidate) -> None:
-        screened = self.screen.screen(candidate)
+        screened = self.screen.screen(candidate.id, candidate.validity)
         if screened.verdict is Verdict.NEW:
             self.to_dispatch.append(candidate.id)
         elif screened.verdict is not Verdict.WAITING:

@@ -20,8 +20,8 @@ from evodisc.campaign.config import Campaign, CampaignError
 from evodisc.campaign.controller import CACHEABLE, Controller, Summary, write_checkpoint
 from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
 from evodisc.campaign.progress import Progress
-from evodisc.campaign.screen import Screen
 from evodisc.fitness_cache import FitnessCache
+from evodisc.screen import Screen
 from fitness.config import SuiteConfig
 from search_spaces.evolution import RegularizedEvolution
 

@@ -10,10 +10,12 @@ the results not yet flushed, and never leaves a partial file where a reader look
     ``pandas.read_parquet(DIR / "log")``, ``pyarrow.parquet.read_table`` and duckdb
     (``read_parquet('DIR/log/*.parquet')``) read it as it is.
 
-Every file is written to a hidden ``.<name>.tmp``, fsynced, renamed over its name, and the
-directory fsynced. A compacted part names its sources in its metadata: if a crash leaves them
-beside it, the next :class:`CandidateLog` deletes them, and :meth:`CandidateLog.read` drops
-duplicate ids meanwhile.
+Every file is written whole (:func:`evodisc.files.atomic_write`: a hidden temporary, fsynced,
+renamed over its name, the directory fsynced); the log is an :class:`evodisc.parts.PartStore`,
+like the fitness cache: a damaged part is skipped with a one-line warning, and the campaign's
+writer (``--resume``) moves it to ``log/quarantine/``. A compacted part names its sources in its
+metadata: if a crash leaves them beside it, the next writer deletes them, and
+:meth:`CandidateLog.read` drops duplicate ids meanwhile.
 
 Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 
@@ -53,9 +55,6 @@ cache from a log.
 from __future__ import annotations
 
 import json
-import os
-import re
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +63,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from evodisc.files import atomic_write
+from evodisc.parts import PartStore, part_number
 
 CAMPAIGN_FILE = "campaign.json"
 CHECKPOINT_FILE = "checkpoint.json"
@@ -95,7 +97,6 @@ LOG_SCHEMA = pa.schema(
     ]
 )
 
-_PART = re.compile(r"part-(\d{6})-[0-9a-f]{8}\.parquet")
 _SOURCES = b"evodisc.compacted_from"  # a compacted part's metadata key: its sources' names
 
 
@@ -114,10 +115,11 @@ class CandidateLog:
 
     def __init__(self, directory: str | Path, writer: bool = False):
         self.path = Path(directory) / LOG_DIR
+        self._parts = PartStore(self.path, "log part", owner=writer)
         self._pending: list[pa.Table] = []
         if writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            _remove_temporaries(self.path)
+            self._parts.remove_temporaries()
             self._finish_compaction()
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -141,75 +143,50 @@ class CandidateLog:
         """Write the buffered rows as a new durable part; its path, or None if none were."""
         if not self._pending:
             return None
-        part = self._write_part(pa.concat_tables(self._pending), self._next_number())
+        part = _durably(lambda: self._parts.write(pa.concat_tables(self._pending)), self.path)
         self._pending = []
         return part
 
     def read(self) -> pa.Table:
-        """Every flushed row, one per id (the first logged), sorted by id."""
-        parts = self._parts()
-        if not parts:
-            return LOG_SCHEMA.empty_table()
-        table = pa.concat_tables([_read_part(part) for part in parts])
-        _, first = np.unique(table.column("id").to_numpy(), return_index=True)
-        return table.take(first)
+        """Every flushed row of the readable parts, one per id (the first logged), sorted by
+        id."""
+        return self._merge([table for _, table in self._parts.read(_read_part)])
 
     def compact(self) -> Path | None:
         """Flush, then merge all parts into one (crash-safe); the new part, or None if there
         was at most one part."""
         self.flush()
-        parts = self._parts()
-        if len(parts) < 2:
+        loaded = list(self._parts.read(_read_part))
+        if len(loaded) < 2:
             return None
-        table = self.read().replace_schema_metadata(
+        parts = [part for part, _ in loaded]
+        table = self._merge([table for _, table in loaded]).replace_schema_metadata(
             {_SOURCES: json.dumps([part.name for part in parts])}
         )
-        merged = self._write_part(table, _number(parts[-1]))
-        self._delete(parts)
+        merged = _durably(lambda: self._parts.write(table, part_number(parts[-1])), self.path)
+        self._parts.delete(parts)
         return merged
 
-    def _parts(self) -> list[Path]:
-        if not self.path.is_dir():
-            return []
-        return sorted(p for p in self.path.iterdir() if _PART.fullmatch(p.name))
-
-    def _next_number(self) -> int:
-        return max((_number(part) for part in self._parts()), default=-1) + 1
-
-    def _write_part(self, table: pa.Table, number: int) -> Path:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        part = self.path / f"part-{number:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_durably(part, sink.getvalue())
-        return part
+    @staticmethod
+    def _merge(tables: list[pa.Table]) -> pa.Table:
+        if not tables:
+            return LOG_SCHEMA.empty_table()
+        table = pa.concat_tables(tables)
+        _, first = np.unique(table.column("id").to_numpy(), return_index=True)
+        return table.take(first)
 
     def _finish_compaction(self) -> None:
         """Delete the sources a compacted part lists (a crash may have left them)."""
         merged = set()
-        for part in self._parts():
-            metadata = _read_part(part, schema_only=True).metadata or {}
-            merged.update(json.loads(metadata.get(_SOURCES, b"[]")))
-        leftovers = [part for part in self._parts() if part.name in merged]
+        for _, schema in self._parts.read(pq.read_schema):
+            merged.update(json.loads((schema.metadata or {}).get(_SOURCES, b"[]")))
+        leftovers = [part for part in self._parts.parts() if part.name in merged]
         if leftovers:
-            self._delete(leftovers)
-
-    def _delete(self, parts: list[Path]) -> None:
-        for part in parts:
-            part.unlink(missing_ok=True)
-        _fsync_directory(self.path)
+            self._parts.delete(leftovers)
 
 
-def _number(part: Path) -> int:
-    return int(part.name.split("-")[1])
-
-
-def _read_part(part: Path, schema_only: bool = False) -> Any:
-    try:
-        if schema_only:
-            return pq.read_schema(part)
-        return pq.read_table(part, schema=LOG_SCHEMA).replace_schema_metadata(None)
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(f"{part}: unreadable log part ({exc})") from None
+def _read_part(part: Path) -> pa.Table:
+    return pq.read_table(part, schema=LOG_SCHEMA).replace_schema_metadata(None)
 
 
 # Checkpoint and campaign file -------------------------------------------------------------------
@@ -272,27 +249,17 @@ def prepare_directory(out: str | Path, resume: bool) -> Path:
 # Durable files ----------------------------------------------------------------------------------
 
 
-def _write_durably(path: Path, data: bytes | pa.Buffer) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one whole."""
-    temporary = path.with_name(f".{path.name}.tmp")
+def _durably(write, path: Path):
+    """``write()``'s result; an :class:`OSError` (a full disk, …) is a :class:`StoreError`."""
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        return write()
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one whole."""
+    _durably(lambda: atomic_write(path, data), path)
 
 
 def _remove_temporaries(directory: Path) -> None:

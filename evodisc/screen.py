@@ -1,9 +1,11 @@
-"""The controller's side of an evaluation: decide, without training, what a candidate needs.
+"""The screen before training: decide, without training, what a candidate needs.
 
-A candidate is *invalid* (worst fitness at once; :func:`evodisc.validity.check_candidate` was run
-by the evolution), *cached* (its functional hash has a result under the campaign's key: reused),
-*waiting* (an equivalent candidate is already being trained: it gets that result when it comes),
-or *new* (it must be trained). Nothing here imports torch.
+The one screening of evodisc: a campaign's controller screens every candidate with it, and
+:func:`fitness.evaluate_cached` (the API's "fitness through the cache") does too. A candidate is
+*cached* (its functional hash has a result under the configuration's key: reused), *invalid*
+(worst fitness at once, from its :func:`evodisc.validity.check_candidate` verdict), *waiting* (an
+equivalent candidate is already being trained: it gets that result when it comes), or *new* (it
+must be trained). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from evodisc.fitness_cache import CachedFitness, FitnessCache
-from search_spaces.evolution import Candidate
+from evodisc.validity import Validity
 
-#: Fitness of an invalid candidate (as :data:`fitness.normalise.WORST_FITNESS`).
+#: The worst fitness: an invalid candidate's, one that failed, or one diverged everywhere.
 WORST_FITNESS = 0.0
 
 
@@ -35,25 +37,26 @@ class Screened:
 
 
 class Screen:
-    """Cache look-ups and in-flight duplicate detection for one campaign (one cache key)."""
+    """Cache look-ups and in-flight duplicate detection under one cache key."""
 
     def __init__(self, cache: FitnessCache, config_key: str):
         self.cache = cache
         self.config_key = config_key
         self._in_flight: dict[str, list[int]] = defaultdict(list)  # hash -> waiting candidates
 
-    def screen(self, candidate: Candidate) -> Screened:
-        """What ``candidate`` needs; a *new* one is registered as in flight."""
-        digest = candidate.validity.functional_hash
+    def screen(self, candidate_id: int, validity: Validity) -> Screened:
+        """What the candidate ``candidate_id`` (of ``validity``) needs; a *new* one is registered
+        as in flight."""
+        digest = validity.functional_hash
         cached = self.cache.get(digest, self.config_key)
         if cached is not None:
             return Screened(Verdict.CACHED, cached)
-        if not candidate.validity.valid:
-            result = CachedFitness(WORST_FITNESS, "invalid", {"reason": candidate.validity.reason})
+        if not validity.valid:
+            result = CachedFitness(WORST_FITNESS, "invalid", {"reason": validity.reason})
             self.cache.put(digest, self.config_key, result)
             return Screened(Verdict.INVALID, result)
         if digest in self._in_flight:
-            self._in_flight[digest].append(candidate.id)
+            self._in_flight[digest].append(candidate_id)
             return Screened(Verdict.WAITING)
         self._in_flight[digest] = []
         return Screened(Verdict.NEW)
