@@ -80,19 +80,22 @@ def saved_bytes(fn: Callable[[], object], exclude: Sequence[torch.Tensor] = ()) 
     return total
 
 
-_COSTS: dict[tuple, ModelCost] = {}
+#: Measured costs: (task object, precision, device type) → (the task, its cost). The task is
+#: kept with its cost so that its id is never reused for another while cached; tasks come from
+#: :func:`fitness.tasks.load_task`, which loads each once per process.
+_COSTS: dict[tuple, tuple[Task, ModelCost]] = {}
 
 
 def model_cost(task: Task, dtype: torch.dtype = torch.float32, device=None) -> ModelCost:
     """One model's parameters and the bytes its training step and validation pass allocate
-    (measured once per task, precision and device type)."""
+    (measured once per task object, precision and device type; a built-in task once per name
+    and batch size, whatever object holds it)."""
     device = resolve_device(device)
-    key = (task.name, task.batch_size, dtype, device.type) if is_builtin(task) else None
-    if key is None:
-        return _measure(task, dtype, device)
+    what = (task.name, task.batch_size) if is_builtin(task) else id(task)
+    key = (what, dtype, device.type)
     if key not in _COSTS:
-        _COSTS[key] = _measure(task, dtype, device)
-    return _COSTS[key]
+        _COSTS[key] = task, _measure(task, dtype, device)
+    return _COSTS[key][1]
 
 
 def _measure(task: Task, dtype: torch.dtype, device: torch.device) -> ModelCost:

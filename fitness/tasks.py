@@ -232,13 +232,20 @@ def _builtin(name: str) -> Task:
     return getattr(importlib.import_module(module_name), factory)()
 
 
+#: Tasks loaded by this process: a name, or a user's file, its factory and its content.
+_LOADED: dict[tuple, Task] = {}
+
+
 def load_task(spec: str | Task) -> Task:
     """A task from a registry name (suite or held-out), a ``path/to/file.py:factory`` spec, or
-    a Task object."""
+    a Task object. Each is loaded once per process: a user's file is imported again only when
+    its content changed (an edited task is a new task)."""
     if not isinstance(spec, str):
         return check_task(spec, repr(spec))
     if spec in SUITE or spec in HELDOUT:
-        return _builtin(spec)
+        if (spec,) not in _LOADED:
+            _LOADED[(spec,)] = _builtin(spec)
+        return _LOADED[(spec,)]
     if ":" in spec:
         return _load_user_task(spec)
     known = ", ".join([*SUITE, *HELDOUT])
@@ -252,6 +259,18 @@ def _load_user_task(spec: str) -> Task:
         raise TaskError(f"{spec}: no such file {path_text!r}")
     if not factory_name.isidentifier():
         raise TaskError(f"{spec}: {factory_name!r} is not a Python name")
+    try:
+        content = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    except OSError as exc:
+        raise TaskError(f"{spec}: cannot read {path_text!r} ({exc.strerror})") from None
+    key = (str(path.resolve()), factory_name, content)
+    if key not in _LOADED:
+        _LOADED[key] = _import_user_task(spec, path, factory_name)
+    return _LOADED[key]
+
+
+def _import_user_task(spec: str, path: Path, factory_name: str) -> Task:
+    path_text = str(path)
     digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=8).hexdigest()
     module_name = f"evodisc_user_task_{digest}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from fitness import builtin
+from fitness import batch_size, builtin
 from fitness.runs import seeded_model
 from fitness.tasks import (
     TaskError,
@@ -74,33 +74,60 @@ def test_bad_task_specs_give_one_line_errors(tmp_path):
     assert "\n" not in str(info.value)
 
 
+LINE_TASK = (
+    "from __future__ import annotations\n"
+    "import dataclasses, torch\n"
+    "from pathlib import Path\n"
+    "from fitness.tasks import TaskData\n"
+    "with open(Path(__file__).with_suffix('.imports'), 'a') as counter:\n"
+    "    counter.write('x')\n"
+    "@dataclasses.dataclass\n"
+    "class Line:\n"
+    "    name: str = 'line'\n"
+    "    steps: int = 5\n"
+    "    batch_size: int = 4\n"
+    "    metric: str = 'val MSE'\n"
+    "    higher_is_better: bool = False\n"
+    "    def data(self):\n"
+    "        x = torch.linspace(-1, 1, 40)[:, None]\n"
+    "        return TaskData(x[:30], 2 * x[:30], x[30:], 2 * x[30:])\n"
+    "    def model(self):\n"
+    "        return torch.nn.Linear(1, 1)\n"
+    "    def loss(self, out, y):\n"
+    "        return ((out - y) ** 2).mean()\n"
+    "    score = loss\n"
+    "def make():\n"
+    "    return Line()\n"
+)
+
+
 def test_a_user_task_module_is_importable_like_any_module(tmp_path):
     """Dataclasses (with postponed annotations) and pickling look the module up by name."""
     path = tmp_path / "dc.py"
-    path.write_text(
-        "from __future__ import annotations\n"
-        "import dataclasses, torch\n"
-        "from fitness.tasks import TaskData\n"
-        "@dataclasses.dataclass\n"
-        "class Line:\n"
-        "    name: str = 'line'\n"
-        "    steps: int = 5\n"
-        "    batch_size: int = 4\n"
-        "    metric: str = 'val MSE'\n"
-        "    higher_is_better: bool = False\n"
-        "    def data(self):\n"
-        "        x = torch.linspace(-1, 1, 40)[:, None]\n"
-        "        return TaskData(x[:30], 2 * x[:30], x[30:], 2 * x[30:])\n"
-        "    def model(self):\n"
-        "        return torch.nn.Linear(1, 1)\n"
-        "    def loss(self, out, y):\n"
-        "        return ((out - y) ** 2).mean()\n"
-        "    score = loss\n"
-        "def make():\n"
-        "    return Line()\n"
-    )
+    path.write_text(LINE_TASK)
     task = load_task(f"{path}:make")
     assert pickle.loads(pickle.dumps(task)).steps == 5
+
+
+def test_a_user_task_is_imported_and_measured_once_per_process_until_it_changes(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "line.py"
+    path.write_text(LINE_TASK)
+    measured = []
+    measure = batch_size._measure
+    monkeypatch.setattr(batch_size, "_measure", lambda *a: measured.append(1) or measure(*a))
+    first = load_task(f"{path}:make")
+    assert all(load_task(f"{path}:make") is first for _ in range(5))
+    for _ in range(3):
+        batch_size.candidates_per_batch([f"{path}:make"], lrs=2)
+        batch_size.models_per_evaluation(first, torch.float32)
+    assert (tmp_path / "line.imports").read_text() == "x" and len(measured) == 1
+    path.write_text(LINE_TASK.replace("steps: int = 5", "steps: int = 6"))  # edited: a new task
+    edited = load_task(f"{path}:make")
+    assert edited.steps == 6 and (tmp_path / "line.imports").read_text() == "xx"
+    batch_size.models_per_evaluation(edited, torch.float32)
+    assert len(measured) == 2
 
 
 def test_a_failing_data_or_model_method_is_one_line_naming_the_task():
