@@ -1,29 +1,35 @@
 """Export a program as a ``torch.optim.Optimizer``: a class for this process
 (:func:`to_torch_optimizer`), or standalone source that needs only torch (:func:`torch_source`).
 
-Both keep the layout of ``torch/optim/adamw.py``: ``__init__(params, lr=1e-3)``, param groups,
-lazy per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state slot (named
-after the slot), and ``@torch.no_grad() step(closure=None)``. Both run the program's
-multi-tensor plan (:mod:`evodisc.multitensor`): one ``torch._foreach_*`` call per operation for
-all parameters of a device, dtype and step count, as torch.optim's ``foreach`` implementations
-do; the class executes the plan, the source is the plan written out. They make the same torch
-calls, so they agree bit for bit and their state dicts are interchangeable.
+Both are subclasses of :class:`ProgramOptimizer`, which is written once, here, and copied into
+the standalone source as it stands (:func:`inspect.getsource`). It keeps the layout of
+``torch/optim/adamw.py``: ``__init__(params, lr=1e-3, <constants>)``, param groups, lazy
+per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state slot (named after
+the slot), and ``@torch.no_grad() step(closure=None)``. A subclass gives the rule: its
+multi-tensor plan (:mod:`evodisc.multitensor`) as ``_update`` — executed by the class here,
+written out as a function in the source; they make the same torch calls, so the two agree bit for
+bit and their state dicts are interchangeable — and its *named constants* (:func:`named_constants`:
+``beta1``, ``eps``, …), which are ``defaults`` that a param group may override.
 """
 
 from __future__ import annotations
 
+import builtins
+import inspect
 import keyword
+import math
 import re
 import string
-from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import NamedTuple
 
 import torch
 
+from evodisc.analysis import live_statements
 from evodisc.multitensor import RESERVED_NAMES, Plan, lower
 from evodisc.primitives import PRIMITIVES
-from evodisc.program import Program, format_program
+from evodisc.program import Assign, Call, Const, Expr, Program, Var, format_program, walk
 
 DEFAULT_CLASS_NAME = "EvolvedOptimizer"
 
@@ -53,32 +59,198 @@ def _check_class_name(name: str) -> str:
     return name
 
 
-def _class_doc(program: Program, name: str) -> str:
-    listing = "".join(f"        {line}\n" for line in format_program(program).splitlines())
-    slots = ", ".join(program.state) or "none"
-    return (
-        f"{name}: an optimizer exported by evodisc from this update rule::\n\n{listing}\n"
-        f"    Each parameter moves by ``w ← w - update``; the state slots ({slots}) start at\n"
-        "    zero.\n"
-        "    "
+# ------------------------------------------------------------------------ named constants
+
+
+class Constant(NamedTuple):
+    """A number of a rule that its optimizer takes as an argument."""
+
+    value: float
+    role: str  # a key of _ROLES
+
+
+#: What each kind of named constant does, in the order they come in ``__init__``.
+_ROLES = {
+    "beta": "a decay (the β of an ``interp``, or the factor of a slot)",
+    "eps": "added to a divisor",
+    "weight_decay": "the factor of ``w``",
+    "c": "a constant of the rule",
+}
+
+_NAMING = """\
+Names: ``beta`` for a number in (0, 1) that is the β of an ``interp`` or multiplies a state
+slot in its new value; ``eps`` for a number in (0, 1e-3] added to something in a divisor;
+``weight_decay`` for the one number of a product with ``w``; ``c`` for the other numbers that
+are not whole (whole numbers stay in the code). Several of a kind are numbered in order of
+appearance (``beta1``, ``beta2``). A name stands for its number wherever it appears (the β of
+``1 - β ** t`` too)."""
+
+
+def named_constants(program: Program) -> dict[str, Constant]:
+    """The numbers of ``program`` that its optimizer takes as arguments, named by the rule of
+    ``_NAMING`` (docs/export.md), in ``__init__`` order: betas, eps, weight decay, the others."""
+    body = live_statements(program.body, program.returns)
+    exprs = [s.expr for s in body] + list(program.returns)
+    numbers = dict.fromkeys(
+        node.value
+        for expr in exprs
+        for node in walk(expr)
+        if isinstance(node, Const) and not node.value.is_integer()
     )
+    resolved = _resolved(body, program.returns)
+    roles: dict[float, str] = {}
+    for role, values in [
+        ("beta", _betas(program, body)),
+        ("eps", _epsilons(resolved)),
+        ("weight_decay", _weight_decays(resolved)),
+    ]:
+        for value in values:
+            roles.setdefault(value, role)
+    named = {}
+    for role in _ROLES:
+        values = [value for value in numbers if roles.get(value, "c") == role]
+        for i, value in enumerate(values, start=1):
+            name = role if len(values) == 1 and role != "c" else f"{role}{i}"
+            named[name] = Constant(value, role)
+    return named
 
 
-# ---------------------------------------------------------------------------- the class here
+def _betas(program: Program, body: Sequence[Assign]) -> Iterator[float]:
+    """Numbers in (0, 1) that are the β of an ``interp`` or multiply a state slot in its new
+    value (``buf = 0.9 * buf + g``)."""
+    targets = [s.target for s in body] + [None, *program.state]
+    exprs = [s.expr for s in body] + list(program.returns)
+    for target, expr in zip(targets, exprs, strict=True):
+        for node in walk(expr):
+            if not isinstance(node, Call):
+                continue
+            if node.op == "interp":
+                candidates = node.args[2:]
+            elif node.op == "mul" and target in program.state and Var(target) in node.args:
+                candidates = node.args
+            else:
+                continue
+            yield from (a.value for a in candidates if isinstance(a, Const) and 0 < a.value < 1)
+
+
+def _resolved(body: Sequence[Assign], returns: Sequence[Expr]) -> list[Expr]:
+    """The statements' and returns' expressions with each variable replaced by its definition
+    (parameters stay variables); definitions are shared, not copied."""
+    env: dict[str, Expr] = {}
+
+    def resolve(expr: Expr) -> Expr:
+        if isinstance(expr, Var):
+            return env.get(expr.name, expr)
+        if isinstance(expr, Call):
+            return Call(expr.op, tuple(resolve(a) for a in expr.args))
+        return expr
+
+    out = []
+    for statement in body:
+        env[statement.target] = resolve(statement.expr)
+        out.append(env[statement.target])
+    return out + [resolve(e) for e in returns]
+
+
+def _nodes(roots: Sequence[Expr]) -> Iterator[Expr]:
+    """Every node of ``roots`` (expressions that share sub-expressions) once."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        expr = stack.pop()
+        if id(expr) not in seen:
+            seen.add(id(expr))
+            yield expr
+            if isinstance(expr, Call):
+                stack.extend(expr.args)
+
+
+def _epsilons(resolved: Sequence[Expr]) -> Iterator[float]:
+    """Numbers in (0, 1e-3] added to something in a divisor (``m / (sqrt(v) + 1e-8)``, also
+    through functions and variables)."""
+    divisors = [
+        node.args[-1]
+        for node in _nodes(resolved)
+        if isinstance(node, Call) and node.op in ("div", "reciprocal")
+    ]
+    for node in _nodes(divisors):
+        if isinstance(node, Call) and node.op == "add":
+            yield from (a.value for a in node.args if isinstance(a, Const) and 0 < a.value <= 1e-3)
+
+
+def _weight_decays(resolved: Sequence[Expr]) -> Iterator[float]:
+    """The number of a product with ``w`` that has one number not whole (``lr * 0.01 * w``)."""
+    products: dict[int, tuple[bool, tuple[float, ...]]] = {}  # has w, its first two numbers
+
+    def factors(expr: Expr) -> tuple[bool, tuple[float, ...]]:
+        if not (isinstance(expr, Call) and expr.op == "mul"):
+            fraction = isinstance(expr, Const) and not expr.value.is_integer()
+            return expr == Var("w"), (expr.value,) if fraction else ()
+        if id(expr) not in products:
+            (w_a, numbers_a), (w_b, numbers_b) = (factors(a) for a in expr.args)
+            products[id(expr)] = (w_a or w_b, (numbers_a + numbers_b)[:2])
+        return products[id(expr)]
+
+    for node in _nodes(resolved):
+        if isinstance(node, Call) and node.op == "mul":
+            has_w, numbers = factors(node)
+            if has_w and len(numbers) == 1:
+                yield numbers[0]
+
+
+# --------------------------------------------------------------------------- the optimizer
 
 
 class ProgramOptimizer(torch.optim.Optimizer):
-    """Base of the classes :func:`to_torch_optimizer` makes: runs the program's ``plan``."""
+    """An update rule, run the way torch.optim's ``foreach`` optimizers run theirs.
 
-    program: ClassVar[Program]
-    plan: ClassVar[Plan]
-    slot_keys: ClassVar[tuple[str, ...]]
-    chunk_bytes: ClassVar[int]  # on CPU, parameters are updated in chunks of about this size
+    A subclass gives the rule: ``_update(w, g, lr, t, *constants, *slots)`` updates parameters
+    ``w`` (a list: one device, dtype and step count ``t``) with gradients ``g``, and the lists of
+    state tensors, in place and returns the new state lists; ``constants``: its numbers and their
+    defaults (``__init__`` arguments besides ``lr``); ``ranges``: the interval each constant
+    must stay in, where the rule's code needs one; ``slots``: the keys of a parameter's state
+    tensors. A step calls ``_update`` once per param group, device, dtype and step count (on CPU,
+    per chunk of about ``chunk_bytes``), with the group's ``lr`` and constants as floats.
+    """
 
-    def __init__(self, params, lr: float = 1e-3):
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        super().__init__(params, dict(lr=lr))
+    constants: dict[str, float] = {}
+    ranges: dict[str, tuple[float, float, str]] = {}  # (0.0, 1.0, "[)"): 0 <= x < 1
+    slots: tuple[str, ...] = ()
+    #: On CPU, a chunk's tensors (weights, gradients, state, temporaries) stay in cache across
+    #: the calls of a step; one call over a large model streams it from memory once per
+    #: operation, 1.2-1.4x slower than chunks of 1 MiB.
+    chunk_bytes: int = 1 << 20
+
+    def __init__(self, params, lr: float = 1e-3, **constants: float):
+        for key in constants:
+            if key not in self.constants:
+                name = type(self).__name__
+                raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")
+        super().__init__(params, {"lr": lr, **self.constants, **constants})
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a param group, checking its ``lr`` and constants (its own or the defaults)."""
+        values = {**self.defaults, **param_group}
+        if not values["lr"] >= 0.0:
+            raise ValueError(f"Invalid learning rate: {values['lr']}")
+        for key, (low, high, brackets) in self.ranges.items():
+            value = values[key]
+            above = value >= low if brackets[0] == "[" else value > low
+            below = value <= high if brackets[1] == "]" else value < high
+            if not (above and below):
+                interval = self._interval_text(low, high, brackets)
+                raise ValueError(f"Invalid {key} value: {value} (must be in {interval})")
+        super().add_param_group(param_group)
+
+    @staticmethod
+    def _interval_text(low: float, high: float, brackets: str) -> str:
+        return f"{brackets[0]}{low:g}, {high:g}{brackets[1]}"
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a checkpoint without a constant: its default
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -88,7 +260,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            buckets = defaultdict(list)  # the parameters by device, dtype and step count
+            lr = float(group["lr"])
+            constants = [float(group[key]) for key in self.constants]
+            buckets = {}  # the parameters by device, dtype and step count
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -97,64 +271,90 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
-                    for key in self.slot_keys:
+                    for key in self.slots:
                         state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                buckets[p.device, p.dtype, state["step"]].append(p)
+                buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
             for (device, _, t), params in buckets.items():
-                for chunk in chunks(params, device, self.chunk_bytes):
+                for chunk in self._chunks(params, device):
                     states = [self.state[p] for p in chunk]
-                    slots = self.plan.run(
+                    slots = self._update(
                         chunk,
                         [p.grad for p in chunk],
-                        float(group["lr"]),
+                        lr,
                         t,
-                        [[s[key] for s in states] for key in self.slot_keys],
+                        *constants,
+                        *[[s[key] for s in states] for key in self.slots],
                     )
-                    for key, values in zip(self.slot_keys, slots, strict=True):
+                    for key, values in zip(self.slots, slots, strict=True):
                         for s, value in zip(states, values, strict=True):
                             s[key] = value
         return loss
 
-
-#: On CPU, parameters are updated in chunks of about this many bytes, so that a chunk's
-#: tensors (weights, gradients, state, temporaries) stay in cache across the calls of a step:
-#: one foreach call over a whole large model streams it from memory once per operation and
-#: measured 1.2-1.4x slower than chunks of 1 MiB (see docs/export.md).
-CPU_CHUNK_BYTES = 1 << 20
-
-
-def chunks(params: list, device: torch.device, limit: int = CPU_CHUNK_BYTES) -> list[list]:
-    """The lists of parameters updated together: all of them on a GPU (one kernel launch per
-    operation); on CPU, consecutive runs of at most ``limit`` bytes (a larger tensor alone)."""
-    if device.type != "cpu":
-        return [params]
-    out, size = [[]], 0
-    for p in params:
-        nbytes = p.numel() * p.element_size()
-        if out[-1] and size + nbytes > limit:
-            out.append([])
-            size = 0
-        out[-1].append(p)
-        size += nbytes
-    return out
+    def _chunks(self, params: list, device: torch.device) -> list[list]:
+        """The lists of parameters updated together: all of them on a GPU (one kernel launch per
+        operation); on CPU, consecutive runs of at most ``chunk_bytes`` (a larger tensor alone)."""
+        if device.type != "cpu":
+            return [params]
+        out, size = [[]], 0
+        for p in params:
+            nbytes = p.numel() * p.element_size()
+            if out[-1] and size + nbytes > self.chunk_bytes:
+                out.append([])
+                size = 0
+            out[-1].append(p)
+            size += nbytes
+        return out
 
 
-def to_torch_optimizer(program: Program, name: str | None = None) -> type[torch.optim.Optimizer]:
-    """A ``torch.optim.Optimizer`` subclass that applies ``program`` (its multi-tensor plan)."""
+def _class_doc(program: Program, name: str, plan: Plan, named: dict[str, Constant]) -> str:
+    listing = [f"    {line}" for line in format_program(program).splitlines()]
+    ranges = plan.assumptions()
+    arguments = ["- ``lr=0.001``: the learning rate, at least 0."]
+    for key, constant in named.items():
+        within = f", in {ProgramOptimizer._interval_text(*ranges[key])}" if key in ranges else ""
+        arguments.append(f"- ``{key}={constant.value!r}``{within}: {_ROLES[constant.role]}.")
+    lines = [
+        "",
+        *listing,
+        "",
+        "Each parameter moves by ``w ← w - update``; the state slots "
+        f"({', '.join(program.state) or 'none'}) start at zero.",
+        "",
+        "Arguments, the defaults of the param groups (a group may set its own, as in",
+        '``{"params": ..., "lr": 0.01}``):',
+        "",
+        *arguments,
+        "",
+        *_NAMING.splitlines(),
+    ]
+    body = "".join(f"    {line}\n" if line else "\n" for line in lines)
+    return f"{name}: an optimizer exported by evodisc from this update rule::\n{body}    "
+
+
+def _plan(program: Program, named: dict[str, Constant]) -> Plan:
+    return lower(program, {key: constant.value for key, constant in named.items()})
+
+
+def to_torch_optimizer(program: Program, name: str | None = None) -> type[ProgramOptimizer]:
+    """A :class:`ProgramOptimizer` subclass that applies ``program`` (its multi-tensor plan),
+    with its named constants as arguments."""
     if not isinstance(program, Program):
         raise TypeError(f"expected a Program, got {type(program).__name__}")
     name = _check_class_name(DEFAULT_CLASS_NAME if name is None else name)
-    namespace = {
-        "__doc__": _class_doc(program, name),
-        "__module__": __name__,
-        "__qualname__": name,
-        "program": program,
-        "plan": lower(program),
-        "slot_keys": state_keys(program),
-        "chunk_bytes": CPU_CHUNK_BYTES,
-    }
-    return type(name, (ProgramOptimizer,), namespace)
+    rule, named = program, named_constants(program)
+    plan = _plan(program, named)
+
+    class Exported(ProgramOptimizer):
+        __doc__ = _class_doc(rule, name, plan, named)
+        program = rule
+        constants = dict(plan.constants)
+        ranges = plan.assumptions()
+        slots = state_keys(rule)
+        _update = staticmethod(plan.run)
+
+    Exported.__name__ = Exported.__qualname__ = name
+    return Exported
 
 
 # --------------------------------------------------------------------------- standalone source
@@ -163,19 +363,17 @@ def to_torch_optimizer(program: Program, name: str | None = None) -> type[torch.
 _HELPERS = {
     re.match(r"def (\w+)", p.helper).group(1): p.helper for p in PRIMITIVES.values() if p.helper
 }
-_MODULE_NAMES = RESERVED_NAMES | {"_chunks", "_CPU_CHUNK_BYTES"}
+#: Names a class of the generated module must not take (the base class calls builtins).
+_MODULE_NAMES = RESERVED_NAMES | {ProgramOptimizer.__name__} | set(dir(builtins))
 
 _MODULE = string.Template('''"""$name: a torch.optim.Optimizer exported by evodisc.
 
 It needs only PyTorch. The update rule it applies is in the class docstring; ``_update`` applies
 it to many parameters at once, one ``torch._foreach_*`` call per operation, as torch.optim's
-``foreach`` implementations do.
+``foreach`` implementations do, and ``ProgramOptimizer`` runs it over the param groups.
 """
 
 import torch
-
-#: On CPU, parameters are updated in chunks of about this many bytes (they stay in cache).
-_CPU_CHUNK_BYTES = $chunk_bytes
 $helpers
 
 def _update($signature):
@@ -184,67 +382,20 @@ def _update($signature):
 $body
 
 
-def _chunks(params, device):
-    """The lists of parameters updated together: all on a GPU, runs of ~1 MiB on CPU."""
-    if device.type != "cpu":
-        return [params]
-    out, size = [[]], 0
-    for p in params:
-        nbytes = p.numel() * p.element_size()
-        if out[-1] and size + nbytes > _CPU_CHUNK_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(p)
-        size += nbytes
-    return out
+$base
 
-
-class $name(torch.optim.Optimizer):
+class $name(ProgramOptimizer):
     """$doc"""
 
-    _slots = $slots  # the state tensors of a parameter, besides its step count
-
-    def __init__(self, params, lr=1e-3):
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        super().__init__(params, dict(lr=lr))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimization step; ``closure`` re-evaluates the model, returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            buckets = {}  # the parameters by device, dtype and step count
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("$name does not support sparse gradients")
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    for key in self._slots:
-                        state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
-            for (device, _, t), params in buckets.items():
-                for chunk in _chunks(params, device):
-                    states = [self.state[p] for p in chunk]
-                    slots = _update(
-                        chunk,
-                        [p.grad for p in chunk],
-                        float(group["lr"]),
-                        t,
-                        *[[s[key] for s in states] for key in self._slots],
-                    )
-                    for key, values in zip(self._slots, slots):
-                        for s, value in zip(states, values):
-                            s[key] = value
-        return loss
+    constants = $constants
+    ranges = $ranges
+    slots = $slots
+    _update = staticmethod(_update)
 ''')
+
+
+def _literal(value: float) -> str:
+    return repr(float(value)) if math.isfinite(value) else f'float("{value}")'
 
 
 def torch_source(program: Program, class_name: str | None = None) -> str:
@@ -252,18 +403,25 @@ def torch_source(program: Program, class_name: str | None = None) -> str:
 
     The module imports only torch; its ``_update`` function is the program's multi-tensor plan
     written out, with the program's own variable names, each block under the program statement
-    it computes.
+    it computes; its ``ProgramOptimizer`` is this module's, copied.
     """
     name = _check_class_name(DEFAULT_CLASS_NAME if class_name is None else class_name)
-    plan = lower(program)
+    named = named_constants(program)
+    plan = _plan(program, named)
+    constants = ", ".join(f'"{key}": {_literal(value)}' for key, value in plan.constants.items())
+    ranges = ", ".join(
+        f'"{key}": ({_literal(low)}, {_literal(high)}, "{brackets}")'
+        for key, (low, high, brackets) in plan.assumptions().items()
+    )
     keys = state_keys(program)
-    helpers = "".join(f"\n\n{_HELPERS[h]}" for h in sorted(plan.helpers()))
     return _MODULE.substitute(
         name=name,
-        helpers=helpers,
-        signature=", ".join(["w", "g", "lr", "t", *plan.slots]),
+        helpers="".join(f"\n\n{_HELPERS[h]}" for h in sorted(plan.helpers())),
+        signature=", ".join(plan.parameters),
         body="\n".join(f"    {line}" for line in plan.source()),
-        doc=_class_doc(program, name),
-        chunk_bytes=f"1 << {CPU_CHUNK_BYTES.bit_length() - 1}",
+        base=inspect.getsource(ProgramOptimizer),
+        doc=_class_doc(program, name, plan, named),
+        constants=f"{{{constants}}}",
+        ranges=f"{{{ranges}}}",
         slots="(" + ", ".join(f'"{k}"' for k in keys) + ("," if len(keys) == 1 else "") + ")",
     )

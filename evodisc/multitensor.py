@@ -8,8 +8,9 @@ implementations are (``torch/optim/adamw.py: _multi_tensor_adamw``):
 
 * one ``torch._foreach_*`` call per operation for all the tensors; an operation that has none
   (``relu``, ``arcsinh``, ``clip`` by a tensor, the reductions) runs tensor by tensor;
-* numbers — whatever is computed from ``lr``, ``t`` and constants — are Python floats, computed
-  once per step; constant sub-expressions are folded when the plan is made;
+* numbers — whatever is computed from ``lr``, ``t``, constants and the *named constants* (the
+  numbers an exported optimizer takes as arguments, ``beta1``, ``eps``, …) — are Python floats,
+  computed once per step; sub-expressions of unnamed constants are folded when the plan is made;
 * a sum of scaled terms (``a + c*b``, ``interp``, ``x / n``, ``c*x*y``, ``c*x/y``) is accumulated
   with ``mul_``, ``add_(alpha=c)``, ``addcmul_(value=c)`` and ``addcdiv_(value=c)``, in place in a
   buffer whose value is no longer needed (a state slot being replaced, a temporary);
@@ -32,8 +33,9 @@ from __future__ import annotations
 import operator
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import torch
@@ -60,61 +62,120 @@ _FOREACH_UNARY = {
 
 
 # ------------------------------------------------------------------------------------ numbers
-# A number is an expression (program IR) over constants, ``lr``, ``t`` and named numbers. It is
-# evaluated with Python arithmetic where that cannot raise (``lr / t``, ``0.9 ** t``) and
-# otherwise on a float64 tensor, as the interpreter does (``1 / (t - t)`` is inf, not an error).
+# A number is an expression (program IR) over constants, ``lr``, ``t``, named constants and named
+# numbers. It is evaluated with Python arithmetic where that cannot raise (``lr / t``,
+# ``0.9 ** t``) and otherwise on a float64 tensor, as the interpreter does (``1 / (t - t)`` is
+# inf, not an error). A *named constant* (``beta1``: a number of the rule that the optimizer takes
+# as an argument) is judged by its default; a decision that relies on it records the interval the
+# constant must stay in (``beta1`` in [0, 1) for ``lr / (1 - beta1 ** t)``), which the optimizer
+# checks.
+
+#: ``(low, high, brackets)``: ``(0.0, 1.0, "[)")`` is ``0 <= x < 1``.
+Interval = tuple[float, float, str]
+#: The intervals that a decision relies on, by named constant (None: no decision).
+Assumptions = tuple[tuple[str, Interval], ...] | None
+
+_INF = float("inf")
+
+
+def _contains(interval: Interval, value: float) -> bool:
+    low, high, brackets = interval
+    above = value >= low if brackets[0] == "[" else value > low
+    return above and (value <= high if brackets[1] == "]" else value < high)
+
+
+def _intersect(a: Interval, b: Interval) -> Interval:
+    (low_a, high_a, br_a), (low_b, high_b, br_b) = a, b
+    low, left = max((low_a, br_a[0] == "("), (low_b, br_b[0] == "("))
+    high, right = min((high_a, br_a[1] == "]"), (high_b, br_b[1] == "]"))
+    return low, high, ("(" if left else "[") + ("]" if right else ")")
+
+
+def _all(*parts: Assumptions) -> Assumptions:
+    if any(part is None for part in parts):
+        return None
+    return tuple(a for part in parts for a in part)
+
+
+def _within(expr: Expr, interval: Interval, constants: dict[str, float]) -> Assumptions:
+    """``expr`` is a constant in ``interval``, or a named constant whose default is (and which is
+    then assumed to stay there)."""
+    if isinstance(expr, Const):
+        return () if _contains(interval, expr.value) else None
+    if isinstance(expr, Var) and expr.name in constants:
+        return ((expr.name, interval),) if _contains(interval, constants[expr.name]) else None
+    return None
+
+
+def _either(expr: Expr, a: Interval, b: Interval, constants: dict[str, float]) -> Assumptions:
+    found = _within(expr, a, constants)
+    return found if found is not None else _within(expr, b, constants)
 
 
 def _is_step(expr: Expr) -> bool:
     return expr == Var("t")
 
 
-def _nonzero(expr: Expr) -> bool:
-    """True if ``expr`` cannot be 0: a non-zero constant, ``t``, ``c - b ** t`` (c ≥ 1,
-    0 < b < 1, a bias correction), and products of such factors that cannot underflow."""
-    if isinstance(expr, Const):
-        return expr.value != 0
+def _nonzero(expr: Expr, constants: dict[str, float]) -> Assumptions:
+    """``expr`` cannot be 0: a non-zero constant, ``t``, ``c - b ** t`` or ``c - b`` (c ≥ 1,
+    0 ≤ b < 1: a bias correction), and products of such factors that cannot underflow."""
     if _is_step(expr):
-        return True
+        return ()
     if not isinstance(expr, Call):
-        return False
+        return _either(expr, (0.0, _INF, "()"), (-_INF, 0.0, "()"), constants)
     if expr.op == "mul":
-        return all(
-            _nonzero(a) and not (isinstance(a, Const) and abs(a.value) < 1e-150) for a in expr.args
-        )
+        factors = []
+        for a in expr.args:
+            if isinstance(a, Const) or (isinstance(a, Var) and a.name in constants):
+                factors.append(_either(a, (1e-150, _INF, "[)"), (-_INF, -1e-150, "(]"), constants))
+            else:
+                factors.append(_nonzero(a, constants))
+        return _all(*factors)
     if expr.op != "sub":
-        return False
+        return None
     c, power = expr.args
-    return (
-        isinstance(c, Const)
-        and c.value >= 1
-        and isinstance(power, Call)
-        and power.op == "pow"
-        and isinstance(power.args[0], Const)
-        and 0 < power.args[0].value < 1
-        and (_is_step(power.args[1]) or power.args[1] == Const(1.0))
+    base = power
+    if isinstance(power, Call) and power.op == "pow":
+        base, exponent = power.args
+        if not (_is_step(exponent) or exponent == Const(1.0)):
+            return None
+    return _all(
+        _within(c, (1.0, _INF, "[)"), constants), _within(base, (0.0, 1.0, "[)"), constants)
     )
 
 
-def _nonnegative(expr: Expr) -> bool:
-    """True if ``expr`` is ≥ 0 for sure: built from ``t``, constants ≥ 0, ``+`` and ``*``."""
-    if isinstance(expr, Const):
-        return expr.value >= 0
-    if isinstance(expr, Var):
-        return _is_step(expr)
-    return expr.op in ("add", "mul") and all(_nonnegative(a) for a in expr.args)
+def _nonnegative(expr: Expr, constants: dict[str, float]) -> Assumptions:
+    """``expr`` is ≥ 0 for sure: built from ``t``, (named) constants ≥ 0, ``+`` and ``*``."""
+    if _is_step(expr):
+        return ()
+    if not isinstance(expr, Call):
+        return _within(expr, (0.0, _INF, "[)"), constants)
+    if expr.op in ("add", "mul"):
+        return _all(*[_nonnegative(a, constants) for a in expr.args])
+    return None
 
 
-def _python_safe(expr: Call) -> bool:
-    """Whether Python arithmetic computes ``expr`` with IEEE results and never raises."""
+def _python_safe(expr: Call, constants: dict[str, float]) -> Assumptions:
+    """Python arithmetic computes ``expr`` with IEEE results and never raises (given these
+    assumptions on the named constants)."""
     if expr.op in ("add", "sub", "mul", "neg", "abs"):
-        return True
+        return ()
     if expr.op == "div":
-        return _nonzero(expr.args[1])
+        return _nonzero(expr.args[1], constants)
     if expr.op == "pow":
         base, exponent = expr.args
-        return isinstance(base, Const) and 0 < base.value <= 1 and _nonnegative(exponent)
-    return False
+        return _all(_within(base, (0.0, 1.0, "[]"), constants), _nonnegative(exponent, constants))
+    return None
+
+
+def number_assumptions(exprs: Iterable[Expr], constants: dict[str, float]) -> dict[str, Interval]:
+    """The interval each named constant must stay in for :func:`number_function` (and
+    :func:`number_source`) to compute ``exprs`` with Python arithmetic where they do."""
+    out: dict[str, Interval] = {}
+    for node in (node for expr in exprs for node in walk(expr)):
+        for name, interval in (isinstance(node, Call) and _python_safe(node, constants)) or ():
+            out[name] = _intersect(out[name], interval) if name in out else interval
+    return out
 
 
 _PYTHON_OPS = {
@@ -135,17 +196,17 @@ def _float64(x):
     return torch.tensor(x, dtype=torch.float64)
 
 
-def number_function(expr: Expr) -> Callable[[dict], float]:
+def number_function(expr: Expr, constants: dict[str, float]) -> Callable[[dict], float]:
     """``expr`` as a function of the number registers (``{"lr": …, "t": …, …}``); it computes
-    exactly what :func:`number_source` writes."""
+    exactly what :func:`number_source` writes. ``constants``: the named constants' defaults."""
     if isinstance(expr, Const):
         value = expr.value
         return lambda env: value
     if isinstance(expr, Var):
         return operator.itemgetter(expr.name)
-    args = [number_function(a) for a in expr.args]
+    args = [number_function(a, constants) for a in expr.args]
     op = expr.op
-    if _python_safe(expr):
+    if _python_safe(expr, constants) is not None:
         fn = _PYTHON_OPS[op]
         if len(args) == 1:
             (a,) = args
@@ -160,13 +221,13 @@ def number_function(expr: Expr) -> Callable[[dict], float]:
     return lambda env: float(fn(*[_float64(a(env)) for a in args]))
 
 
-def number_source(expr: Expr) -> str:
+def number_source(expr: Expr, constants: dict[str, float]) -> str:
     """Python source of ``expr`` (minimal parentheses), computing what
     :func:`number_function` computes."""
-    return _number_source(expr)[0]
+    return _number_source(expr, constants)[0]
 
 
-def _number_source(expr: Expr) -> tuple[str, int]:
+def _number_source(expr: Expr, constants: dict[str, float]) -> tuple[str, int]:
     """Source text and its precedence."""
     if isinstance(expr, Const):
         v = expr.value
@@ -178,11 +239,14 @@ def _number_source(expr: Expr) -> tuple[str, int]:
         return expr.name, _PREC_ATOM
 
     def sub(e: Expr, minimum: int) -> str:
-        text, prec = _number_source(e)
+        text, prec = _number_source(e, constants)
         return f"({text})" if prec < minimum else text
 
+    def tensor(e: Expr) -> str:
+        return f"torch.tensor({number_source(e, constants)}, dtype=torch.float64)"
+
     op = expr.op
-    if _python_safe(expr):
+    if _python_safe(expr, constants) is not None:
         if op in _INFIX:
             symbol, prec = _INFIX[op]
             return f"{sub(expr.args[0], prec)} {symbol} {sub(expr.args[1], prec + 1)}", prec
@@ -190,14 +254,12 @@ def _number_source(expr: Expr) -> tuple[str, int]:
             return f"-{sub(expr.args[0], _PREC_UNARY)}", _PREC_UNARY
         if op == "pow":
             return f"{sub(expr.args[0], _PREC_ATOM)} ** {sub(expr.args[1], _PREC_UNARY)}", _PREC_POW
-        return f"abs({number_source(expr.args[0])})", _PREC_ATOM
+        return f"abs({number_source(expr.args[0], constants)})", _PREC_ATOM
     if op in ("div", "pow"):
-        left = f"torch.tensor({number_source(expr.args[0])}, dtype=torch.float64)"
         symbol = "/" if op == "div" else "**"
         right = sub(expr.args[1], _PREC_ATOM if op == "div" else _PREC_UNARY)
-        return f"float({left} {symbol} {right})", _PREC_ATOM
-    args = [f"torch.tensor({number_source(a)}, dtype=torch.float64)" for a in expr.args]
-    return f"float({PRIMITIVES[op].source.format(*args)})", _PREC_ATOM
+        return f"float({tensor(expr.args[0])} {symbol} {right})", _PREC_ATOM
+    return f"float({PRIMITIVES[op].source.format(*map(tensor, expr.args))})", _PREC_ATOM
 
 
 def _number(op: str, args: Sequence[Expr]) -> Expr:
@@ -259,42 +321,57 @@ class Plan:
     steps: tuple[Step, ...]
     outputs: tuple[str, ...]  # the registers holding the new state slots
     names: dict[str, str]  # register -> its name in the source (a program variable it holds)
+    constants: dict[str, float]  # the named constants (numbers ``_update`` takes) and defaults
 
     def __post_init__(self):
         getters = []
         for step in self.steps:
             args = [
-                operator.itemgetter(a) if isinstance(a, str) else number_function(a)
+                operator.itemgetter(a) if isinstance(a, str) else number_function(a, self.constants)
                 for a in step.args
             ]
             getters.append((step.out, step.fn, args))
         object.__setattr__(self, "_compiled", tuple(getters))
+
+    @cached_property
+    def parameters(self) -> tuple[str, ...]:
+        """``_update``'s parameters: ``w, g, lr, t``, the named constants, the state slots."""
+        return ("w", "g", "lr", "t", *self.constants, *self.slots)
 
     @property
     def slots(self) -> tuple[str, ...]:
         """The state slots' identifiers, in program order (``_update``'s trailing parameters)."""
         return tuple(self.idents[s] for s in self.program.state)
 
-    def run(self, w: list, g: list, lr: float, t: int, slots: Sequence[list]) -> tuple[list, ...]:
-        """One step for parameters ``w`` (one device, dtype and step ``t``) with gradients
-        ``g``: updates ``w`` and the state tensors in place and returns the new state lists."""
-        env = {"w": w, "g": g, "lr": lr, "t": t, **dict(zip(self.slots, slots, strict=True))}
-        for out, fn, args in self._compiled:
-            value = fn(*[get(env) for get in args])
+    def assumptions(self) -> dict[str, Interval]:
+        """The interval each named constant must stay in for the plan to compute the rule (its
+        Python arithmetic must not raise); the defaults are in them."""
+        numbers = [arg for step in self.steps for arg in step.args if not isinstance(arg, str)]
+        found = number_assumptions(numbers, self.constants)
+        return {name: found[name] for name in self.constants if name in found}
+
+    def run(self, *args) -> tuple[list, ...]:
+        """``_update(w, g, lr, t, <constants>, <slots>)``: one step for the parameters ``w`` (a
+        list: one device, dtype and step ``t``) with gradients ``g``; updates ``w`` and the state
+        tensors in place and returns the new state lists."""
+        env = dict(zip(self.parameters, args, strict=True))
+        for out, fn, getters in self._compiled:
+            value = fn(*[get(env) for get in getters])
             if out is not None:
                 env[out] = value
         return tuple(env[r] for r in self.outputs)
 
     def source(self) -> list[str]:
-        """The body of ``_update(w, g, lr, t, <slots>)``: the plan as lines of Python, each block
-        under a comment with the program statement it comes from."""
+        """The body of ``_update(w, g, lr, t, <constants>, <slots>)``: the plan as lines of
+        Python, each block under a comment with the program statement it comes from."""
         program = self.program
         body = live_statements(program.body, program.returns)
         comments = [f"# {s.target} = {format_expr(s.expr)}" for s in body]
         comments.append(f"# return {', '.join(format_expr(e) for e in program.returns)}")
         names = self.names
-        taken = {*self.idents.values(), *names.values(), *(s.out for s in self.steps if s.out)}
-        numbers = (f"c{i}" for i in range(1, 1000) if f"c{i}" not in taken)
+        taken = {*self.parameters, *self.idents.values(), *names.values()}
+        taken |= {s.out for s in self.steps if s.out}
+        numbers = (f"num{i}" for i in range(1, 1000) if f"num{i}" not in taken)
         lines: list[str] = []
         shown = 0
         for step in self.steps:
@@ -306,7 +383,7 @@ class Plan:
                 if isinstance(arg, str):
                     texts.append(names.get(arg, arg))
                     continue
-                text = number_source(arg)
+                text = number_source(arg, self.constants)
                 if len(text) > 40 and step.text != "{0}":  # a long number: a line of its own
                     name = next(numbers)
                     lines.append(f"{name} = {text}")
@@ -429,14 +506,16 @@ def _use_counts(program: Program, body) -> Counter:
     return counts
 
 
-def default_idents(program: Program) -> dict[str, str]:
-    """Program name -> identifier: the name, with a trailing ``_`` where it is reserved."""
+def default_idents(program: Program, reserved: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Program name -> identifier: the name, with a trailing ``_`` where it is reserved (by the
+    generated code, or in ``reserved``)."""
+    reserved = RESERVED_NAMES | reserved
     names = set(program.params) | {s.target for s in program.body}
-    taken = names | RESERVED_NAMES
+    taken = names | reserved
     idents = {}
     for name in sorted(names):
         ident = name
-        if name in RESERVED_NAMES:
+        if name in reserved:
             while ident in taken:
                 ident += "_"
             taken.add(ident)
@@ -444,10 +523,13 @@ def default_idents(program: Program) -> dict[str, str]:
     return idents
 
 
-def lower(program: Program, idents: dict[str, str] | None = None) -> Plan:
-    """The multi-tensor plan of ``program``; ``idents`` maps program names to the identifiers
-    of the source (default: :func:`default_idents`)."""
-    return _Lowering(program, idents or default_idents(program)).plan()
+def lower(program: Program, constants: dict[str, float] | None = None) -> Plan:
+    """The multi-tensor plan of ``program``. ``constants`` names numbers of the program (name ->
+    value): they become parameters of the plan (``beta1`` for each 0.9), not folded, and
+    program names that clash with them get a ``_``."""
+    constants = dict(constants or {})
+    idents = default_idents(program, frozenset(constants))
+    return _Lowering(program, idents, constants).plan()
 
 
 class _Lowering:
@@ -456,13 +538,14 @@ class _Lowering:
     time by an operation can be overwritten by it (``owned``: not ``w``, ``g`` or a buffer
     already handed back as a state slot)."""
 
-    def __init__(self, program: Program, idents: dict[str, str]):
-        self.program, self.idents = program, idents
+    def __init__(self, program: Program, idents: dict[str, str], constants: dict[str, float]):
+        self.program, self.idents, self.constants = program, idents, constants
+        self.named_constants = {value: Var(name) for name, value in constants.items()}
         self.body = live_statements(program.body, program.returns)
         self.uses = _use_counts(program, self.body)
         self.steps: list[Step] = []
         self.statement = 0
-        self.taken = set(idents.values()) | RESERVED_NAMES | {"w", "g", "lr", "t"}
+        self.taken = set(idents.values()) | RESERVED_NAMES | {"w", "g", "lr", "t", *constants}
         self.named = {idents[p] for p in program.params}  # program identifiers in use
         self.temps: set[str] = set()  # registers not named after a program variable (yet)
         self.names: dict[str, str] = {}  # temporary register -> the program variable it holds
@@ -496,7 +579,7 @@ class _Lowering:
         if not update_first:
             self.apply_update(update)
         steps, names = tuple(self.steps), dict(self.names)
-        return Plan(self.program, dict(self.idents), steps, tuple(outputs), names)
+        return Plan(self.program, dict(self.idents), steps, tuple(outputs), names, self.constants)
 
     def bind(self, target: str, value: _Value, uses: int) -> None:
         """``target = value``, read ``uses`` times from now on."""
@@ -771,7 +854,7 @@ class _Lowering:
         if isinstance(expr, Var):
             return self.env[expr.name]
         if isinstance(expr, Const):
-            return _Num(expr)
+            return _Num(self.named_constants.get(expr.value, expr))
         return self.apply(expr.op, [self.lower(a) for a in expr.args])
 
     def apply(self, op: str, args: list[_Value]) -> _Value:

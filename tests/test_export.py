@@ -10,6 +10,7 @@ import ast
 import copy
 import importlib.util
 import io
+import pickle
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +20,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from evodisc import export, to_torch_optimizer, torch_source
+from evodisc import to_torch_optimizer, torch_source
 from evodisc.app.cli import main
-from evodisc.export import class_name_from_path, state_keys
+from evodisc.export import class_name_from_path, named_constants, state_keys
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.multitensor import lower
-from evodisc.program import Program, format_program, parse_program
+from evodisc.program import Assign, Call, Const, Program, format_program, parse_program
 from fitness.device import available_devices
 from search_spaces.space import random_program
 from search_spaces.zoo import load_known, zoo
@@ -305,7 +306,7 @@ def test_random_programs_step_like_the_interpreter():
             expected = [step(compiled, w[i], g[i], 0.01, t, states[i]) for i in range(2)]
             w_plan = [x.clone() for x in w]
             slots = [[states[i][k].clone() for i in range(2)] for k in range(len(program.state))]
-            slots = plan.run(w_plan, [x.clone() for x in g], 0.01, t, slots)
+            slots = plan.run(w_plan, [x.clone() for x in g], 0.01, t, *slots)
             for i in range(2):
                 update, new_state = expected[i]
                 got = [w_plan[i], *[s[i] for s in slots]]
@@ -350,9 +351,9 @@ def test_chunks_and_step_counts_do_not_change_the_result():
                 w[i] = w[i] - update
     cls = to_torch_optimizer(program)
     cls.chunk_bytes = 20_000  # 2 tensors of 9,600 bytes a chunk
-    assert [len(c) for c in export.chunks(start, torch.device("cpu"), 20_000)] == [2, 2, 1]
     ps = [torch.nn.Parameter(p.clone()) for p in start]
     opt = cls(ps, lr=0.01)
+    assert [len(c) for c in opt._chunks(ps, torch.device("cpu"))] == [2, 2, 1]
     for k, gs in enumerate(grads):
         for i, (p, g) in enumerate(zip(ps, gs, strict=True)):
             p.grad = None if (k, i) in skipped else g.clone()
@@ -378,7 +379,7 @@ def test_class_names_from_file_names_are_valid_python(path, name):
 
 def test_generated_source_names_the_class_and_keeps_program_names():
     source = torch_source(load_known("adamw"), class_name="MyAdamW")
-    assert "class MyAdamW(torch.optim.Optimizer):" in source
+    assert "class MyAdamW(ProgramOptimizer):" in source
     assert "    # mhat = m / (1 - 0.9 ** t)\n" in source  # each block under its statement
     assert "def _" + "clip(" not in source  # helpers only when used
     normalised = torch_source(parse_program(TRICKY))
@@ -412,6 +413,202 @@ def test_param_groups_use_their_own_learning_rates(tmp_path):
         assert not torch.equal(grouped[1], only_first[1])
 
 
+@pytest.mark.parametrize(
+    ("name", "constants"),
+    [
+        ("adamw", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}),
+        ("lion", {"beta1": 0.9, "beta2": 0.99}),  # lion-pytorch's betas
+        ("rmsprop", {"beta": 0.99, "eps": 1e-8}),
+        ("momentum", {"beta": 0.9}),  # buf = 0.9 * buf + g
+        ("adamax", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),  # eps inside maximum(...)
+        ("nadam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "c1": 0.5, "c2": 0.96, "c3": 0.004}),
+        ("sgd", {}),
+    ],
+)
+def test_named_constants_are_the_defaults_of_the_exported_class(name, constants, tmp_path):
+    program = load_known(name)
+    assert {k: c.value for k, c in named_constants(program).items()} == constants
+    runtime, generated = both_classes(program, tmp_path)
+    assert runtime.constants == generated.constants == constants
+    assert list(runtime.constants) == list(constants)  # __init__ order: betas, eps, decay, c…
+    assert runtime.ranges == generated.ranges
+    opt = runtime([torch.nn.Parameter(torch.zeros(2))])
+    assert opt.defaults == {"lr": 1e-3, **constants}
+    assert all(f"    {key}: {value}\n" in repr(opt) for key, value in constants.items())
+    assert all(f"``{key}={value!r}``" in runtime.__doc__ for key, value in constants.items())
+
+
+def with_number(program: Program, old: float, new: float) -> Program:
+    """``program`` with each ``old`` constant written as ``new``."""
+
+    def edit(expr):
+        if isinstance(expr, Call):
+            return Call(expr.op, tuple(edit(a) for a in expr.args))
+        return Const(new) if expr == Const(old) else expr
+
+    body = tuple(Assign(s.target, edit(s.expr)) for s in program.body)
+    return Program(program.params, body, tuple(edit(e) for e in program.returns))
+
+
+def test_each_constant_of_a_group_acts_as_the_edited_program(tmp_path):
+    """For every zoo optimizer and each of its named constants: a param group that sets it to the
+    square root of its default (0.9 → 0.95, 1e-8 → 1e-4) steps as the interpreter runs the program
+    with that number edited; the other group, as the program. Both classes, float64, 10 steps
+    (rtol 1e-12, as for the defaults)."""
+    start = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(3, 4)
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]
+
+    def interpreted(program: Program) -> torch.Tensor:
+        compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
+        for t, g in enumerate(grads, start=1):
+            update, state = step(compiled, w, g, 0.01, t, state)
+            w = w - update
+        return w
+
+    for name, entry in zoo().items():
+        program = entry.load()
+        classes = both_classes(program, tmp_path / name)
+        for key, constant in named_constants(program).items():
+            edited = with_number(program, constant.value, constant.value**0.5)
+            for cls in classes:
+                ps = [torch.nn.Parameter(start.clone()) for _ in range(2)]
+                groups = [{"params": ps[:1]}, {"params": ps[1:], key: constant.value**0.5}]
+                opt = cls(groups, lr=0.01)
+                for g in grads:
+                    for p in ps:
+                        p.grad = g.clone()
+                    opt.step()
+                msg = f"{name}: {key}"
+                torch.testing.assert_close(
+                    ps[0].detach(), interpreted(program), rtol=1e-12, atol=1e-14, msg=msg
+                )
+                torch.testing.assert_close(
+                    ps[1].detach(), interpreted(edited), rtol=1e-12, atol=1e-14, msg=msg
+                )
+
+
+def test_exported_classes_check_their_constants(tmp_path):
+    for cls in both_classes(load_known("adamw"), tmp_path):
+        # beta1 in lr / (1 - beta1 ** t) must keep 1 - beta1 ** t from 0; beta2 = 1 divides by 0
+        # on tensors (IEEE), as the program does.
+        assert cls.ranges == {"beta1": (0.0, 1.0, "[)"), "beta2": (0.0, 1.0, "[]")}
+        p = torch.nn.Parameter(torch.ones(3))
+        with pytest.raises(ValueError, match=r"Invalid beta1 value: 1.0 \(must be in \[0, 1\)\)"):
+            cls([p], beta1=1.0)
+        with pytest.raises(ValueError, match="Invalid beta1 value: -0.5"):
+            cls([{"params": [p], "beta1": -0.5}])
+        with pytest.raises(TypeError, match="unexpected keyword argument 'betas'"):
+            cls([p], betas=(0.9, 0.99))
+        opt = cls([p], beta1=0.0, beta2=1.0)  # the limits torch.optim.AdamW allows, and 1
+        with pytest.raises(ValueError, match="Invalid beta1 value: 2"):
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "beta1": 2})
+
+
+def adamw_groups(lr, betas, eps, weight_decay, beta2_of_second_group=None):
+    """torch.optim.AdamW's and the exported AdamW's arguments for two param groups."""
+    second = {} if beta2_of_second_group is None else {"betas": (betas[0], beta2_of_second_group)}
+    ours = {} if beta2_of_second_group is None else {"beta2": beta2_of_second_group}
+    reference = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    exported = dict(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay)
+    return (second, reference), (ours, exported)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, beta2_of_second_group=0.99),
+        dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+        dict(lr=3e-3, betas=(0.0, 0.99), eps=1e-12, weight_decay=0.0),
+    ],
+    ids=["beta2-of-one-group", "all-constants", "beta1-zero"],
+)
+def test_overridden_constants_match_torch_adamw_group_by_group(setting, tmp_path):
+    """The constants are the rule's: set for the optimizer or for one param group, they change
+    the computation as they change torch.optim.AdamW's (float64, rtol 1e-10 as in
+    test_exported_optimizers_match_torch_and_lion_pytorch_in_float64)."""
+    (second, reference), (ours, exported) = adamw_groups(**setting)
+    data = digits(torch.float64)
+
+    def run(make, group_setting) -> list[torch.Tensor]:
+        model = mlp(torch.float64)
+        first, rest = list(model.parameters())[:2], list(model.parameters())[2:]
+        opt = make([{"params": first}, {"params": rest, **group_setting}])
+        train(model, opt, 60, data, batch=64)
+        return [p.detach() for p in model.parameters()]
+
+    expected = run(lambda groups: torch.optim.AdamW(groups, **reference), second)
+    for cls in both_classes(load_known("adamw"), tmp_path):
+        got = run(lambda groups, cls=cls: cls(groups, **exported), ours)
+        assert_same_tensors(got, expected, rtol=1e-10, atol=1e-12)
+        if ours:  # and beta2 of the second group made a difference
+            defaults = run(lambda groups, cls=cls: cls(groups, **exported), {})
+            assert not torch.allclose(got[2], defaults[2], rtol=1e-6, atol=0)
+
+
+def test_overridden_betas_match_lion_pytorch(tmp_path):
+    lion = pytest.importorskip("lion_pytorch").Lion
+    gen = torch.Generator().manual_seed(6)
+    start = [torch.randn(4, 5, generator=gen, dtype=torch.float64) for _ in range(2)]
+    grads = [[torch.randn(4, 5, generator=gen, dtype=torch.float64) for _ in start]] * 20
+
+    def run(make) -> list[torch.Tensor]:
+        ps = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = make(ps)
+        for gs in grads:
+            for p, g in zip(ps, gs, strict=True):
+                p.grad = g + p.detach()
+            opt.step()
+        return ps
+
+    expected = run(
+        lambda ps: lion([{"params": ps[:1]}, {"params": ps[1:], "betas": (0.95, 0.98)}], lr=1e-3)
+    )
+    for cls in both_classes(load_known("lion"), tmp_path):
+        got = run(
+            lambda ps, cls=cls: cls(
+                [{"params": ps[:1]}, {"params": ps[1:], "beta1": 0.95, "beta2": 0.98}]
+            )
+        )
+        assert_same_tensors(got, expected, rtol=0, atol=0)  # the same operations: bit for bit
+
+
+def test_names_of_the_program_make_way_for_the_constants(tmp_path):
+    """Slots called ``eps`` and ``beta``, a variable ``c1``: the arguments keep their names, the
+    program's get a ``_`` in the source; the state keeps the slot names."""
+    program = parse_program(
+        """
+def train(g, lr, eps, beta):
+    c1 = interp(g, eps, 0.9)
+    beta = beta + square(g) * 0.5
+    return lr * c1 / (sqrt(beta) + 1e-8), c1, beta
+"""
+    )
+    assert {k: c.value for k, c in named_constants(program).items()} == {
+        "beta": 0.9,
+        "eps": 1e-8,
+        "c1": 0.5,
+    }
+    assert "def _update(w, g, lr, t, beta, eps, c1, eps_, beta_):" in torch_source(program)
+    start = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
+    grads = [torch.randn(6, dtype=torch.float64) for _ in range(5)]
+    for t, g in enumerate(grads, start=1):
+        update, state = step(compiled, w, g, 0.1, t, state)
+        w = w - update
+    finals = []
+    for cls in both_classes(program, tmp_path):
+        p = torch.nn.Parameter(start.clone())
+        opt = cls([p], lr=0.1)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        assert set(opt.state[p]) == {"step", "eps", "beta"}
+        finals.append(p.detach())
+    assert torch.equal(finals[0], finals[1])
+    torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14)
+
+
 def test_state_dict_round_trip_resumes_identically(tmp_path):
     data = digits()
     runtime, generated = both_classes(load_known("adamw"), tmp_path)
@@ -434,6 +631,33 @@ def test_state_dict_round_trip_resumes_identically(tmp_path):
         train(resumed, resumed_opt, 10, data, start=10)
         for p, q in zip(resumed.parameters(), expected, strict=True):
             assert torch.equal(p.detach(), q), cls
+
+
+def test_state_dicts_keep_the_constants_of_each_group(tmp_path):
+    runtime, generated = both_classes(load_known("adamw"), tmp_path)
+
+    def params() -> list[torch.nn.Parameter]:
+        return [torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(2))]
+
+    ps = params()
+    opt = runtime([{"params": ps[:1]}, {"params": ps[1:], "beta2": 0.99}], lr=0.1)
+    for p in ps:
+        p.grad = torch.full_like(p, 0.5)
+    opt.step()
+    saved = pickle.dumps(opt.state_dict())
+    for cls in (runtime, generated):
+        resumed = cls([{"params": [x]} for x in params()], lr=0.5)
+        resumed.load_state_dict(pickle.loads(saved))
+        assert [g["beta2"] for g in resumed.param_groups] == [0.999, 0.99]
+        assert [g["lr"] for g in resumed.param_groups] == [0.1, 0.1]
+    # A checkpoint from before the constants were arguments (lr only): they take the defaults.
+    old = pickle.loads(saved)
+    for group in old["param_groups"]:
+        for key in runtime.constants:
+            del group[key]
+    resumed = generated([{"params": [x]} for x in params()])
+    resumed.load_state_dict(old)
+    assert all(g["beta2"] == 0.999 and g["eps"] == 1e-8 for g in resumed.param_groups)
 
 
 def test_lr_scheduler_changes_the_update(tmp_path):
@@ -486,7 +710,7 @@ def test_cli_export_writes_an_optimizer_that_imports_and_steps(tmp_path, capsys)
     rule.write_text(SIGN_SGD)
     capsys.readouterr()
     assert main(["export", str(rule)]) == 0
-    assert "class MySignRule(torch.optim.Optimizer):" in capsys.readouterr().out
+    assert "class MySignRule(ProgramOptimizer):" in capsys.readouterr().out
 
     assert main(["export", "adamw", "--name", "1bad"]) == 2
     assert main(["export", "adamw", "-o", str(tmp_path / "missing" / "x.py")]) == 2
