@@ -13,11 +13,9 @@ the task's name."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +25,7 @@ from evodisc.fitness_cache import CacheWarning, fitness_config_key
 from evodisc.program import Program, program_to_json
 from fitness.config import BASELINE, PROTOCOL_VERSION, SuiteConfig
 from fitness.device import resolve_device
+from fitness.messages import Baseline
 from fitness.tasks import Task, TaskError, fingerprint
 from fitness.trainer import BatchResult, train_batch
 from fitness.uncertainty import cv
@@ -34,43 +33,6 @@ from search_spaces.zoo import load_known
 
 #: A baseline file is a few hundred bytes; anything much larger is not one.
 _MAX_FILE_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A tuned baseline on one task: its metric (mean over ``seeds`` seeds at ``best_lr``) and
-    the seed-to-seed coefficient of variation of that metric (NaN with one seed)."""
-
-    metric: float
-    best_lr: float | None
-    cv: float
-    seeds: int
-
-    def to_dict(self) -> dict:
-        """JSON-able (NaN as None), for the cache file and for a remote evaluator."""
-        return {
-            k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> Baseline:
-        """The inverse of :meth:`to_dict`; a ValueError or TypeError on anything else."""
-        metric, best_lr, noise, seeds = doc["metric"], doc["best_lr"], doc["cv"], doc["seeds"]
-        if not isinstance(metric, int | float) or not math.isfinite(metric):
-            raise ValueError(f"metric {metric!r} is not a finite number")
-        if best_lr is not None and not isinstance(best_lr, int | float):
-            raise ValueError(f"best_lr {best_lr!r} is not a number")
-        if noise is not None and not isinstance(noise, int | float):
-            raise ValueError(f"cv {noise!r} is not a number")
-        if not isinstance(seeds, int) or seeds < 1:
-            raise ValueError(f"seeds {seeds!r} is not a positive integer")
-        return cls(
-            float(metric),
-            None if best_lr is None else float(best_lr),
-            math.nan if noise is None else float(noise),
-            seeds,
-        )
 
 
 def cache_dir() -> Path:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program
-from fitness.baselines import Baseline, tuned_baseline
+from fitness.baselines import tuned_baseline
 from fitness.config import SuiteConfig
+from fitness.messages import Baseline
 from fitness.normalise import ratio, suite_value
 from fitness.tasks import load_task
 from fitness.trainer import BatchResult, train_batch

@@ -1,19 +1,22 @@
-"""The worker side of a distributed evaluation: a plain, serialisable request in, one plain
-result per program out.
+"""The worker side of an evaluation: a typed :class:`~fitness.messages.Request` in, one
+:class:`~fitness.messages.Result` per program out, and no program's failure loses the others'
+results.
 
-A request holds the programs as canonical JSON IR, the suite as a plain dict
-(:meth:`SuiteConfig.to_dict`) and the tuned baselines computed once per campaign
-(:meth:`fitness.baselines.Baseline.to_dict` per task). Every
+A request holds the programs, the suite (:class:`~fitness.config.SuiteConfig`) and the tuned
+baselines computed once per campaign (:class:`~fitness.messages.Baseline` per task). Every
 program gets a result, whatever happens to the others: a program that makes training raise is
-isolated by bisection (status ``error`` with the reason; the rest of its batch is trained), and a
-batch that runs out of memory is split in halves and retried.
+isolated by bisection (status ``error`` with the reason; the rest of its batch is trained), and
+a batch that runs out of memory is split in halves and retried.
 
-A result is a dict: ``status`` (``ok`` | ``diverged`` | ``error``), ``fitness``, ``details``
-(per task: ``metric`` — None when diverged —, ``best_lr``, ``ratio``, ``edge`` — ``"low"`` or
-``"high"`` when the best learning rate is on that edge of the grid, a result to re-evaluate on a
-wider one, else None —; or ``reason``),
-``uncertainty`` (:mod:`fitness.uncertainty`; None when unknown),
-``seconds`` (this program's share of the batch's training time) and ``worker``.
+A result is the program's :class:`~evodisc.fitness_cache.CachedFitness` — ``status`` (``ok`` |
+``diverged`` | ``error``), ``fitness``, ``details`` (per task: ``metric`` — None when diverged
+—, ``best_lr``, ``ratio``, ``edge`` — ``"low"`` or ``"high"`` when the best learning rate is on
+that edge of the grid, a result to re-evaluate on a wider one, else None —; or ``reason``),
+``uncertainty`` (:mod:`fitness.uncertainty`; None when unknown) — with ``seconds`` (this
+program's share of the batch's training time) and ``worker``.
+
+How many programs are trained together is the evaluator's decision
+(:meth:`evodisc.campaign.evaluators.Evaluator.batch_size`), given as ``batch_size``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from evodisc.fitness_cache import CachedFitness
-from evodisc.program import Program, program_from_json
+from evodisc.program import Program
 from evodisc.screen import WORST_FITNESS
-from fitness.baselines import Baseline
-from fitness.batch_size import candidates_per_batch
 from fitness.config import SuiteConfig
+from fitness.messages import Baseline, Request, Result
 from fitness.suite import evaluate
 from fitness.tasks import TaskError
 
@@ -72,43 +74,16 @@ def _train(
         )
 
 
-def _batch_size(programs: Sequence[Program], config: SuiteConfig, device, sharing: int = 1) -> int:
-    """How many of ``programs`` to train together (:func:`fitness.batch_size.candidates_per_batch`,
-    ``sharing`` evaluators sharing the device; all of them if it cannot be estimated: training
-    then reports what is wrong)."""
-    try:
-        return candidates_per_batch(
-            config.tasks,
-            len(config.lrs),
-            len(config.seeds),
-            config.torch_dtype,
-            device,
-            programs,
-            sharing=sharing,
-        )
-    except TaskError:
-        raise
-    except Exception:
-        return max(len(programs), 1)
-
-
 def evaluate_request(
-    request: Mapping, device=None, worker: str = "", sharing: int = 1
-) -> list[dict]:
-    """Train the programs of ``request`` (``programs``: JSON IR list, ``suite``: dict,
-    ``baselines``: task → baseline dict) and return one result dict per program, in order; more than
-    fit this worker's part of the device (``sharing`` workers share it) are trained in batches."""
-    config = SuiteConfig.from_dict(request["suite"])
-    programs = [program_from_json(text) for text in request["programs"]]
-    baselines = {task: Baseline.from_dict(doc) for task, doc in request["baselines"].items()}
+    request: Request, device=None, worker: str = "", batch_size: int | None = None
+) -> list[Result]:
+    """Train the programs of ``request``, ``batch_size`` at a time (all together when None),
+    and return one result per program, in order."""
+    programs = list(request.programs)
+    size = batch_size or max(len(programs), 1)
     start = time.perf_counter()
-    size = _batch_size(programs, config, device, sharing)
     results = []
-    for first in range(0, len(programs), size):  # more than the device holds: in batches
-        results += _train(programs[first : first + size], config, baselines, device)
+    for first in range(0, len(programs), size):
+        results += _train(programs[first : first + size], request.config, request.baselines, device)
     seconds = (time.perf_counter() - start) / max(len(programs), 1)
-    return [
-        {"status": r.status, "fitness": r.fitness, "details": dict(r.details)}
-        | {"uncertainty": r.uncertainty, "seconds": seconds, "worker": worker}
-        for r in results
-    ]
+    return [Result(r, seconds, worker) for r in results]

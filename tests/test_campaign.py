@@ -156,7 +156,7 @@ def test_check_tasks_resolves_and_refuses_unknown_names(tmp_path):
 
     campaign = check_tasks(load_campaign(write(tmp_path, MINIMAL)))
     assert campaign.fitness.tasks == tuple(task_names())
-    SuiteConfig.from_dict(campaign.fitness_config())  # the controller's use
+    assert campaign.suite_config().tasks == tuple(task_names())  # the controller's use
     path = write(tmp_path, MINIMAL + "[fitness]\ntasks = ['teacher_studnet']\n")
     with pytest.raises(CampaignError, match="unknown task 'teacher_studnet' .*'teacher_student'"):
         check_tasks(load_campaign(path), str(path))
@@ -167,19 +167,15 @@ def test_check_tasks_resolves_and_refuses_unknown_names(tmp_path):
 
 def test_fitness_settings_make_the_suite_config(tmp_path):
     text = MINIMAL + "[fitness]\nseeds = [4]\nbaseline_seeds = [1, 2]\ncheckpoints = 3\n"
-    config = SuiteConfig.from_dict(
-        check_tasks(load_campaign(write(tmp_path, text))).fitness_config()
-    )
+    config = check_tasks(load_campaign(write(tmp_path, text))).suite_config()
     assert (config.seeds, config.baseline_seeds, config.checkpoints) == ((4,), (1, 2), 3)
-    default = SuiteConfig.from_dict(
-        check_tasks(load_campaign(write(tmp_path, MINIMAL))).fitness_config()
-    )
+    default = check_tasks(load_campaign(write(tmp_path, MINIMAL))).suite_config()
     assert default == SuiteConfig()  # a file's defaults are the fitness defaults
 
 
-def test_fitness_config_needs_resolved_tasks(tmp_path):
+def test_the_suite_config_needs_resolved_tasks(tmp_path):
     with pytest.raises(CampaignError, match="check_tasks"):
-        load_campaign(write(tmp_path, MINIMAL)).fitness_config()
+        load_campaign(write(tmp_path, MINIMAL)).suite_config()
 
 
 def test_quickstart_is_valid_and_cheap():

@@ -7,6 +7,7 @@ worker (``xdist_group``)."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -22,13 +23,11 @@ from evodisc.app.cli import main
 from evodisc.campaign.config import check_tasks, load_campaign
 from evodisc.campaign.evaluators import NAMESPACE, Batch, RayPool
 from evodisc.campaign.run import run_campaign
-from evodisc.program import program_to_json
+from fitness.config import SuiteConfig
+from fitness.messages import Baseline, Request
 from search_spaces.zoo import load_known
 
 pytestmark = pytest.mark.xdist_group("ray")
-
-#: A baseline whose metric is 1 (as a request carries it).
-ONE = {"metric": 1.0, "best_lr": 0.01, "cv": None, "seeds": 1}
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +100,10 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
     pool = RayPool(1, deadline=1.0)
     try:
         first = pool.info[0]["name"]
-        suite = {"tasks": [f"{slow}:factory"], "lrs": [0.1], "seeds": [0], "dtype": "float32"}
-        request = {"programs": [program_to_json(load_known("sgd"))], "suite": suite}
-        pool.submit(Batch(0, [0], {**request, "baselines": {suite["tasks"][0]: ONE}}))
+        config = SuiteConfig(tasks=(f"{slow}:factory",), lrs=(0.1,), seeds=(0,))
+        one = Baseline(metric=1.0, best_lr=0.01, cv=math.nan, seeds=1)
+        request = Request((load_known("sgd"),), config, {config.tasks[0]: one})
+        pool.submit(Batch(0, [0], request))
         done = []
         start = time.monotonic()
         while not done and time.monotonic() - start < 600:  # only bounds a broken test

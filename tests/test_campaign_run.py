@@ -26,6 +26,7 @@ from evodisc.campaign.evaluators import InProcessPool, evaluators_per_device
 from evodisc.campaign.run import run_campaign
 from fitness import batch_size
 from fitness.batch_size import candidates_per_batch
+from fitness.config import SuiteConfig
 from fitness.tasks import load_task
 
 # ------------------------------------------------------------------------------- in-process
@@ -143,23 +144,23 @@ def test_zero_batch_size_and_in_flight_are_sized_from_the_evaluators_memory(tmp_
     )
     campaign = check_tasks(load_campaign(auto))
     pool = InProcessPool("cpu")
-    suite = campaign.fitness_config()
-    expected = candidates_per_batch(suite["tasks"], len(suite["lrs"]), len(suite["seeds"]))
-    assert pool.batch_size(suite) == expected >= 1
+    config = campaign.suite_config()
+    expected = candidates_per_batch(config.tasks, len(config.lrs), len(config.seeds))
+    assert pool.batch_size(config) == expected >= 1
     run_campaign(campaign, tmp_path / "run", no_ray=True)
     assert_complete(log_rows(tmp_path / "run"), 24)
 
 
 def test_evaluators_sharing_a_device_size_their_batches_for_their_part(monkeypatch):
-    suite = {"tasks": ["markov_lm"], "lrs": [1e-3, 1e-2], "seeds": [0], "dtype": "float32"}
+    config = SuiteConfig(tasks=("markov_lm",), lrs=(1e-3, 1e-2), seeds=(0,))
     per_candidate = batch_size.candidate_bytes(load_task("markov_lm"), 2)
     # a fixed free memory in which two evaluators fit 3 candidates each, one alone more
     free = int(2 * (batch_size.EVAL_BYTES + 3.5 * per_candidate) / batch_size.MEMORY_SHARE)
     monkeypatch.setattr(batch_size, "free_memory", lambda device=None: free)
     alone, shared = InProcessPool("cpu"), InProcessPool("cpu", sharing=2)
     assert (alone.info[0]["sharing"], shared.info[0]["sharing"]) == (1, 2)
-    expected = candidates_per_batch(suite["tasks"], 2, 1, device="cpu", sharing=2, free=free)
-    assert shared.batch_size(suite) == expected == 3 < alone.batch_size(suite)
+    expected = candidates_per_batch(config.tasks, 2, 1, device="cpu", sharing=2, free=free)
+    assert shared.batch_size(config) == expected == 3 < alone.batch_size(config)
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from evodisc.analysis import uses_reduction
-from evodisc.program import parse_program, program_to_json
+from evodisc.campaign.evaluators import Evaluator
+from evodisc.program import parse_program
 from fitness import batch_size, worker
 from fitness.config import SuiteConfig
 from fitness.device import available_devices
+from fitness.messages import Request
 from fitness.naive import train_naive
 from fitness.suite import suite_baselines
 from fitness.tasks import load_task
@@ -212,19 +214,22 @@ def test_candidate_bytes_bound_the_measured_training_memory(device):
     assert 0 < measured < estimate < 10 * measured, (measured, estimate)
 
 
-def test_worker_splits_a_request_larger_than_the_batch_size(monkeypatch):
+def test_the_evaluator_decides_the_batch_size_and_the_worker_splits_by_it(monkeypatch):
     config = SuiteConfig(tasks=("ill_conditioned",), lrs=(1e-2, 0.1), seeds=(0,))
-    programs = [load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd", "lion")]
-    request = {
-        "programs": [program_to_json(p) for p in programs],
-        "suite": config.to_dict(),
-        "baselines": {t: b.to_dict() for t, b in suite_baselines(config).items()},
-    }
+    programs = tuple(load_known(n) for n in ("adamw", "sgd", "momentum", "signsgd", "lion"))
+    request = Request(programs, config, suite_baselines(config))
     whole = evaluate_request(request)
     batches = []
     real = worker._train
-    monkeypatch.setattr(worker, "candidates_per_batch", lambda *args, **kwargs: 2)
     monkeypatch.setattr(worker, "_train", lambda ps, *a: batches.append(len(ps)) or real(ps, *a))
-    split = evaluate_request(request)
-    assert batches == [2, 2, 1]
-    assert [r["fitness"] for r in split] == [r["fitness"] for r in whole]
+    decided = []
+
+    def two(tasks, lrs, seeds, dtype, device, programs, sharing):
+        decided.append(programs)
+        return 2
+
+    monkeypatch.setattr(batch_size, "candidates_per_batch", two)
+    split = Evaluator("e", "cpu").evaluate(request)
+    assert batches == [2, 2, 1] and len(decided) == 1  # decided once, with the programs
+    assert list(decided[0]) == list(programs)
+    assert [r.fitness for r in split] == [r.fitness for r in whole]

@@ -52,7 +52,6 @@ from evodisc.campaign.fake_pool import LRS, TASKS, FakePool  # noqa: E402
 from evodisc.campaign.progress import Progress  # noqa: E402
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
 from evodisc.screen import Screen  # noqa: E402
-from fitness.config import SuiteConfig  # noqa: E402
 from search_spaces import mutations  # noqa: E402
 from search_spaces.evolution import RegularizedEvolution  # noqa: E402
 
@@ -105,13 +104,13 @@ CHECK = "  of which check_candidate (hash + analyse)"
 
 
 def _controller(campaign, directory, pool, evolution, log, history=None) -> Controller:
-    suite = campaign.fitness_config()
-    key = SuiteConfig.from_dict(suite).cache_key(pool.info[0]["device"])
+    config = campaign.suite_config()
+    key = config.cache_key(pool.info[0]["device"])
     cache = FitnessCache()
     if history is not None:  # as evodisc.campaign.run does on --resume
         cache.ingest(history.filter(pc.is_in(history["status"], value_set=pa.array(CACHEABLE))))
     return Controller(
-        campaign, directory, pool, evolution, Screen(cache, key), pool.baselines(suite), log,
+        campaign, directory, pool, evolution, Screen(cache, key), pool.baselines(config), log,
         history=history,
     )  # fmt: skip
 

@@ -31,6 +31,7 @@ from fitness.config import (
     DEFAULT_LRS,
     DEFAULT_SEEDS,
     DTYPES,
+    SuiteConfig,
 )
 from search_spaces.evolution import EvolutionConfig
 from search_spaces.mutations import MUTATIONS
@@ -259,12 +260,12 @@ class Campaign:
             max_state_slots=self.space.max_state_slots,
         )
 
-    def fitness_config(self) -> dict:
-        """``[fitness]`` as a plain dict, for ``SuiteConfig.from_dict``. Task names
-        must have been resolved by :func:`check_tasks`."""
+    def suite_config(self) -> SuiteConfig:
+        """``[fitness]``: what an evaluation trains. Task names must have been resolved by
+        :func:`check_tasks`."""
         if self.fitness.tasks is None:
             raise CampaignError("fitness.tasks: not resolved yet (call check_tasks first)")
-        return _jsonable(dataclasses.asdict(self.fitness))
+        return SuiteConfig(**dataclasses.asdict(self.fitness))
 
     def to_dict(self) -> dict:
         """The resolved campaign as JSON-able nested sections (the shape of the TOML file)."""

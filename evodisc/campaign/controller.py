@@ -36,6 +36,7 @@ from evodisc.campaign.progress import Progress, Stats
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import format_program, program_to_json
 from evodisc.screen import WORST_FITNESS, Screen, Verdict
+from fitness.messages import Baseline, Request
 from search_spaces.evolution import Candidate, RegularizedEvolution
 
 #: Dispatches of a batch whose evaluator crashed, before its candidates are logged as errors.
@@ -70,7 +71,7 @@ class Controller:
         pool,
         evolution: RegularizedEvolution,
         screen: Screen,
-        baselines: dict[str, dict],
+        baselines: dict[str, Baseline],
         log: store.CandidateLog,
         history: pa.Table | None = None,
         elapsed_before: float = 0.0,
@@ -82,12 +83,12 @@ class Controller:
         self.evolution = evolution
         self.screen = screen
         self.log = log
-        self.suite = campaign.fitness_config()
+        self.config = campaign.suite_config()
         self.baselines = baselines
         resources = campaign.resources
         #: Candidates per request (0 in the file: as many as fit the evaluators' memory) and
         #: at most in flight (0: two batches per evaluator, so none waits for work).
-        self.batch_size = resources.batch_size or pool.batch_size(self.suite)
+        self.batch_size = resources.batch_size or pool.batch_size(self.config)
         self.in_flight = resources.in_flight or 2 * self.batch_size * pool.size
         #: The configured deadline per batch; without one it is derived once batches are timed.
         pool.deadline = resources.timeout_seconds or None
@@ -182,11 +183,8 @@ class Controller:
         size = self.batch_size
         while self.to_dispatch and self.pool.idle():
             ids, self.to_dispatch = self.to_dispatch[:size], self.to_dispatch[size:]
-            request = {
-                "programs": [self._program_json(i) for i in ids],
-                "suite": self.suite,
-                "baselines": self.baselines,
-            }
+            programs = tuple(self.candidates[i].program for i in ids)
+            request = Request(programs, self.config, self.baselines)
             self.pool.submit(Batch(self.next_batch, ids, request))
             self.next_batch += 1
 
@@ -198,13 +196,12 @@ class Controller:
         self.batch_seconds.append(completion.seconds)
         self._update_deadline()
         for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
-            cached = CachedFitness(
-                result["fitness"], result["status"], result["details"], result["uncertainty"]
+            cached, node = result.fitness, completion.node
+            self._finish(
+                cid, cached, False, node=node, seconds=result.seconds, worker=result.worker
             )
-            source = {"seconds": result["seconds"], "worker": result["worker"]}
-            self._finish(cid, cached, cache_hit=False, node=completion.node, **source)
             digest = self.candidates[cid].validity.functional_hash
-            for waiter in self.screen.resolve(digest, cached, cache=result["status"] in CACHEABLE):
+            for waiter in self.screen.resolve(digest, cached, cache=cached.status in CACHEABLE):
                 self._finish(waiter, cached, cache_hit=True)
 
     def _failed(self, completion: Completion) -> None:

@@ -2,11 +2,15 @@
 they complete, with one interface for Ray actors (an embedded local Ray or a cluster) and for the
 controller's own process (``--no-ray``).
 
-An :class:`Evaluator` wraps the batched trainer (``fitness.worker``); a pool keeps each one busy
-with one batch at a time. The Ray pool never waits on a single actor: :meth:`RayPool.poll` takes
-whatever finished (``ray.wait``), replaces an actor that died (its batch comes back as a
-``crashed`` completion, for the controller to re-dispatch) and kills and replaces one whose batch
-ran past the deadline (a ``timeout`` completion).
+An :class:`Evaluator` wraps the batched trainer (``fitness.worker``) and decides how many
+candidates it trains together (:meth:`Evaluator.batch_size`, the one place that decides); a pool
+keeps each one busy with one batch at a time. Requests and results are typed
+(:class:`fitness.messages.Request`, :class:`fitness.messages.Result`); they are turned into
+JSON-able dicts only to reach a Ray actor (programs cross as JSON, never pickled). The Ray pool
+never waits on a single actor: :meth:`RayPool.poll` takes whatever finished (``ray.wait``),
+replaces an actor that died (its batch comes back as a ``crashed`` completion, for the
+controller to re-dispatch) and kills and replaces one whose batch ran past the deadline (a
+``timeout`` completion).
 
 Evaluators that share a device know how many they are (``sharing``,
 :func:`evaluators_per_device`): each sizes its batches for its part of the device's memory
@@ -22,8 +26,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fitness.messages import Baseline, Request, Result
+
+if TYPE_CHECKING:  # torch is loaded by an evaluator, never just to name these
+    from evodisc.program import Program
+    from fitness.config import SuiteConfig
 
 NAMESPACE = "evodisc"
 #: Seconds to wait for a remote Ray head before giving up.
@@ -76,36 +87,47 @@ class Evaluator:
             "sharing": self.sharing,
         }
 
-    def evaluate(self, request: Mapping) -> list[dict]:
-        """One result dict per program of ``request`` (see :mod:`fitness.worker`)."""
+    def evaluate(self, request: Request) -> list[Result]:
+        """One result per program of ``request`` (:func:`fitness.worker.evaluate_request`), in
+        batches of :meth:`batch_size`."""
         from fitness.worker import evaluate_request
 
-        return evaluate_request(request, self.device, self.name, self.sharing)
+        size = self.batch_size(request.config, request.programs)
+        return evaluate_request(request, self.device, self.name, size)
 
-    def batch_size(self, suite: Mapping) -> int:
-        """How many candidates of ``suite`` fit this evaluator's part of its device at once
-        (:func:`fitness.batch_size.candidates_per_batch`, from its free memory)."""
+    def evaluate_serialised(self, request: dict) -> list[dict]:
+        """:meth:`evaluate` across a process boundary (a Ray actor's): the request and the
+        results as JSON-able dicts."""
+        return [result.to_dict() for result in self.evaluate(Request.from_dict(request))]
+
+    def batch_size(self, config: SuiteConfig, programs: Sequence[Program] = ()) -> int:
+        """How many candidates of ``config`` (these ``programs``, whose state needs memory too,
+        when known) to train together: as many as fit this evaluator's part of its device
+        (:func:`fitness.batch_size.candidates_per_batch`, from its free memory); all of
+        ``programs`` when that cannot be estimated (training then reports what is wrong)."""
         from fitness.batch_size import candidates_per_batch
-        from fitness.config import SuiteConfig
+        from fitness.tasks import TaskError
 
-        config = SuiteConfig.from_dict(dict(suite))
-        return candidates_per_batch(
-            config.tasks,
-            len(config.lrs),
-            len(config.seeds),
-            config.torch_dtype,
-            self.device,
-            sharing=self.sharing,
-        )
+        try:
+            return candidates_per_batch(
+                config.tasks,
+                len(config.lrs),
+                len(config.seeds),
+                config.torch_dtype,
+                self.device,
+                programs or None,
+                sharing=self.sharing,
+            )
+        except TaskError:
+            raise
+        except Exception:
+            return max(len(programs), 1)
 
-    def baselines(self, suite: Mapping) -> dict[str, dict]:
-        """The tuned baseline per task of ``suite``, as plain dicts (computed once per
-        campaign; :meth:`fitness.baselines.Baseline.to_dict`)."""
-        from fitness.config import SuiteConfig
+    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+        """The tuned baseline per task of ``config`` (computed once per campaign)."""
         from fitness.suite import suite_baselines
 
-        tuned = suite_baselines(SuiteConfig.from_dict(dict(suite)), self.device)
-        return {task: baseline.to_dict() for task, baseline in tuned.items()}
+        return suite_baselines(config, self.device)
 
 
 @dataclass
@@ -114,7 +136,7 @@ class Batch:
 
     id: int
     candidate_ids: list[int]
-    request: dict
+    request: Request
     attempts: int = 0  # dispatches so far (re-dispatched after a crash or a timeout)
 
 
@@ -124,7 +146,7 @@ class Completion:
     ``timeout``) with the results left empty."""
 
     batch: Batch
-    results: list[dict] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
     failure: str = ""
     node: str = ""
     seconds: float = 0.0
@@ -162,11 +184,11 @@ class InProcessPool:
         done, self._done = self._done, []
         return done
 
-    def batch_size(self, suite: Mapping) -> int:
-        return self.evaluator.batch_size(suite)
+    def batch_size(self, config: SuiteConfig) -> int:
+        return self.evaluator.batch_size(config)
 
-    def baselines(self, suite: Mapping) -> dict[str, dict]:
-        return self.evaluator.baselines(suite)
+    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+        return self.evaluator.baselines(config)
 
     def close(self) -> None:
         pass
@@ -306,7 +328,7 @@ class RayPool:
     def submit(self, batch: Batch) -> None:
         index = self._idle_indices()[0]
         batch.attempts += 1
-        ref = self.actors[index].evaluate.remote(batch.request)
+        ref = self.actors[index].evaluate_serialised.remote(batch.request.to_dict())
         self._running[ref] = (index, batch, time.perf_counter())
 
     def _replace(self, index: int) -> None:
@@ -326,7 +348,8 @@ class RayPool:
             seconds = time.perf_counter() - start
             node = self.info[index]["node"]
             try:
-                done.append(Completion(batch, self._get(ref), node=node, seconds=seconds))
+                results = [Result.from_dict(doc) for doc in self._get(ref)]
+                done.append(Completion(batch, results, node=node, seconds=seconds))
             except self._lost as exc:  # died, or killed by Ray's memory monitor: replace it
                 done.append(Completion(batch, failure=f"crashed: {_first_line(exc)}", node=node))
                 self._replace(index)
@@ -338,12 +361,12 @@ class RayPool:
                 self._replace(index)
         return done
 
-    def batch_size(self, suite: Mapping) -> int:
+    def batch_size(self, config: SuiteConfig) -> int:
         """The smallest of the evaluators' own batch sizes (their devices may differ)."""
-        return min(self._get(a.batch_size.remote(dict(suite))) for a in self.actors)
+        return min(self._get(a.batch_size.remote(config)) for a in self.actors)
 
-    def baselines(self, suite: Mapping) -> dict[str, dict]:
-        return self._get(self.actors[0].baselines.remote(dict(suite)))
+    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+        return self._get(self.actors[0].baselines.remote(config))
 
     def _get(self, ref):
         """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an

@@ -7,22 +7,26 @@ benchmark (``tools/bench_controller.py``) times the controller alone with it."""
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
-from collections.abc import Mapping
 
 from evodisc.campaign.evaluators import Batch, Completion
+from evodisc.fitness_cache import CachedFitness
+from evodisc.program import Program, program_to_json
+from fitness.config import SuiteConfig
+from fitness.messages import Baseline, Result
 
 #: The per-task details of a fake result name these tasks and learning rates.
 TASKS = ("teacher_student", "ill_conditioned")
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 
 
-def fake_result(program_json: str, worker: str) -> dict:
-    """A deterministic stand-in for training ``program_json``: fitness in [0, 1.2) with an
-    uncertainty, about one in ten diverged, shaped like :func:`fitness.worker.evaluate_request`'s
-    results."""
-    digest = hashlib.blake2b(program_json.encode(), digest_size=8).digest()
+def fake_result(program: Program, worker: str) -> Result:
+    """A deterministic stand-in for training ``program`` (a function of its canonical JSON):
+    fitness in [0, 1.2) with an uncertainty, about one in ten diverged, with per-task details
+    shaped like :func:`fitness.worker.evaluate_request`'s."""
+    digest = hashlib.blake2b(program_to_json(program).encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2**64
     diverged = digest[0] < 26
     fitness = 0.0 if diverged else 1.2 * u
@@ -36,8 +40,7 @@ def fake_result(program_json: str, worker: str) -> dict:
     }
     status = "diverged" if diverged else "ok"
     uncertainty = None if diverged else 0.01 + 0.05 * u
-    return {"status": status, "fitness": fitness, "details": details,
-            "uncertainty": uncertainty, "seconds": 0.0, "worker": worker}  # fmt: skip
+    return Result(CachedFitness(fitness, status, details, uncertainty), 0.0, worker)
 
 
 class FakePool:
@@ -100,17 +103,17 @@ class FakePool:
                 done.append(Completion(batch, failure="crashed"))
             else:
                 name, node = self.info[index]["name"], self.info[index]["node"]
-                results = [fake_result(text, name) for text in batch.request["programs"]]
+                results = [fake_result(program, name) for program in batch.request.programs]
                 done.append(Completion(batch, results, node=node, seconds=self.latency or 1e-3))
         self._running = running
         self.seconds += time.perf_counter() - start
         return done
 
-    def baselines(self, suite: Mapping) -> dict[str, dict]:
-        return {
-            task: {"metric": 0.05, "best_lr": 0.01, "cv": None, "seeds": 1}
-            for task in suite["tasks"]
-        }
+    def batch_size(self, config: SuiteConfig) -> int:
+        return 8
+
+    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+        return {task: Baseline(0.05, 0.01, math.nan, 1) for task in config.tasks}
 
     def close(self) -> None:
         pass

@@ -23,6 +23,7 @@ from evodisc.campaign.progress import Progress
 from evodisc.fitness_cache import FitnessCache
 from evodisc.screen import Screen
 from fitness.config import SuiteConfig
+from fitness.messages import Baseline
 from search_spaces.evolution import RegularizedEvolution
 
 BASELINES_FILE = "baselines.json"
@@ -43,17 +44,17 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
     )
 
 
-def _baselines(directory: Path, pool, suite: dict) -> dict[str, dict]:
-    """The tuned baselines (task → :meth:`fitness.baselines.Baseline.to_dict`), computed once
-    per campaign by an evaluator and kept in DIR (a file of an older protocol, which kept only
-    metrics, is computed again)."""
+def _baselines(directory: Path, pool, config: SuiteConfig) -> dict[str, Baseline]:
+    """The tuned baseline per task, computed once per campaign by an evaluator and kept in DIR
+    (a file of an older protocol, which kept only metrics, is computed again)."""
     path = directory / BASELINES_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
         if "baselines" in stored:
-            return stored["baselines"]
-    baselines = pool.baselines(suite)
-    store.write_json(path, {"suite": suite, "baselines": baselines})
+            return {task: Baseline.from_dict(doc) for task, doc in stored["baselines"].items()}
+    baselines = pool.baselines(config)
+    documents = {task: baseline.to_dict() for task, baseline in baselines.items()}
+    store.write_json(path, {"suite": config.to_dict(), "baselines": documents})
     return baselines
 
 
@@ -99,9 +100,8 @@ def run_campaign(
             write_checkpoint(directory, evolution, elapsed=0.0)
         log = store.CandidateLog(directory, writer=True)
         logged = log.read()
-        suite = campaign.fitness_config()
-        device_type = pool.info[0]["device"]
-        key = SuiteConfig.from_dict(suite).cache_key(device_type)
+        config = campaign.suite_config()
+        key = config.cache_key(pool.info[0]["device"])
         cache = FitnessCache()
         cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
         cache.ingest(logged.filter(cacheable))
@@ -112,7 +112,7 @@ def run_campaign(
             pool,
             evolution,
             Screen(cache, key),
-            _baselines(directory, pool, suite),
+            _baselines(directory, pool, config),
             log,
             history=logged,
             elapsed_before=elapsed,
