@@ -5,11 +5,21 @@ computes keys without it)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.program import program_to_json
+from evodisc.settings import (
+    INT,
+    POSITIVE,
+    POSITIVE_INT,
+    TEXT,
+    check_settings,
+    list_of,
+    one_of,
+    setting,
+)
 from fitness.tasks import task_fingerprint, task_names
 from search_spaces.zoo import load_known
 
@@ -51,20 +61,32 @@ MAX_SEEDS = 64
 class SuiteConfig:
     """What a fitness evaluation trains — tasks, learning-rate grid, seeds, precision, the
     baseline's seeds and the validation checkpoints of a run: one stage of evaluation (stages
-    that differ in tasks or seeds are different configurations, each with its own cache key)."""
+    that differ in tasks or seeds are different configurations, each with its own cache key).
+    A campaign file's ``[fitness]`` (the task names are checked by
+    :func:`evodisc.campaign.config.check_tasks`, which may load a user's task file)."""
 
-    tasks: tuple[str, ...] = field(default_factory=lambda: tuple(task_names()))
-    lrs: tuple[float, ...] = DEFAULT_LRS
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
-    dtype: str = "float32"
-    baseline_seeds: tuple[int, ...] = DEFAULT_BASELINE_SEEDS
-    checkpoints: int = DEFAULT_CHECKPOINTS
+    tasks: tuple[str, ...] = setting(
+        list_of(TEXT, "task names"),
+        lambda: tuple(task_names()),
+        "proxy tasks (`evodisc tasks`) or FILE.py:FACTORY",
+        shown="the search suite",
+    )
+    lrs: tuple[float, ...] = setting(
+        list_of(POSITIVE, "numbers > 0"), DEFAULT_LRS, "learning-rate grid"
+    )
+    seeds: tuple[int, ...] = setting(
+        list_of(INT, "integers"), DEFAULT_SEEDS, "training seeds of each candidate"
+    )
+    dtype: str = setting(one_of(DTYPES), "float32", "floating-point precision")
+    baseline_seeds: tuple[int, ...] = setting(
+        list_of(INT, "integers"), DEFAULT_BASELINE_SEEDS, "training seeds of the AdamW baseline"
+    )
+    checkpoints: int = setting(
+        POSITIVE_INT, DEFAULT_CHECKPOINTS, "validations per run; the metric is their mean"
+    )
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
-        if self.checkpoints < 1:
-            raise ValueError(f"checkpoints must be at least 1, not {self.checkpoints}")
+        check_settings(self)
 
     @property
     def torch_dtype(self) -> torch.dtype:

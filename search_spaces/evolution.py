@@ -46,10 +46,28 @@ from dataclasses import dataclass, field, replace
 
 from evodisc.analysis import analyse, eliminate_dead_code
 from evodisc.program import Const, Program, program_from_json, program_to_json, walk
+from evodisc.settings import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE_INT,
+    TEXT,
+    SettingError,
+    check_known,
+    check_settings,
+    list_of,
+    setting,
+    table_of,
+)
 from evodisc.validity import Validity, check_candidate
 from search_spaces.mutations import MUTATIONS, can_apply
 from search_spaces.space import DEFAULT_SPACE, ProgramSpace, random_program
-from search_spaces.zoo import load_known
+from search_spaces.zoo import load_known, zoo
+
+
+def default_weights() -> dict[str, float]:
+    """Every mutation at weight 1.0."""
+    return {name: 1.0 for name in MUTATIONS}
+
 
 #: The fitness a NaN or ±inf result counts as (fitness is higher-is-better).
 WORST = -math.inf
@@ -81,47 +99,54 @@ class Member:
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """Everything that shapes the search (the campaign file's ``[evolution]`` and ``[space]``).
+    """Everything that shapes the search: a campaign file's ``[evolution]`` (the fields declared
+    with :func:`~evodisc.settings.setting`), its ``[space]`` and its seed.
 
-    ``mutation_weights`` is the whole table: a mutation left out is never used.
-    ``max_state_slots`` bounds the state slots mutations may add (it overrides
-    ``space.max_state_slots``) and the memory a valid candidate may need.
+    ``mutation_weights`` is the whole table: a mutation left out is never used (a campaign
+    file's table is laid over the default, 1.0 each). ``space.max_state_slots`` bounds the state
+    slots mutations may add and the memory a valid candidate may need.
     """
 
-    population: int = 64
-    tournament: int = 8
-    mutation_weights: Mapping[str, float] = field(
-        default_factory=lambda: {name: 1.0 for name in MUTATIONS}
+    population: int = setting(POSITIVE_INT, 64, "programs alive per island")
+    tournament: int = setting(POSITIVE_INT, 8, "programs drawn per tournament (<= population)")
+    mutation_weights: Mapping[str, float] = setting(
+        table_of(NON_NEGATIVE, "numbers >= 0", base=default_weights),
+        default_weights,
+        "relative weight per mutation; unlisted mutations keep 1.0",
+        shown="1.0 each",
     )
-    warm_start: tuple[str, ...] = ("adamw",)
-    random_programs: int = 0
-    restart_every: int = 0
-    islands: int = 1
-    migration_every: int = 0
-    migration_size: int = 1
-    max_retries: int = 10
+    warm_start: tuple[str, ...] = setting(
+        list_of(TEXT, "optimizer names", empty=True),
+        ("adamw",),
+        "known optimizers the initial population cycles through",
+    )
+    random_programs: int = setting(COUNT, 0, "random programs in the initial population")
+    restart_every: int = setting(
+        COUNT, 0, "re-seed an island from the best every N results; 0 never"
+    )
+    islands: int = setting(POSITIVE_INT, 1, "independent populations")
+    migration_every: int = setting(COUNT, 0, "send each island's best to the next every N; 0 never")
+    migration_size: int = setting(POSITIVE_INT, 1, "programs sent per migration")
+    max_retries: int = setting(COUNT, 10, "re-mutations of a child equal to its parent")
     seed: int = 0
     space: ProgramSpace = DEFAULT_SPACE
-    max_state_slots: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("population", "tournament", "islands", "migration_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("random_programs", "restart_every", "migration_every", "max_retries"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.random_programs > self.population or self.migration_size > self.population:
-            raise ValueError("random_programs and migration_size must not exceed population")
-        if len(self.warm_start) > self.population - self.random_programs:
-            raise ValueError("the initial population has no room for every warm-start program")
-        unknown = sorted(set(self.mutation_weights) - set(MUTATIONS))
-        if unknown:
-            raise ValueError(f"unknown mutation(s): {', '.join(unknown)}")
-        weights = list(self.mutation_weights.values())
-        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
-            raise ValueError("mutation weights must be finite, >= 0, and not all 0")
-        replace(self.space, max_state_slots=self.max_state_slots)  # validates the slot bound
+        check_settings(self)
+        population = self.population
+        for key in ("tournament", "random_programs", "migration_size"):
+            if getattr(self, key) > population:
+                raise SettingError(key, f"at most population ({population})", getattr(self, key))
+        if not self.warm_start and not self.random_programs:
+            raise SettingError("random_programs", "> 0 when warm_start is empty", 0)
+        room = population - self.random_programs
+        if len(self.warm_start) > room:
+            expected = f"at most population - random_programs ({room}) names"
+            raise SettingError("warm_start", expected, self.warm_start)
+        check_known("warm_start", self.warm_start, zoo(), "optimizer")
+        check_known("mutation_weights", self.mutation_weights, MUTATIONS, "mutation")
+        if not any(self.mutation_weights.values()):
+            raise SettingError("mutation_weights", "at least one weight > 0", self.mutation_weights)
 
 
 @dataclass(frozen=True)
@@ -203,7 +228,7 @@ class RegularizedEvolution:
 
     def __init__(self, config: EvolutionConfig):
         self.config = config
-        self._space = replace(config.space, max_state_slots=config.max_state_slots)
+        self._space = config.space
         self._rngs = {name: substream(config.seed, name) for name in STREAMS}
         self._islands = [Island(plan=initial_plan(config)) for _ in range(config.islands)]
         self._outstanding: dict[int, Candidate] = {}

@@ -12,13 +12,24 @@ from __future__ import annotations
 import keyword
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from evodisc.edit import fresh_name, make_call, visible_names
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import RESERVED_INPUTS, Assign, Call, Const, Expr, Program, Var
+from evodisc.settings import (
+    COUNT,
+    NUMBER,
+    POSITIVE_INT,
+    TEXT,
+    SettingError,
+    check_known,
+    check_settings,
+    list_of,
+    setting,
+)
 
 Rng = random.Random | np.random.Generator
 
@@ -28,24 +39,33 @@ DEFAULT_CONSTANTS = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 1e-8, 1e-3, 0.01, 0.1)
 
 @dataclass(frozen=True)
 class ProgramSpace:
-    """What random programs and mutations may contain."""
+    """What random programs and mutations may contain (a campaign file's ``[space]``: the
+    fields declared with :func:`~evodisc.settings.setting`)."""
 
     inputs: tuple[str, ...] = RESERVED_INPUTS
-    state: tuple[str, ...] = ("m", "v")
-    ops: tuple[str, ...] = field(default_factory=lambda: tuple(PRIMITIVES))
-    min_statements: int = 5
-    max_statements: int = 15
-    max_state_slots: int = 3  # mutations add state slots up to this many
+    state: tuple[str, ...] = setting(
+        list_of(TEXT, "names"), ("m", "v"), "state slots of random programs"
+    )
+    ops: tuple[str, ...] = setting(
+        list_of(TEXT, "primitive names"),
+        lambda: tuple(PRIMITIVES),
+        "primitives random programs and mutations may use",
+        shown="all primitives",
+    )
+    min_statements: int = setting(COUNT, 5, "fewest statements of a random program")
+    max_statements: int = setting(POSITIVE_INT, 15, "most statements of any program")
+    max_state_slots: int = setting(
+        COUNT, 3, "most state slots a program may have (its memory); mutations add up to this"
+    )
     constant_probability: float = 0.2  # chance that a random argument is a constant
-    constants: tuple[float, ...] = DEFAULT_CONSTANTS
+    constants: tuple[float, ...] = setting(
+        list_of(NUMBER, "numbers"), DEFAULT_CONSTANTS, "constants random arguments use"
+    )
     update_name: str = "update"
 
     def __post_init__(self) -> None:
-        unknown = [op for op in self.ops if op not in PRIMITIVES]
-        if unknown:
-            raise ValueError(f"unknown primitive(s) in the program space: {', '.join(unknown)}")
-        if not self.ops or not self.constants:
-            raise ValueError("the program space needs at least one primitive and one constant")
+        check_settings(self)
+        check_known("ops", self.ops, PRIMITIVES, "primitive")
         not_reserved = [name for name in self.inputs if name not in RESERVED_INPUTS]
         if not_reserved:
             raise ValueError(f"inputs must be among {RESERVED_INPUTS}, not {not_reserved}")
@@ -55,13 +75,12 @@ class ProgramSpace:
                 raise ValueError(f"{name!r} cannot name a program variable")
         if len(set(names)) != len(names) or set(self.state) & set(RESERVED_INPUTS):
             raise ValueError("inputs, state slots and the update name must be distinct names")
-        if not 0 <= self.min_statements <= self.max_statements:
-            raise ValueError("need 0 <= min_statements <= max_statements")
+        if self.min_statements > self.max_statements:
+            expected = f"at least min_statements ({self.min_statements})"
+            raise SettingError("max_statements", expected, self.max_statements)
         if self.max_state_slots < len(self.state):
-            raise ValueError(
-                f"max_state_slots ({self.max_state_slots}) is less than the number of state "
-                f"slots ({len(self.state)})"
-            )
+            expected = f"at most max_state_slots ({self.max_state_slots}) names"
+            raise SettingError("state", expected, self.state)
 
 
 DEFAULT_SPACE = ProgramSpace()

@@ -24,7 +24,6 @@ from search_spaces.evolution import (
     migrants,
     tournament,
 )
-from search_spaces.space import ProgramSpace
 from search_spaces.zoo import load_known
 
 SMALL = dict(population=6, tournament=3, seed=1)
@@ -89,7 +88,9 @@ def test_migrants_are_the_best_of_the_previous_island():
 
 
 def test_warm_start_puts_the_zoo_programs_first_and_unchanged():
-    config = EvolutionConfig(population=5, warm_start=("adamw", "lion"), random_programs=1)
+    config = EvolutionConfig(
+        population=5, tournament=5, warm_start=("adamw", "lion"), random_programs=1
+    )
     evolution = RegularizedEvolution(config)
     adamw, adamw_copy, lion, lion_copy, random_one = [evolution.ask() for _ in range(5)]
     assert (adamw.mutation, adamw.parent_id, adamw.program) == ("seed:adamw", None, ADAMW)
@@ -104,7 +105,9 @@ def test_warm_start_puts_the_zoo_programs_first_and_unchanged():
 
 
 def test_random_initial_population_without_warm_start():
-    evolution = RegularizedEvolution(EvolutionConfig(population=4, warm_start=()))
+    evolution = RegularizedEvolution(
+        EvolutionConfig(population=4, tournament=4, warm_start=(), random_programs=4)
+    )
     seeds = [evolution.ask() for _ in range(4)]
     assert [c.mutation for c in seeds] == ["random"] * 4
     assert all(c.parent_id is None for c in seeds)
@@ -169,7 +172,9 @@ def test_retries_stop_at_max_retries_when_every_mutation_keeps_the_hash(monkeypa
         return program
 
     monkeypatch.setitem(mutations.MUTATIONS, "identity", identity)
-    config = EvolutionConfig(population=2, mutation_weights={"identity": 1.0}, max_retries=4)
+    config = EvolutionConfig(
+        population=2, tournament=2, mutation_weights={"identity": 1.0}, max_retries=4
+    )
     evolution = RegularizedEvolution(config)
     first, second = evolution.ask(), evolution.ask()
     assert second.parent_id == first.id and second.mutation == "identity"
@@ -179,7 +184,7 @@ def test_retries_stop_at_max_retries_when_every_mutation_keeps_the_hash(monkeypa
 
 def test_mutation_weights_choose_the_mutations():
     weights = {"perturb_constant": 1.0, "change_argument": 3.0, "insert_statement": 0.0}
-    config = EvolutionConfig(population=4, mutation_weights=weights, seed=3)
+    config = EvolutionConfig(population=4, tournament=4, mutation_weights=weights, seed=3)
     evolution = RegularizedEvolution(config)
     counts = Counter(c.mutation for c in run(evolution, 400)[4:])
     assert set(counts) == {"perturb_constant", "change_argument"}
@@ -262,7 +267,9 @@ def test_islands_stay_within_population_and_migration_copies_the_best():
 
 def test_same_seed_same_stream_and_another_seed_another():
     def stream(seed: int) -> list[tuple]:
-        config = EvolutionConfig(population=6, random_programs=2, restart_every=25, seed=seed)
+        config = EvolutionConfig(
+            population=6, tournament=6, random_programs=2, restart_every=25, seed=seed
+        )
         return trace(run(RegularizedEvolution(config), 80))
 
     assert stream(5) == stream(5)
@@ -271,7 +278,13 @@ def test_same_seed_same_stream_and_another_seed_another():
 
 def test_checkpoint_round_trip_continues_identically():
     config = EvolutionConfig(
-        population=6, random_programs=2, restart_every=17, islands=2, migration_every=11, seed=7
+        population=6,
+        tournament=6,
+        random_programs=2,
+        restart_every=17,
+        islands=2,
+        migration_every=11,
+        seed=7,
     )
     original = RegularizedEvolution(config)
     run(original, 40)
@@ -300,7 +313,9 @@ def test_state_from_another_config_shape_is_refused():
 
 def test_lion_seed_grows_a_second_state_slot():
     weights = {"add_state_slot": 1.0}
-    config = EvolutionConfig(population=3, warm_start=("lion",), mutation_weights=weights)
+    config = EvolutionConfig(
+        population=3, tournament=3, warm_start=("lion",), mutation_weights=weights
+    )
     evolution = RegularizedEvolution(config)
     seed, *children = [evolution.ask() for _ in range(3)]
     assert seed.program.state == ("m",)
@@ -320,7 +335,8 @@ def test_lion_seed_grows_a_second_state_slot():
         {"mutation_weights": {"insert_statment": 1.0}},
         {"mutation_weights": {"insert_statement": -1.0}},
         {"mutation_weights": {"insert_statement": 0.0}},
-        {"max_state_slots": 1, "space": ProgramSpace(state=("m", "v"))},
+        {"warm_start": ("adamww",)},  # not a known optimizer
+        {"warm_start": (), "random_programs": 0},  # an empty initial population
     ],
 )
 def test_invalid_configs_are_rejected(settings):

@@ -47,7 +47,7 @@ def test_checkpoints_are_evenly_spaced_and_end_at_the_last_step():
     assert checkpoint_steps(3, 8) == (1, 2, 3)  # fewer steps than checkpoints: every step
     with pytest.raises(ValueError, match="at least 1"):
         checkpoint_steps(10, 0)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="checkpoints: expected a positive integer"):
         SuiteConfig(checkpoints=0)
 
 
