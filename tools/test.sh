@@ -14,11 +14,12 @@ cd "$(dirname "$0")/.."
 
 BROWSER_PACKAGE=chromium-headless-shell
 
-find_browser() {
-    local candidate
+find_browser() {  # the first candidate that is an executable and answers --version
+    local candidate path
     for candidate in "${EVODISC_BROWSER:-}" "$BROWSER_PACKAGE" chromium chromium-browser; do
-        if [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null; then
-            command -v "$candidate"
+        path=$(command -v "$candidate" 2>/dev/null) || continue
+        if [[ -n "$candidate" && -x "$path" ]] && "$path" --version >/dev/null 2>&1; then
+            echo "$path"
             return 0
         fi
     done
@@ -37,7 +38,7 @@ install_browser() {
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$BROWSER_PACKAGE" >/dev/null
 }
 
-if [[ -n "${EVODISC_BROWSER:-}" ]] && ! command -v "$EVODISC_BROWSER" >/dev/null; then
+if [[ -n "${EVODISC_BROWSER:-}" ]] && ! [[ -x $(command -v "$EVODISC_BROWSER" 2>/dev/null) ]]; then
     echo "tools/test.sh: EVODISC_BROWSER=$EVODISC_BROWSER is not an executable" >&2
     exit 2
 fi
