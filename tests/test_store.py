@@ -13,11 +13,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from evodisc.app.cli import main
 from evodisc.campaign.store import (
     LOG_SCHEMA,
     CandidateLog,
     StoreError,
-    prepare_directory,
+    open_directory,
     read_campaign,
     read_checkpoint,
     write_campaign,
@@ -234,29 +235,53 @@ def test_campaign_file_round_trips(tmp_path):
         read_campaign(tmp_path)
 
 
+def prepared(out: Path, resume: bool) -> Path:
+    with open_directory(out, resume) as directory:
+        return directory
+
+
 def test_a_previous_run_is_never_overwritten(tmp_path):
     out = tmp_path / "runs" / "a"
-    assert prepare_directory(out, resume=False) == out and out.is_dir()
-    assert prepare_directory(out, resume=False) == out  # empty: fine
+    assert prepared(out, resume=False) == out and out.is_dir()
+    assert prepared(out, resume=False) == out  # empty (but for its lock file): fine
     (out / "campaign.json").write_text("{}")
     with pytest.raises(StoreError, match="is not empty: use --resume to continue it, or another"):
-        prepare_directory(out, resume=False)
+        prepared(out, resume=False)
     with pytest.raises(StoreError, match="cannot be resumed: it has no checkpoint.json"):
-        prepare_directory(out, resume=True)
+        prepared(out, resume=True)
     write_checkpoint(out, {})
     (out / ".checkpoint.json.tmp").write_text("{")
-    assert prepare_directory(out, resume=True) == out
+    assert prepared(out, resume=True) == out
     assert not (out / ".checkpoint.json.tmp").exists()
 
 
 def test_resume_needs_a_campaign_directory(tmp_path):
     with pytest.raises(StoreError, match="does not exist: there is no campaign to resume"):
-        prepare_directory(tmp_path / "nothing", resume=True)
+        prepared(tmp_path / "nothing", resume=True)
+    assert not (tmp_path / "nothing").exists()
     with pytest.raises(StoreError, match="cannot be resumed: it has no campaign.json"):
-        prepare_directory(tmp_path, resume=True)
+        prepared(tmp_path, resume=True)
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="is not a directory"):
-        prepare_directory(tmp_path / "file", resume=False)
+        prepared(tmp_path / "file", resume=False)
+
+
+def test_one_writer_per_directory(tmp_path, capsys):
+    """A second run into a directory in use is refused at once, whatever it was asked, and
+    the directory is free again when the first ends."""
+    out = tmp_path / "run"
+    with open_directory(out, resume=False):
+        for resume in (False, True):
+            with pytest.raises(
+                StoreError, match=rf"in use by another evodisc run \(pid {os.getpid()}\)"
+            ):
+                prepared(out, resume)
+        campaign = tmp_path / "c.toml"
+        campaign.write_text("[budget]\nevaluations = 2\n")
+        assert main(["run", str(campaign), "--out", str(out), "--no-ray"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by another evodisc run" in err
+    assert prepared(out, resume=False) == out  # released
 
 
 def test_a_reader_never_touches_the_writers_files(tmp_path):

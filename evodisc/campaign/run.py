@@ -87,12 +87,12 @@ def run_campaign(
     ``pool`` when given (anything with :class:`~evodisc.campaign.evaluators.InProcessPool`'s
     interface, e.g. :class:`~evodisc.campaign.fake_pool.FakePool`), else on the evaluators the
     campaign asks for."""
-    directory = store.prepare_directory(Path(out), resume)
-    if resume:
-        evolution, elapsed = _resume_state(directory, campaign, force)
-    else:
-        evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
     with ExitStack() as stack:
+        directory = stack.enter_context(store.open_directory(out, resume))  # ours alone
+        if resume:
+            evolution, elapsed = _resume_state(directory, campaign, force)
+        else:
+            evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
         pool = pool or open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
         stack.callback(pool.close)
         if not resume:

@@ -54,8 +54,11 @@ cache from a log.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,8 @@ from evodisc.parts import PartStore, part_number
 CAMPAIGN_FILE = "campaign.json"
 CHECKPOINT_FILE = "checkpoint.json"
 LOG_DIR = "log"
+#: Held (flock) by the one process writing the directory; holds its pid.
+LOCK_FILE = ".lock"
 
 LOG_SCHEMA = pa.schema(
     [
@@ -225,25 +230,56 @@ def write_json(path: str | Path, document: Any) -> None:
     _write_durably(Path(path), (json.dumps(document, indent=1) + "\n").encode())
 
 
-def prepare_directory(out: str | Path, resume: bool) -> Path:
-    """The campaign directory ``out``, ready to run into: new or empty unless ``resume``, in
-    which case it must hold a campaign file and a checkpoint (leftover temporaries are removed).
-    A previous run is never overwritten."""
+@contextlib.contextmanager
+def open_directory(out: str | Path, resume: bool) -> Iterator[Path]:
+    """The campaign directory ``out``, held by this process alone while the ``with`` lasts
+    (an exclusive lock on ``DIR/.lock``: a second ``evodisc run`` into it is refused at once,
+    whatever it was asked), and ready to run into: new or empty unless ``resume``, in which case
+    it must hold a campaign file and a checkpoint (leftover temporaries are removed). A previous
+    run is never overwritten."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out} is not a directory")
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise StoreError(f"{out} is not empty: use --resume to continue it, or another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    if not out.exists():
+    if resume and not out.exists():
         raise StoreError(f"{out} does not exist: there is no campaign to resume")
-    for name in (CAMPAIGN_FILE, CHECKPOINT_FILE):
-        if not (out / name).is_file():
-            raise StoreError(f"{out} cannot be resumed: it has no {name}")
-    _remove_temporaries(out)
-    return out
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        if not resume:
+            if any(p.name != LOCK_FILE for p in out.iterdir()):
+                raise StoreError(
+                    f"{out} is not empty: use --resume to continue it, or another --out"
+                )
+        else:
+            for name in (CAMPAIGN_FILE, CHECKPOINT_FILE):
+                if not (out / name).is_file():
+                    raise StoreError(f"{out} cannot be resumed: it has no {name}")
+            _remove_temporaries(out)
+        yield out
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on ``directory/.lock``, released when the process ends
+    in any way (the kernel drops an flock with its file descriptor, kill -9 included)."""
+    path = directory / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the lock file ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise StoreError(
+                f"{directory} is in use by another evodisc run (pid {holder}); wait for it to "
+                "end, or run into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 # Durable files ----------------------------------------------------------------------------------
