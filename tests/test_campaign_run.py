@@ -136,6 +136,24 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     assert_kept(before, after)
 
 
+def test_ctrl_c_before_the_campaign_started_says_there_is_nothing_to_resume(
+    tmp_path, monkeypatch, capsys
+):
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C while the evaluators start
+
+    monkeypatch.setattr("evodisc.campaign.run.open_pool", interrupted)
+    path = write_campaign(tmp_path, evaluations=4)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "evodisc: error: interrupted before the campaign started; nothing to resume: "
+        "run it again\n"
+    )
+    monkeypatch.undo()  # run again, as it says: the directory is not in the way
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-ray", "--quiet"]) == 0
+
+
 def test_zero_batch_size_and_in_flight_are_sized_from_the_evaluators_memory(tmp_path):
     text = write_campaign(tmp_path, evaluations=24).read_text()
     auto = tmp_path / "auto.toml"

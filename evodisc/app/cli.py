@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -174,7 +175,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
     from evodisc.campaign.evaluators import EvaluatorError
     from evodisc.campaign.progress import Progress
     from evodisc.campaign.run import run_campaign
-    from evodisc.campaign.store import StoreError
+    from evodisc.campaign.store import CAMPAIGN_FILE, StoreError
     from fitness.device import DeviceError
     from fitness.tasks import TaskError
 
@@ -198,6 +199,10 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
     except (CampaignError, StoreError, EvaluatorError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
+        if not (Path(directory) / CAMPAIGN_FILE).is_file():
+            raise UsageError(
+                "interrupted before the campaign started; nothing to resume: run it again"
+            ) from None
         raise UsageError(
             f"interrupted; what finished is logged. Continue with: evodisc run {args.campaign} "
             f"--out {directory} --resume"
