@@ -46,13 +46,29 @@ def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
-def list_of(item: Check, items: str, empty: bool = False) -> Check:
-    """A list (a tuple once converted) of ``items``, each accepted by ``item``."""
+def list_of(
+    item: Check, items: str, empty: bool = False, distinct: bool = False, most: int | None = None
+) -> Check:
+    """A list (a tuple once converted) of ``items``, each accepted by ``item``; ``distinct``:
+    no value twice; ``most``: at most that many (checked before any item is looked at)."""
+    size = f"at most {most} " if most else ""
+    kind = f"{'distinct ' if distinct else ''}{items}"
+
+    def accepts(v: Any) -> bool:
+        if not isinstance(v, list | tuple) or not (empty or v) or (most and len(v) > most):
+            return False
+        return all(map(item.accepts, v)) and (not distinct or len(set(v)) == len(v))
+
     return Check(
-        f"a {'' if empty else 'non-empty '}list of {items}",
-        lambda v: isinstance(v, list | tuple) and (empty or bool(v)) and all(map(item.accepts, v)),
+        f"a {'' if empty else 'non-empty '}list of {size}{kind}",
+        accepts,
         lambda v: tuple(map(item.convert, v)),
     )
+
+
+def int_between(low: int, high: int) -> Check:
+    """An integer from ``low`` to ``high``."""
+    return Check(f"an integer from {low} to {high}", lambda v: _is_int(v) and low <= v <= high)
 
 
 def table_of(item: Check, items: str, base: Callable[[], Mapping] = dict) -> Check:

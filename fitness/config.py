@@ -66,20 +66,24 @@ class SuiteConfig:
     :func:`evodisc.campaign.config.check_tasks`, which may load a user's task file)."""
 
     tasks: tuple[str, ...] = setting(
-        list_of(TEXT, "task names"),
+        list_of(TEXT, "task names", distinct=True, most=64),
         lambda: tuple(task_names()),
         "proxy tasks (`evodisc tasks`) or FILE.py:FACTORY",
         shown="the search suite",
     )
     lrs: tuple[float, ...] = setting(
-        list_of(POSITIVE, "numbers > 0"), DEFAULT_LRS, "learning-rate grid"
+        list_of(POSITIVE, "numbers > 0", distinct=True, most=64), DEFAULT_LRS, "learning-rate grid"
     )
     seeds: tuple[int, ...] = setting(
-        list_of(INT, "integers"), DEFAULT_SEEDS, "training seeds of each candidate"
+        list_of(INT, "integers", distinct=True, most=MAX_SEEDS),
+        DEFAULT_SEEDS,
+        "training seeds of each candidate",
     )
     dtype: str = setting(one_of(DTYPES), "float32", "floating-point precision")
     baseline_seeds: tuple[int, ...] = setting(
-        list_of(INT, "integers"), DEFAULT_BASELINE_SEEDS, "training seeds of the AdamW baseline"
+        list_of(INT, "integers", distinct=True, most=MAX_SEEDS),
+        DEFAULT_BASELINE_SEEDS,
+        "training seeds of the AdamW baseline",
     )
     checkpoints: int = setting(
         POSITIVE_INT, DEFAULT_CHECKPOINTS, "validations per run; the metric is their mean"

@@ -54,6 +54,7 @@ from evodisc.settings import (
     SettingError,
     check_known,
     check_settings,
+    int_between,
     list_of,
     setting,
     table_of,
@@ -107,7 +108,7 @@ class EvolutionConfig:
     slots mutations may add and the memory a valid candidate may need.
     """
 
-    population: int = setting(POSITIVE_INT, 64, "programs alive per island")
+    population: int = setting(int_between(1, 100_000), 64, "programs alive per island")
     tournament: int = setting(POSITIVE_INT, 8, "programs drawn per tournament (<= population)")
     mutation_weights: Mapping[str, float] = setting(
         table_of(NON_NEGATIVE, "numbers >= 0", base=default_weights),
@@ -124,10 +125,12 @@ class EvolutionConfig:
     restart_every: int = setting(
         COUNT, 0, "re-seed an island from the best every N results; 0 never"
     )
-    islands: int = setting(POSITIVE_INT, 1, "independent populations")
+    islands: int = setting(int_between(1, 1024), 1, "independent populations")
     migration_every: int = setting(COUNT, 0, "send each island's best to the next every N; 0 never")
     migration_size: int = setting(POSITIVE_INT, 1, "programs sent per migration")
-    max_retries: int = setting(COUNT, 10, "re-mutations of a child equal to its parent")
+    max_retries: int = setting(
+        int_between(0, 1000), 10, "re-mutations of a child equal to its parent"
+    )
     seed: int = 0
     space: ProgramSpace = DEFAULT_SPACE
 

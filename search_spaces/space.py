@@ -22,11 +22,11 @@ from evodisc.program import RESERVED_INPUTS, Assign, Call, Const, Expr, Program,
 from evodisc.settings import (
     COUNT,
     NUMBER,
-    POSITIVE_INT,
     TEXT,
     SettingError,
     check_known,
     check_settings,
+    int_between,
     list_of,
     setting,
 )
@@ -53,7 +53,7 @@ class ProgramSpace:
         shown="all primitives",
     )
     min_statements: int = setting(COUNT, 5, "fewest statements of a random program")
-    max_statements: int = setting(POSITIVE_INT, 15, "most statements of any program")
+    max_statements: int = setting(int_between(1, 1000), 15, "most statements of any program")
     max_state_slots: int = setting(
         COUNT, 3, "most state slots a program may have (its memory); mutations add up to this"
     )

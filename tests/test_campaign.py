@@ -79,9 +79,9 @@ def test_sections_map_onto_the_evolution_config(tmp_path):
         ("[evolution]\npopulaton = 10\n", "[evolution] unknown key 'populaton' (did you mean "
          "'population'?)"),
         ("[evolution]\npopulation = 'ten'\n",
-         "evolution.population: expected a positive integer, got 'ten'"),
-        ("[evolution]\npopulation = 0\n", "evolution.population: expected a positive integer"),
-        ("[evolution]\npopulation = true\n", "evolution.population: expected a positive integer"),
+         "evolution.population: expected an integer from 1 to 100000, got 'ten'"),
+        ("[evolution]\npopulation = 0\n", "evolution.population: expected an integer from 1 to"),
+        ("[evolution]\npopulation = true\n", "evolution.population: expected an integer from"),
         ("[evolutoin]\npopulation = 10\n", "unknown section [evolutoin] (did you mean "
          "[evolution]?)"),
         ("population = 10\n", "key 'population' outside a section (it belongs in [evolution])"),
@@ -103,16 +103,28 @@ def test_sections_map_onto_the_evolution_config(tmp_path):
          "max_state_slots (3) names"),
         ("[space]\nstate = ['g']\n", "[space] inputs, state slots and the update name must be"),
         ("[space]\nconstants = []\n", "space.constants: expected a non-empty list of numbers"),
-        ("[fitness]\nlrs = [0.1, -1]\n", "fitness.lrs: expected a non-empty list of numbers > 0"),
+        ("[fitness]\nlrs = [0.1, -1]\n",
+         "fitness.lrs: expected a non-empty list of at most 64 distinct numbers > 0"),
         ("[fitness]\ndtype = 'float16'\n", "fitness.dtype: expected one of 'float32', 'float64'"),
-        ("[fitness]\nseeds = [0.5]\n", "fitness.seeds: expected a non-empty list of integers"),
+        ("[fitness]\nseeds = [0.5]\n",
+         "fitness.seeds: expected a non-empty list of at most 64 distinct integers"),
         ("[fitness]\nbaseline_seeds = []\n",
-         "fitness.baseline_seeds: expected a non-empty list of integers"),
+         "fitness.baseline_seeds: expected a non-empty list of at most 64 distinct"),
         ("[fitness]\ncheckpoints = 0\n", "fitness.checkpoints: expected a positive integer"),
         ("[resources]\ngpus_per_evaluator = -0.5\n", "resources.gpus_per_evaluator: expected a "
          "number >= 0, got -0.5"),
         ("[resources]\nevaluator = 2\n", "(did you mean 'evaluators'?)"),
         ("[campaign]\nseed = 1.5\n", "campaign.seed: expected an integer, got 1.5"),
+        ("[fitness]\nseeds = [0, 0, 0]\n", "fitness.seeds: expected a non-empty list of at most 64 "
+         "distinct integers, got [0, 0, 0]"),
+        ("[fitness]\ntasks = ['ill_conditioned', 'ill_conditioned']\n",
+         "fitness.tasks: expected a non-empty list of at most 64 distinct task names"),
+        ("[evolution]\nislands = 1000000\n",
+         "evolution.islands: expected an integer from 1 to 1024"),
+        ("[space]\nmax_statements = 100000000\n",
+         "space.max_statements: expected an integer from 1 to 1000"),
+        ("[fitness]\nseeds = " + str(list(range(65))) + "\n", "expected a non-empty list of at "
+         "most 64 distinct integers"),
     ],
 )  # fmt: skip
 def test_a_problem_is_one_line_naming_file_and_key(tmp_path, text, message):

@@ -99,6 +99,29 @@ def test_resuming_with_another_campaign_file_is_refused(tmp_path, capsys):
     assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume", "--force"]) == 0
     baselines = json.loads((out / "baselines.json").read_text())["baselines"]
     assert baselines["ill_conditioned"]["seeds"] == 2  # the campaign's baseline_seeds
+    # continued with the other file: from now on a plain --resume with it is the same campaign
+    assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume"]) == 0
+
+
+def test_a_damaged_checkpoint_is_one_line_and_damaged_baselines_are_computed_again(
+    tmp_path, capsys
+):
+    out, path = tmp_path / "run", write_campaign(tmp_path, 8)
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--quiet"]) == 0
+    checkpoint = (out / "checkpoint.json").read_text()
+    capsys.readouterr()
+    for damaged in ("{}", '{"evolution": {}}', '{"evolution": {"format": 1}, "elapsed": "x"}'):
+        (out / "checkpoint.json").write_text(damaged)
+        assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "checkpoint.json: unreadable checkpoint (" in err, err
+    (out / "checkpoint.json").write_text(checkpoint)
+    baselines = (out / "baselines.json").read_text()
+    (out / "baselines.json").write_text(baselines[: len(baselines) // 2])  # truncated
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "baselines.json: unreadable baselines" in err
+    assert json.loads((out / "baselines.json").read_text()) == json.loads(baselines)
 
 
 def test_bad_campaign_file_and_missing_checkpoint_are_one_line_errors(tmp_path, capsys):
@@ -147,8 +170,7 @@ def test_ctrl_c_before_the_campaign_started_says_there_is_nothing_to_resume(
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "evodisc: error: interrupted before the campaign started; nothing to resume: "
-        "run it again\n"
+        "evodisc: error: interrupted before the campaign started; nothing to resume: run it again\n"
     )
     monkeypatch.undo()  # run again, as it says: the directory is not in the way
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-ray", "--quiet"]) == 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evodisc.files import FileReadError, read_text
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.settings import (
     COUNT,
@@ -43,6 +44,9 @@ from evodisc.settings import (
 from fitness.config import SuiteConfig
 from search_spaces.evolution import EvolutionConfig
 from search_spaces.space import ProgramSpace
+
+#: A campaign file is a regular file of at most this many bytes (a FIFO or a device is refused).
+MAX_CAMPAIGN_BYTES = 1 << 20
 
 
 class CampaignError(ValueError):
@@ -144,11 +148,11 @@ def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign file; :class:`CampaignError` (one line) if it cannot run."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise CampaignError(f"{path}: no such campaign file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CampaignError(f"{path}: cannot read the campaign file ({exc})") from None
+        data = tomllib.loads(read_text(path, MAX_CAMPAIGN_BYTES))
+    except FileReadError as exc:
+        if not path.exists():
+            raise CampaignError(f"{path}: no such campaign file") from None
+        raise CampaignError(f"{path}: cannot read the campaign file ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise CampaignError(f"{path}: invalid TOML: {exc}") from None
     return _parse(data, str(path), default_name=path.stem)

@@ -9,6 +9,7 @@ a missing or unreadable checkpoint is an error (never a silent fresh start).
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from evodisc.campaign.config import Campaign, CampaignError
 from evodisc.campaign.controller import CACHEABLE, Controller, Summary, write_checkpoint
 from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
 from evodisc.campaign.progress import Progress
+from evodisc.campaign.store import StoreError
+from evodisc.files import DamagedFileWarning
 from evodisc.fitness_cache import FitnessCache
 from evodisc.screen import Screen
 from fitness.config import SuiteConfig
@@ -49,9 +52,16 @@ def _baselines(directory: Path, pool, config: SuiteConfig) -> dict[str, Baseline
     (a file of an older protocol, which kept only metrics, is computed again)."""
     path = directory / BASELINES_FILE
     if path.is_file():
-        stored = json.loads(path.read_text())
-        if "baselines" in stored:
-            return {task: Baseline.from_dict(doc) for task, doc in stored["baselines"].items()}
+        try:
+            stored = json.loads(path.read_text())
+            if "baselines" in stored:
+                return {task: Baseline.from_dict(doc) for task, doc in stored["baselines"].items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # damaged: train again
+            warnings.warn(
+                f"{path}: unreadable baselines ({type(exc).__name__}), computed again",
+                DamagedFileWarning,
+                stacklevel=2,
+            )
     baselines = pool.baselines(config)
     documents = {task: baseline.to_dict() for task, baseline in baselines.items()}
     store.write_json(path, {"suite": config.to_dict(), "baselines": documents})
@@ -66,10 +76,21 @@ def _resume_state(directory: Path, campaign: Campaign, force: bool):
             f"{directory} was run with a different campaign file; resume with the same file, "
             "or add --force to continue with this one"
         )
+    if force:  # continued with this file from now on: a plain --resume with it is the same
+        store.write_campaign(directory, campaign.to_dict(), campaign.digest())
     checkpoint = store.read_checkpoint(directory)
-    config = campaign.evolution_config()
-    evolution = RegularizedEvolution.from_state(config, checkpoint["evolution"])
-    return evolution, checkpoint.get("elapsed", 0.0)
+    try:
+        evolution = RegularizedEvolution.from_state(
+            campaign.evolution_config(), checkpoint["evolution"]
+        )
+        elapsed = float(checkpoint.get("elapsed", 0.0))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise StoreError(
+            f"{directory / store.CHECKPOINT_FILE}: unreadable checkpoint ({reason}); the log is "
+            "intact, but the search cannot continue from it"
+        ) from None
+    return evolution, elapsed
 
 
 def run_campaign(
