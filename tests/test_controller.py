@@ -6,14 +6,19 @@ kill -9, Ctrl-C) are in ``test_campaign_run.py`` and ``test_campaign_ray.py``.""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from campaign_helpers import assert_complete, log_rows
 
 from evodisc.campaign.config import Campaign
-from evodisc.campaign.controller import MAX_CRASHES
+from evodisc.campaign.controller import MAX_CRASHES, Controller
 from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
+from evodisc.campaign.store import CandidateLog
+from evodisc.fitness_cache import FitnessCache
+from evodisc.screen import Screen
+from search_spaces.evolution import RegularizedEvolution
 
 TIMING = ("eval_seconds", "wall_time", "time", "worker", "node")
 
@@ -64,3 +69,20 @@ def test_the_same_seed_gives_the_same_sequence_and_another_seed_another(tmp_path
     assert runs[0] == runs[1]
     assert [r["program"] for r in runs[0]] != [r["program"] for r in runs[2]]
     assert any(r["cache_hit"] for r in runs[0])  # repeats happen and the cache answers them
+
+
+def test_the_eta_is_the_nearer_of_the_two_budgets(tmp_path):
+    for evaluations, expected in ((1000, 9.0), (10_000_000, 3599.0)):  # 1 s spent
+        document = campaign(evaluations, 4, 16).to_dict()
+        document["budget"]["wall_seconds"] = 3600.0
+        chosen = Campaign.from_dict(document)
+        directory = tmp_path / str(evaluations)
+        directory.mkdir()
+        pool = FakePool(1)
+        evolution = RegularizedEvolution(chosen.evolution_config())
+        screen = Screen(FitnessCache(), "key")
+        log = CandidateLog(directory, writer=True)
+        controller = Controller(chosen, directory, pool, evolution, screen, {}, log)
+        controller.logged = controller.logged_now = 100  # 100 candidates a second so far
+        controller.start = time.monotonic() - 1.0
+        assert controller.stats().eta_seconds == pytest.approx(expected, abs=1.0)

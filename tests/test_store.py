@@ -273,7 +273,7 @@ def test_one_writer_per_directory(tmp_path, capsys):
     with open_directory(out, resume=False):
         for resume in (False, True):
             with pytest.raises(
-                StoreError, match=rf"in use by another evodisc run \(pid {os.getpid()}\)"
+                StoreError, match=rf"in use by another evodisc run \(pid {os.getpid()} on .* since "
             ):
                 prepared(out, resume)
         campaign = tmp_path / "c.toml"

@@ -287,7 +287,10 @@ class Controller:
             m.fitness for p in self.evolution.populations for m in p if math.isfinite(m.fitness)
         ]
         best = self.evolution.best
-        eta = (budget - self.logged) / rate if budget and rate > 0 else None
+        etas = [(budget - self.logged) / rate] if budget and rate > 0 else []
+        if self.campaign.budget.wall_seconds:  # whichever budget is spent first
+            etas.append(max(0.0, self.campaign.budget.wall_seconds - self.elapsed()))
+        eta = min(etas, default=None)
         return Stats(
             done=self.logged,
             budget=budget,

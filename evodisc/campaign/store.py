@@ -7,7 +7,7 @@ the results not yet flushed, and never leaves a partial file where a reader look
     the latest population checkpoint (replaced whole; a missing or unreadable one is an error).
 ``DIR/log/part-NNNNNN-<uuid8>.parquet``
     the candidate log: append-only parts, merged now and then by :meth:`CandidateLog.compact`.
-    ``pandas.read_parquet(DIR / "log")``, ``pyarrow.parquet.read_table`` and duckdb
+    ``pyarrow.parquet.read_table(DIR / "log")``, ``pandas.read_parquet`` and duckdb
     (``read_parquet('DIR/log/*.parquet')``) read it as it is.
 
 Every file is written whole (:func:`evodisc.files.atomic_write`: a hidden temporary, fsynced,
@@ -58,6 +58,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,13 +271,14 @@ def _exclusive(directory: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             raise StoreError(
                 f"{directory} is in use by another evodisc run (pid {holder}); wait for it to "
                 "end, or run into another --out"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
         yield
     finally:
         os.close(fd)
