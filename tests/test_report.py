@@ -112,3 +112,18 @@ def test_pareto_front_keeps_only_undominated_points():
     fitness = [1.0, 0.5, 0.9, 1.2, 0.4]
     size = [5, 2, 6, 9, 2]
     assert sorted(pareto_front(fitness, size)) == [0, 1, 3]
+
+
+def test_a_report_is_written_from_the_log_alone(campaign_dir, tmp_path, capsys):
+    """A missing campaign.json (the log intact) is one warning line, not a refusal."""
+    copy = shutil.copytree(campaign_dir, tmp_path / "run")
+    (copy / "campaign.json").unlink()
+    assert main(["report", str(copy)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "the report is written from the log alone" in (
+        captured.err
+    )
+    assert "campaign run: 60 candidates" in captured.out
+    assert (copy / "report" / "index.html").is_file()
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2  # no log either: nothing to report

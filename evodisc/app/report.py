@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import string
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from evodisc.app import plots
 from evodisc.campaign import store
+from evodisc.files import DamagedFileWarning
 from evodisc.inspect.simplify import Simplified, simplify
 from evodisc.program import format_program, program_from_json
 
@@ -89,8 +91,17 @@ def distinct_programs(rows: list[dict]) -> list[Program]:
 def write_report(directory: str | Path, top: int = 5) -> Report:
     """Write ``DIR/report/`` for the campaign in ``directory``; see the module docstring."""
     directory = Path(directory)
-    campaign = store.read_campaign(directory)["campaign"]
-    rows = store.CandidateLog(directory).read().to_pylist()
+    log = store.CandidateLog(directory)
+    try:
+        campaign = store.read_campaign(directory)["campaign"]
+    except store.StoreError as exc:  # the log alone is enough for a report
+        if not log.path.is_dir():
+            raise
+        warnings.warn(
+            f"{exc}; the report is written from the log alone", DamagedFileWarning, stacklevel=2
+        )
+        campaign = {"campaign": {"name": directory.name}}
+    rows = log.read().to_pylist()
     out = directory / REPORT_DIR
     out.mkdir(exist_ok=True)
     rows.sort(key=lambda r: (r["wall_time"], r["id"]))  # the order results arrived in
