@@ -398,8 +398,16 @@ class Plan:
         return lines
 
     def helpers(self) -> set[str]:
-        """The export helpers (``_clip``, ``_norm``, …) the source calls."""
-        return {name for step in self.steps for name in re.findall(r"\b(_[a-z]+)\(", step.text)}
+        """The export helpers (``_clip``, ``_norm``, …) the source calls, in its steps or in
+        the numbers they take (``_clip(lr, t)``)."""
+        texts = [step.text for step in self.steps]
+        texts += [
+            number_source(arg, self.constants)
+            for step in self.steps
+            for arg in step.args
+            if not isinstance(arg, str)
+        ]
+        return {name for text in texts for name in re.findall(r"\b(_[a-z]+)\(", text)}
 
 
 # ------------------------------------------------------------------------------------ lowering

@@ -76,6 +76,11 @@ def train(w, g, lr, t, m, n):
     return lr * (a + b) * 0.01 + k * 1e-3 * g + lr * n + 1e-4 * w, m, n
 """
 
+# A helper function that only a number calls: the source defines it all the same.
+NUMBER_HELPER = """
+def train(g, lr, t):
+    return clip(lr, t * 0.001) * g
+"""
 
 # ------------------------------------------------------------------------------------- helpers
 
@@ -186,7 +191,9 @@ def test_exported_adamw_matches_torch_adamw(tmp_path):
         assert state["state"] == {} and state["param_groups"][0]["lr"] == 1e-3
 
 
-@pytest.mark.parametrize("text", [LION, TRICKY, NUMBERS], ids=["lion", "tricky", "numbers"])
+@pytest.mark.parametrize(
+    "text", [LION, TRICKY, NUMBERS, NUMBER_HELPER], ids=["lion", "tricky", "numbers", "helper"]
+)
 def test_generated_source_imports_only_torch_and_equals_the_class(text, tmp_path):
     program = parse_program(text)
     source = torch_source(program)
