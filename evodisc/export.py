@@ -6,7 +6,7 @@ the standalone source as it stands (:func:`inspect.getsource`). It keeps the lay
 ``torch/optim/adamw.py``: ``__init__(params, lr=1e-3, <constants>)``, param groups, lazy
 per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state slot (named after
 the slot), and ``@torch.no_grad() step(closure=None)``. A subclass gives the rule: its
-multi-tensor plan (:mod:`evodisc.multitensor`) as ``_update`` — executed by the class here,
+multi-tensor plan (:mod:`evodisc.plan`) as ``_update`` — executed by the class here,
 written out as a function in the source; they make the same torch calls, so the two agree bit for
 bit and their state dicts are interchangeable — and its *named constants* (:func:`named_constants`:
 ``beta1``, ``eps``, …), which are ``defaults`` that a param group may override.
@@ -27,7 +27,8 @@ from typing import NamedTuple
 import torch
 
 from evodisc.analysis import live_statements
-from evodisc.multitensor import RESERVED_NAMES, Plan, lower
+from evodisc.lowering import lower
+from evodisc.plan import RESERVED_NAMES, Plan
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import Assign, Call, Const, Expr, Program, Var, format_program, walk
 

@@ -24,7 +24,7 @@ from evodisc import to_torch_optimizer, torch_source
 from evodisc.app.cli import main
 from evodisc.export import class_name_from_path, named_constants, state_keys
 from evodisc.interpreter import compile_program, init_state, step
-from evodisc.multitensor import lower
+from evodisc.lowering import lower
 from evodisc.program import Assign, Call, Const, Program, format_program, parse_program
 from fitness.device import available_devices
 from search_spaces.space import random_program
