@@ -1,7 +1,8 @@
 """A program lowered to a multi-tensor :class:`~evodisc.plan.Plan` (:func:`lower`).
 
-* one ``torch._foreach_*`` call per operation for all the tensors; an operation that has none
-  (``relu``, ``arcsinh``, ``clip`` by a tensor, the reductions) runs tensor by tensor;
+* one ``torch._foreach_*`` call per operation for all the tensors, as the primitive's entry
+  says (its ``foreach`` form, else its ``expansion`` in other primitives); an operation that has
+  neither runs tensor by tensor, through its ``source``;
 * numbers — whatever is computed from ``lr``, ``t``, constants and the *named constants* (the
   numbers an exported optimizer takes as arguments, ``beta1``, ``eps``, …) — are Python floats,
   computed once per step (:mod:`evodisc.plan_numbers`); sub-expressions of unnamed constants are
@@ -38,32 +39,13 @@ from evodisc.linear_terms import (
     scale,
     times,
 )
-from evodisc.plan import RESERVED_NAMES, Plan, Step
-from evodisc.plan_numbers import number
-from evodisc.primitives import PRIMITIVES
-from evodisc.program import Call, Const, Expr, Program, Var, walk
+from evodisc.plan import Plan, Step, reserved_names
+from evodisc.plan_numbers import expansion, number, source_function, substitute
+from evodisc.primitives import PRIMITIVES, Primitive
+from evodisc.program import Call, Const, Expr, Program, Var, names_used, walk
 
 #: Kinds of list values: one 0-dim tensor per parameter (a reduction), or full tensors.
 SCALARS, TENSORS = 1, 2
-
-# Unary primitives with a ``torch._foreach_<name>`` form (torch's name where it differs).
-_FOREACH_UNARY = {
-    **{n: n for n in ("abs", "sign", "sqrt", "exp", "log", "sin", "cos", "tan")},
-    **{n: n for n in ("sinh", "cosh", "tanh", "sigmoid")},
-    **{"reciprocal": "reciprocal", "arcsin": "asin", "arccos": "acos", "arctan": "atan"},
-}
-
-
-def _norm_one(x):
-    return torch.sqrt(torch.sum(x * x))
-
-
-def _rms_one(x):
-    return torch.sqrt(torch.mean(x * x))
-
-
-#: A reduction of one whole tensor, as the export helpers (``_norm`` …) compute it: 0-dim.
-_REDUCTIONS = {"norm": _norm_one, "rms": _rms_one, "mean": torch.mean}
 
 
 def _use_counts(program: Program, body) -> Counter:
@@ -88,7 +70,7 @@ def _use_counts(program: Program, body) -> Counter:
 def default_idents(program: Program, reserved: frozenset[str] = frozenset()) -> dict[str, str]:
     """Program name -> identifier: the name, with a trailing ``_`` where it is reserved (by the
     generated code, or in ``reserved``)."""
-    reserved = RESERVED_NAMES | reserved
+    reserved = reserved_names() | reserved
     names = set(program.params) | {s.target for s in program.body}
     taken = names | reserved
     idents = {}
@@ -124,7 +106,7 @@ class _Lowering:
         self.uses = _use_counts(program, self.body)
         self.steps: list[Step] = []
         self.statement = 0
-        self.taken = set(idents.values()) | RESERVED_NAMES | {"w", "g", "lr", "t", *constants}
+        self.taken = set(idents.values()) | reserved_names() | {"w", "g", "lr", "t", *constants}
         self.named = {idents[p] for p in program.params}  # program identifiers in use
         self.temps: set[str] = set()  # registers not named after a program variable (yet)
         self.names: dict[str, str] = {}  # temporary register -> the program variable it holds
@@ -309,10 +291,10 @@ class _Lowering:
         self.call(f"_foreach_{name}", args, keywords, out=out)
         return out
 
-    def per_tensor(self, op: str, args: Sequence) -> str:
-        """Primitive ``op`` tensor by tensor (it has no foreach form): a list comprehension.
-        Numbers become float64 scalars on the tensor's device, as in the interpreter."""
-        prim = PRIMITIVES[op]
+    def per_tensor(self, prim: Primitive, args: Sequence) -> str:
+        """``prim`` tensor by tensor (it has no foreach form): a list comprehension over its
+        ``source``. Numbers become float64 scalars on the tensor's device, as in the
+        interpreter."""
         lists = [i for i, a in enumerate(args) if isinstance(a, str)]
         kind = SCALARS if prim.reduction else self.kind_of([args[i] for i in lists])
         for i in lists:
@@ -323,13 +305,10 @@ class _Lowering:
             element_names.get(i, f"torch.full((), {{{i}}}, dtype=torch.float64, device=_a.device)")
             for i in range(len(args))
         ]
-        if prim.reduction:  # the export helper: a 0-dim tensor
-            element, one = f"{prim.source.split('(', 1)[0]}({parts[0]})", _REDUCTIONS[op]
-        else:
-            element, one = prim.source.format(*parts), prim.torch
         sources = ", ".join(f"{{{i}}}" for i in lists)
         loop = f"_a in {sources}" if len(lists) == 1 else f"_a, _b in zip({sources})"
-        self.emit(out, _per_tensor(one, lists), args, f"[{element} for {loop}]")
+        text = f"[{prim.source.format(*parts)} for {loop}]"
+        self.emit(out, _per_tensor(source_function(prim), lists), args, text)
         return out
 
     # ----------------------------------------------------------------------- sums of terms
@@ -436,40 +415,79 @@ class _Lowering:
             return Number(self.named_constants.get(expr.value, expr))
         return self.apply(expr.op, [self.lower(a) for a in expr.args])
 
-    def apply(self, op: str, args: list[Value]) -> Value:
+    def apply(self, op: str, args: Sequence[Value]) -> Value:
+        """Primitive ``op`` of ``args``: on numbers, a number; Python's arithmetic operators on
+        sums of terms; else its entry's ``foreach`` form, its ``expansion``, or tensor by
+        tensor."""
         if all(isinstance(a, Number) for a in args):
             return Number(number(op, [a.expr for a in args]))
-        special = {
-            "interp": self._interp,
-            "add": add,
-            "neg": self._neg,
-            "sub": self._sub,
-            "mul": self._mul,
-            "div": self._div,
-            "square": self._square,
-            "cube": self._cube,
-            "pow": self._pow,
-            "minimum": self._minimum,
-            "maximum": self._maximum,
-            "clip": self._clip,
-        }
-        return special[op](*args) if op in special else self.elementwise(op, args)
+        prim = PRIMITIVES[op]
+        if prim.infix in ("+", "-", "*", "/"):
+            return self.arithmetic(prim.infix, args)
+        if callable(prim.foreach):
+            value = prim.foreach(self, *args)
+            if value is not None:
+                return value
+        elif prim.foreach:
+            return self.foreach_values(prim.foreach, args, prim.commutative)
+        if prim.expansion and not prim.reduction:
+            return self.by_expansion(op, args)
+        return register(self.per_tensor(prim, [self.value(a) for a in args]))
+
+    def is_number(self, value: Value) -> bool:
+        """Whether ``value`` is a number, not a list of tensors."""
+        return isinstance(value, Number)
 
     def value(self, x: Value) -> str | Expr:
         """A call argument: a number, or a register holding the list value."""
         return x.expr if isinstance(x, Number) else self.materialise(x)
 
-    def _interp(self, a: Value, b: Value, beta: Value) -> Value:
-        """(1 - β)·a + β·b, as the interpreter computes it."""
-        self.hold(beta, 1)
-        left = self.apply("mul", [self.apply("sub", [Number(Const(1.0)), beta]), a])
-        return self.apply("add", [left, self.apply("mul", [beta, b])])
+    def foreach_values(self, name: str, args: Sequence[Value], commutative: bool = False) -> Linear:
+        """``torch._foreach_<name>(*args)``; a commutative operation takes the list (or the
+        buffer that can be overwritten) first."""
+        values = [self.value(a) for a in args]
+        regs = [x for x in values if isinstance(x, str)]
+        kind = self.kind_of(regs)
+        if commutative and (
+            not isinstance(values[0], str)
+            or (
+                isinstance(values[1], str)
+                and self.dies(values[1], regs, kind)
+                and not self.dies(values[0], regs, kind)
+            )
+        ):
+            values.reverse()
+        return register(self.foreach(name, values))
 
-    def _neg(self, a: Linear) -> Value:
-        return scale(a, Const(-1.0))
+    def by_expansion(self, op: str, args: Sequence[Value]) -> Value:
+        """``op`` through its ``expansion``. An argument read more than once is held for its
+        reads; one that a product multiplies by itself (``x * x``) is first computed into a
+        buffer, once (a factor that is a sum would be computed for each side)."""
+        params, expr = expansion(op)
+        reads = Counter(node.name for node in walk(expr) if isinstance(node, Var))
+        squared = {
+            name
+            for node in walk(expr)
+            if isinstance(node, Call) and node.op == "mul"
+            for name in names_used(node.args[0]) & names_used(node.args[1])
+        }
+        env = {}
+        for param, value in zip(params, args, strict=True):
+            if param in squared and isinstance(value, Linear):
+                value = register(self.materialise(value))
+            self.hold(value, reads[param] - 1)
+            env[param] = value
+        return substitute(expr, env, Number, self.apply)
 
-    def _sub(self, a: Value, b: Value) -> Value:  # a + (-b): the same in IEEE arithmetic
-        return self.apply("add", [a, self.apply("neg", [b])])
+    def arithmetic(self, symbol: str, args: Sequence[Value]) -> Value:
+        """Python's ``+``, ``-`` (binary or unary), ``*`` or ``/`` on sums of terms."""
+        if symbol == "+":
+            return add(*args)
+        if symbol == "-" and len(args) == 1:
+            return scale(args[0], Const(-1.0))
+        if symbol == "-":  # a + (-b): the same in IEEE arithmetic
+            return add(args[0], self.apply("neg", [args[1]]))
+        return self._mul(*args) if symbol == "*" else self._div(*args)
 
     def _mul(self, a: Value, b: Value) -> Value:
         if isinstance(a, Number):
@@ -497,51 +515,6 @@ class _Lowering:
             bare = Linear((term._replace(num=None, den=None),))
             return Term(term.num, term.den, self.materialise(bare, hint))
         return Term(None, None, self.materialise(value, hint))
-
-    def _square(self, x: Linear) -> Value:
-        reg = register(self.materialise(x))
-        self.hold(reg, 1)
-        return self._mul(reg, reg)
-
-    def _cube(self, x: Linear) -> Value:  # x * x * x, as the interpreter computes it
-        reg = register(self.materialise(x))
-        self.hold(reg, 2)
-        return self._mul(register(self.materialise(self._mul(reg, reg))), reg)
-
-    def _pow(self, a: Value, b: Value) -> Value:
-        return register(self.foreach("pow", [self.value(a), self.value(b)]))
-
-    def _minimum(self, a: Value, b: Value) -> Value:
-        return self.commutative("minimum", a, b)
-
-    def _maximum(self, a: Value, b: Value) -> Value:
-        return self.commutative("maximum", a, b)
-
-    def commutative(self, name: str, a: Value, b: Value) -> Value:
-        args = [self.value(a), self.value(b)]
-        regs = [x for x in args if isinstance(x, str)]
-        kind = self.kind_of(regs)
-        if not isinstance(args[0], str) or (
-            isinstance(args[1], str)
-            and self.dies(args[1], regs, kind)
-            and not self.dies(args[0], regs, kind)
-        ):
-            args.reverse()  # the list (or the buffer that can be overwritten) first
-        return register(self.foreach(name, args))
-
-    def _clip(self, x: Value, c: Value) -> Value:
-        if isinstance(c, Number) and isinstance(x, Linear):  # clamp to [-|c|, |c|]
-            bound = number("abs", [c.expr])
-            low = self.foreach("clamp_min", [self.materialise(x), number("neg", [bound])])
-            return register(self.foreach("clamp_max", [low, bound]))
-        return self.elementwise("clip", [x, c])
-
-    def elementwise(self, op: str, args: list[Value]) -> Value:
-        """A unary primitive with a foreach form; else the primitive tensor by tensor."""
-        values = [self.value(a) for a in args]
-        if op in _FOREACH_UNARY:
-            return register(self.foreach(_FOREACH_UNARY[op], values))
-        return register(self.per_tensor(op, values))
 
 
 # ------------------------------------------------------------------- what the executor calls

@@ -26,12 +26,17 @@ from evodisc.plan_numbers import Interval, number_assumptions, number_function, 
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import Expr, Program, format_expr
 
-#: Names the generated module (or ``_update``) uses itself: program names that clash get a ``_``.
-#: (The export helpers — ``_clip``, ``_norm``, … — are the ``helper`` sources of the primitives.)
-HELPER_NAMES = frozenset(
-    re.match(r"def (\w+)", p.helper).group(1) for p in PRIMITIVES.values() if p.helper
-)
-RESERVED_NAMES = HELPER_NAMES | {"torch", "float", "abs", "zip", "_update", "_a", "_b"}
+
+def reserved_names() -> frozenset[str]:
+    """Names the generated module (or ``_update``) uses itself: program names that clash get a
+    ``_``. Besides its own, the primitives' helper functions (``_clip``, ``_norm``, …) and the
+    builtins its numbers call (``abs``)."""
+    entries = PRIMITIVES.values()
+    return frozenset(
+        {"torch", "float", "zip", "_update", "_a", "_b"}
+        | {p.helper_name for p in entries if p.helper}
+        | {p.python for p in entries if p.python}
+    )
 
 
 class Step(NamedTuple):
@@ -129,9 +134,9 @@ class Plan:
         lines.append(f"return ({listed.rstrip(' ') if len(outputs) == 1 else listed[:-2]})")
         return lines
 
-    def helpers(self) -> set[str]:
-        """The export helpers (``_clip``, ``_norm``, …) the source calls, in its steps or in
-        the numbers they take (``_clip(lr, t)``)."""
+    def helpers(self) -> dict[str, str]:
+        """The source of each export helper (``_clip``, ``_norm``, …) that the plan's source
+        calls, in its steps or in the numbers they take (``_clip(lr, t)``), by name."""
         texts = [step.text for step in self.steps]
         texts += [
             number_source(arg, self.constants)
@@ -139,4 +144,5 @@ class Plan:
             for arg in step.args
             if not isinstance(arg, str)
         ]
-        return {name for text in texts for name in re.findall(r"\b(_[a-z]+)\(", text)}
+        called = {name for text in texts for name in re.findall(r"\b(_\w+)\(", text)}
+        return {p.helper_name: p.helper for p in PRIMITIVES.values() if p.helper_name in called}

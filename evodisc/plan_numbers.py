@@ -11,13 +11,18 @@ checks.
 
 from __future__ import annotations
 
+import builtins
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
+from typing import NamedTuple, TypeVar
 
 import torch
 
-from evodisc.primitives import PRIMITIVES, fold_constant
-from evodisc.program import Call, Const, Expr, Var, format_expr, walk
+from evodisc.primitives import PRIMITIVES, Primitive, fold_constant
+from evodisc.program import Call, Const, Expr, Var, format_expr, parse_program, walk
+
+T = TypeVar("T")
 
 #: ``(low, high, brackets)``: ``(0.0, 1.0, "[)")`` is ``0 <= x < 1``.
 Interval = tuple[float, float, str]
@@ -107,14 +112,13 @@ def _nonnegative(expr: Expr, constants: dict[str, float]) -> Assumptions:
 def _python_safe(expr: Call, constants: dict[str, float]) -> Assumptions:
     """Python arithmetic computes ``expr`` with IEEE results and never raises (given these
     assumptions on the named constants)."""
-    if expr.op in ("add", "sub", "mul", "neg", "abs"):
-        return ()
-    if expr.op == "div":
+    prim = PRIMITIVES[expr.op]
+    if prim.infix == "/":
         return _nonzero(expr.args[1], constants)
-    if expr.op == "pow":
+    if prim.infix == "**":
         base, exponent = expr.args
         return _all(_within(base, (0.0, 1.0, "[]"), constants), _nonnegative(exponent, constants))
-    return None
+    return () if _python_function(prim) is not None else None
 
 
 def number_assumptions(exprs: Iterable[Expr], constants: dict[str, float]) -> dict[str, Interval]:
@@ -127,18 +131,29 @@ def number_assumptions(exprs: Iterable[Expr], constants: dict[str, float]) -> di
     return out
 
 
-_PYTHON_OPS = {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "div": operator.truediv,
-    "pow": operator.pow,
-    "neg": operator.neg,
-    "abs": abs,
+#: Python's binary operators, by symbol (a primitive's ``infix``).
+_OPERATORS = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "**": operator.pow,
 }
 _PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
-_INFIX = {"add": ("+", _PREC_ADD), "sub": ("-", _PREC_ADD), "mul": ("*", _PREC_MUL)}
-_INFIX["div"] = ("/", _PREC_MUL)
+_BINARY_PREC = {"+": _PREC_ADD, "-": _PREC_ADD, "*": _PREC_MUL, "/": _PREC_MUL}
+
+
+def _python_function(prim: Primitive) -> Callable | None:
+    """Python's own form of ``prim`` on floats: its operator, or its builtin (None: neither)."""
+    if prim.infix:
+        return operator.neg if prim.arity == 1 else _OPERATORS[prim.infix]
+    return getattr(builtins, prim.python) if prim.python else None
+
+
+def source_function(prim: Primitive) -> Callable:
+    """What ``prim.source`` computes, as a function: the helper it calls (compiled from the
+    entry's ``helper``), else the torch form."""
+    return prim.helper_function if prim.helper else prim.torch
 
 
 def _float64(x):
@@ -154,19 +169,19 @@ def number_function(expr: Expr, constants: dict[str, float]) -> Callable[[dict],
     if isinstance(expr, Var):
         return operator.itemgetter(expr.name)
     args = [number_function(a, constants) for a in expr.args]
-    op = expr.op
+    prim = PRIMITIVES[expr.op]
     if _python_safe(expr, constants) is not None:
-        fn = _PYTHON_OPS[op]
+        fn = _python_function(prim)
         if len(args) == 1:
             (a,) = args
             return lambda env: fn(a(env))
         a, b = args
         return lambda env: fn(a(env), b(env))
-    if op in ("div", "pow"):  # a float64 tensor on the left: IEEE results
-        fn = _PYTHON_OPS[op]
+    if prim.infix in ("/", "**"):  # a float64 tensor on the left: IEEE results
+        fn = _OPERATORS[prim.infix]
         a, b = args
         return lambda env: float(fn(_float64(a(env)), b(env)))
-    fn = PRIMITIVES[op].torch
+    fn = source_function(prim)
     return lambda env: float(fn(*[_float64(a(env)) for a in args]))
 
 
@@ -194,41 +209,66 @@ def _number_source(expr: Expr, constants: dict[str, float]) -> tuple[str, int]:
     def tensor(e: Expr) -> str:
         return f"torch.tensor({number_source(e, constants)}, dtype=torch.float64)"
 
-    op = expr.op
+    prim, args = PRIMITIVES[expr.op], expr.args
+    symbol = prim.infix
     if _python_safe(expr, constants) is not None:
-        if op in _INFIX:
-            symbol, prec = _INFIX[op]
-            return f"{sub(expr.args[0], prec)} {symbol} {sub(expr.args[1], prec + 1)}", prec
-        if op == "neg":
-            return f"-{sub(expr.args[0], _PREC_UNARY)}", _PREC_UNARY
-        if op == "pow":
-            return f"{sub(expr.args[0], _PREC_ATOM)} ** {sub(expr.args[1], _PREC_UNARY)}", _PREC_POW
-        return f"abs({number_source(expr.args[0], constants)})", _PREC_ATOM
-    if op in ("div", "pow"):
-        symbol = "/" if op == "div" else "**"
-        right = sub(expr.args[1], _PREC_ATOM if op == "div" else _PREC_UNARY)
-        return f"float({tensor(expr.args[0])} {symbol} {right})", _PREC_ATOM
-    return f"float({PRIMITIVES[op].source.format(*map(tensor, expr.args))})", _PREC_ATOM
+        if symbol == "**":
+            return f"{sub(args[0], _PREC_ATOM)} ** {sub(args[1], _PREC_UNARY)}", _PREC_POW
+        if symbol and prim.arity == 1:
+            return f"{symbol}{sub(args[0], _PREC_UNARY)}", _PREC_UNARY
+        if symbol:
+            prec = _BINARY_PREC[symbol]
+            return f"{sub(args[0], prec)} {symbol} {sub(args[1], prec + 1)}", prec
+        return f"{prim.python}({number_source(args[0], constants)})", _PREC_ATOM
+    if symbol in ("/", "**"):
+        right = sub(args[1], _PREC_ATOM if symbol == "/" else _PREC_UNARY)
+        return f"float({tensor(args[0])} {symbol} {right})", _PREC_ATOM
+    return f"float({prim.source.format(*map(tensor, args))})", _PREC_ATOM
+
+
+class Expansion(NamedTuple):
+    """A primitive's ``expansion``: an expression over its parameters."""
+
+    params: tuple[str, ...]
+    expr: Expr
+
+
+def expansion(op: str) -> Expansion:
+    """The ``expansion`` of primitive ``op``, over parameters ``x0``, ``x1``, …"""
+    prim = PRIMITIVES[op]
+    return _parse_expansion(prim.expansion, prim.arity)
+
+
+@cache
+def _parse_expansion(text: str, arity: int) -> Expansion:
+    params = tuple(f"x{i}" for i in range(arity))
+    listed = ", ".join(params)  # the parameters are state slots: returned as they are
+    program = parse_program(f"def train({listed}):\n    return {text.format(*params)}, {listed}\n")
+    return Expansion(params, program.update)
+
+
+def substitute(
+    expr: Expr,
+    env: Mapping[str, T],
+    const: Callable[[Const], T],
+    call: Callable[[str, list[T]], T],
+) -> T:
+    """``expr`` computed over values of any kind: ``env`` holds its variables', ``const`` makes a
+    constant's, ``call(op, args)`` applies a primitive."""
+    if isinstance(expr, Var):
+        return env[expr.name]
+    if isinstance(expr, Const):
+        return const(expr)
+    return call(expr.op, [substitute(a, env, const, call) for a in expr.args])
 
 
 def number(op: str, args: Sequence[Expr]) -> Expr:
-    """``op(args)`` on numbers: folded when every argument is a constant (as the interpreter
-    folds), written with plain arithmetic where the primitive is arithmetic."""
-    if op == "square":
-        return number("mul", [args[0], args[0]])
-    if op == "cube":
-        return number("mul", [number("mul", [args[0], args[0]]), args[0]])
-    if op == "reciprocal":
-        return number("div", [Const(1.0), args[0]])
-    if op == "interp":
-        a, b, beta = args
-        left = number("mul", [number("sub", [Const(1.0), beta]), a])
-        return number("add", [left, number("mul", [beta, b])])
-    if PRIMITIVES[op].reduction:  # of a number: its limit with nothing to reduce
-        return args[0] if op == "mean" else number("abs", args)
+    """``op(args)`` on numbers: through the primitive's ``expansion`` when it has one, folded
+    when every argument is a constant (as the interpreter folds)."""
+    if PRIMITIVES[op].expansion:
+        params, expr = expansion(op)
+        return substitute(expr, dict(zip(params, args, strict=True)), lambda c: c, number)
     if all(isinstance(a, Const) for a in args):
-        if op == "abs":
-            return Const(abs(args[0].value))
         return Const(fold_constant(op, [a.value for a in args]))
     # Exact identities only (IEEE results unchanged), for shorter source: 1·x, -1·x, x/1,
     # --x, (-a) + b = b - a, a + (-b) = a - b.
