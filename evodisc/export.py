@@ -6,7 +6,7 @@ the standalone source as it stands (:func:`inspect.getsource`). It keeps the lay
 ``torch/optim/adamw.py``: ``__init__(params, lr=1e-3, <constants>)``, param groups, lazy
 per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state slot (named after
 the slot), and ``@torch.no_grad() step(closure=None)``. A subclass gives the rule: its
-multi-tensor plan (:mod:`evodisc.multitensor`) as ``_update`` — executed by the class here,
+multi-tensor plan (:mod:`evodisc.plan`) as ``_update`` — executed by the class here,
 written out as a function in the source; they make the same torch calls, so the two agree bit for
 bit and their state dicts are interchangeable — and its *named constants* (:func:`named_constants`:
 ``beta1``, ``eps``, …), which are ``defaults`` that a param group may override.
@@ -27,8 +27,8 @@ from typing import NamedTuple
 import torch
 
 from evodisc.analysis import live_statements
-from evodisc.multitensor import RESERVED_NAMES, Plan, lower
-from evodisc.primitives import PRIMITIVES
+from evodisc.lowering import lower
+from evodisc.plan import Plan, reserved_names
 from evodisc.program import Assign, Call, Const, Expr, Program, Var, format_program, walk
 
 DEFAULT_CLASS_NAME = "EvolvedOptimizer"
@@ -48,13 +48,13 @@ def class_name_from_path(path: str | Path) -> str:
         return DEFAULT_CLASS_NAME
     if not name[0].isalpha():
         return f"Optimizer{name}"
-    if keyword.iskeyword(name) or name in _MODULE_NAMES:  # none.py → None, true.py → True
+    if keyword.iskeyword(name) or name in _module_names():  # none.py → None, true.py → True
         return f"{name}Optimizer"
     return name
 
 
 def _check_class_name(name: str) -> str:
-    if not name.isidentifier() or keyword.iskeyword(name) or name in _MODULE_NAMES:
+    if not name.isidentifier() or keyword.iskeyword(name) or name in _module_names():
         raise ValueError(f"{name!r} cannot be a class name; use a Python identifier")
     return name
 
@@ -359,12 +359,11 @@ def to_torch_optimizer(program: Program, name: str | None = None) -> type[Progra
 
 # --------------------------------------------------------------------------- standalone source
 
-#: Helper functions the generated code may call (their source, from the primitives registry).
-_HELPERS = {
-    re.match(r"def (\w+)", p.helper).group(1): p.helper for p in PRIMITIVES.values() if p.helper
-}
-#: Names a class of the generated module must not take (the base class calls builtins).
-_MODULE_NAMES = RESERVED_NAMES | {ProgramOptimizer.__name__} | set(dir(builtins))
+
+def _module_names() -> frozenset[str]:
+    """Names a class of the generated module must not take (the base class calls builtins)."""
+    return reserved_names() | {ProgramOptimizer.__name__} | set(dir(builtins))
+
 
 _MODULE = string.Template('''"""$name: a torch.optim.Optimizer exported by evodisc.
 
@@ -416,7 +415,7 @@ def torch_source(program: Program, class_name: str | None = None) -> str:
     keys = state_keys(program)
     return _MODULE.substitute(
         name=name,
-        helpers="".join(f"\n\n{_HELPERS[h]}" for h in sorted(plan.helpers())),
+        helpers="".join(f"\n\n{source}" for _, source in sorted(plan.helpers().items())),
         signature=", ".join(plan.parameters),
         body="\n".join(f"    {line}" for line in plan.source()),
         base=inspect.getsource(ProgramOptimizer),

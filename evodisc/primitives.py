@@ -1,19 +1,24 @@
 """The primitives registry: the single source of truth for every operation a program may use.
 
-Each :class:`Primitive` names its arity and gives four views of the same function:
+Each :class:`Primitive` names its arity and gives every view of the same function that evodisc
+uses, so that adding a primitive is one entry in :data:`PRIMITIVES`:
 
 * ``numpy`` — the function on NumPy arrays (float64): parsing, constant folding and functional
   hashing need nothing else;
 * ``torch`` — the implementation the interpreter, the trainer and :func:`to_torch_optimizer` run;
-* ``sympy`` — its symbolic form, for simplification and LaTeX;
-* ``source`` — a format string of standalone torch code, used by the exporter.
+* ``sympy`` — its symbolic form, for simplification and LaTeX; SymPy's spelling of it is read
+  back as the primitive where that form is one SymPy function (``asin`` → ``arcsin``) or one power
+  (``x**2`` → ``square``);
+* ``source`` (and ``helper``, the source of a function it calls) — standalone torch code, for the
+  exporter;
+* ``foreach``, ``expansion``, ``python`` — how the multi-tensor plan of an exported optimizer
+  computes it (:mod:`evodisc.lowering`): one ``torch._foreach_*`` call for a list of tensors,
+  other primitives, or a Python builtin on numbers; else tensor by tensor with ``source``.
 
 The torch and SymPy forms are *bound on first use*: an entry names them (an attribute of the
 module, or a function of the module that builds the form), and ``primitive.torch`` /
 ``primitive.sympy`` import torch / SymPy only when first read. So parsing, analysing and hashing
 a program import neither (``tests/test_layers.py`` checks it).
-
-Adding a primitive is one entry in :data:`PRIMITIVES`.
 
 Ill-defined values follow IEEE-754, exactly as torch computes them: ``sqrt``/``log``/``arcsin`` of
 values outside their domain give NaN, division by zero gives ±inf. Operators are **not**
@@ -29,9 +34,11 @@ from __future__ import annotations
 
 import importlib
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 
@@ -39,7 +46,26 @@ import numpy as np
 #: a function that receives the module and returns the form.
 FormSpec = str | Callable[[ModuleType], Callable]
 
-_BOUND: dict[tuple[str, str], Callable] = {}  # (module, primitive) -> bound form
+_BOUND: dict[tuple[str, object], Callable] = {}  # (module, spec) -> bound form
+
+
+class Lowering(Protocol):
+    """What a ``foreach`` function of an entry may ask of the multi-tensor lowering (values are
+    numbers or lists of tensors, as :mod:`evodisc.lowering` holds them)."""
+
+    def is_number(self, value: object) -> bool:
+        """Whether ``value`` is a number (one float for every tensor), not a list of tensors."""
+
+    def apply(self, op: str, args: Sequence[object]) -> object:
+        """Primitive ``op`` of ``args``, lowered."""
+
+    def foreach_values(self, name: str, args: Sequence[object]) -> object:
+        """``torch._foreach_<name>(*args)``."""
+
+
+#: How an entry lowers to ``torch._foreach_*`` calls: the name of one (``"asin"``), or a function
+#: ``(lowering, *args)`` that makes them and returns the value, or None where it cannot.
+ForeachSpec = str | Callable[..., object]
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,14 @@ class Primitive:
     helper: str = ""  # source of the helper function ``source`` calls, if any (export)
     reduction: bool = False  # reduces over the non-batch dimensions, keeps them for broadcasting
     commutative: bool = False
+    #: The ``torch._foreach_*`` form on lists of tensors (numbers where torch takes them).
+    foreach: ForeachSpec = ""
+    #: The same function written with other primitives, a format string over the arguments
+    #: (``"{0} * {0}"``), exact in IEEE arithmetic; for a reduction, its value on a number
+    #: (nothing to reduce). Plans compute numbers this way, and lists without a ``foreach`` form.
+    expansion: str = ""
+    #: A Python builtin that computes it on floats and never raises (``abs``): plans' numbers.
+    python: str = ""
 
     @property
     def torch(self) -> Callable:
@@ -68,8 +102,24 @@ class Primitive:
         """The SymPy form (imports SymPy on first use)."""
         return self._bound("sympy", self.sympy_spec)
 
+    @property
+    def helper_name(self) -> str:
+        """The name of the function ``helper`` defines ("" when there is none)."""
+        return re.match(r"def (\w+)", self.helper).group(1) if self.helper else ""
+
+    @property
+    def helper_function(self) -> Callable:
+        """The function ``helper`` defines, compiled from that source with torch (imported on
+        first use): what the exported source calls, for the optimizer class to call too."""
+        key = ("helper", self.helper)
+        if key not in _BOUND:
+            namespace = {"torch": importlib.import_module("torch")}
+            exec(self.helper, namespace)  # the entry's own source, never a program
+            _BOUND[key] = namespace[self.helper_name]
+        return _BOUND[key]
+
     def _bound(self, module: str, spec: FormSpec) -> Callable:
-        key = (module, self.name)
+        key = (module, spec)
         if key not in _BOUND:
             lib = importlib.import_module(module)
             _BOUND[key] = getattr(lib, spec) if isinstance(spec, str) else spec(lib)
@@ -129,6 +179,16 @@ def _clip_sympy(sympy: ModuleType) -> Callable:
     return lambda x, c: sympy.Max(-sympy.Abs(c), sympy.Min(x, sympy.Abs(c)))
 
 
+def _clip_foreach(lowering: Lowering, x: object, c: object) -> object:
+    """By a number: clamp to [-|c|, |c|] with ``clamp_min`` and ``clamp_max``; by a tensor: no
+    foreach form."""
+    if not lowering.is_number(c):
+        return None
+    bound = lowering.apply("abs", [c])
+    low = lowering.foreach_values("clamp_min", [x, lowering.apply("neg", [bound])])
+    return lowering.foreach_values("clamp_max", [low, bound])
+
+
 def _interp(a, b, beta):
     return (1 - beta) * a + beta * b
 
@@ -168,58 +228,6 @@ def _reciprocal(x):
     return 1 / x
 
 
-_ELEMENTWISE_UNARY = [
-    # name, doc, numpy, torch, sympy, source
-    ("abs", "absolute value", np.abs, "abs", "Abs", "torch.abs({0})"),
-    ("sign", "sign, with sign(0) = 0", np.sign, "sign", "sign", "torch.sign({0})"),
-    ("sqrt", "square root (NaN below 0)", np.sqrt, "sqrt", "sqrt", "torch.sqrt({0})"),
-    ("square", "x²", np.square, "square", _same(_square), "torch.square({0})"),
-    ("cube", "x³", _cube, _same(_cube), _same(_cube), "({0}) ** 3"),
-    (
-        "reciprocal",
-        "1 / x (±inf at 0)",
-        np.reciprocal,
-        "reciprocal",
-        _same(_reciprocal),
-        "torch.reciprocal({0})",
-    ),
-    ("exp", "eˣ", np.exp, "exp", "exp", "torch.exp({0})"),
-    ("log", "natural logarithm (NaN below 0, -inf at 0)", np.log, "log", "log", "torch.log({0})"),
-    ("sin", "sine", np.sin, "sin", "sin", "torch.sin({0})"),
-    ("cos", "cosine", np.cos, "cos", "cos", "torch.cos({0})"),
-    ("tan", "tangent", np.tan, "tan", "tan", "torch.tan({0})"),
-    ("arcsin", "inverse sine (NaN outside [-1, 1])", np.arcsin, "asin", "asin", "torch.asin({0})"),
-    (
-        "arccos",
-        "inverse cosine (NaN outside [-1, 1])",
-        np.arccos,
-        "acos",
-        "acos",
-        "torch.acos({0})",
-    ),
-    ("arctan", "inverse tangent", np.arctan, "atan", "atan", "torch.atan({0})"),
-    ("sinh", "hyperbolic sine", np.sinh, "sinh", "sinh", "torch.sinh({0})"),
-    ("cosh", "hyperbolic cosine", np.cosh, "cosh", "cosh", "torch.cosh({0})"),
-    ("tanh", "hyperbolic tangent", np.tanh, "tanh", "tanh", "torch.tanh({0})"),
-    ("arcsinh", "inverse hyperbolic sine", np.arcsinh, "asinh", "asinh", "torch.asinh({0})"),
-    (
-        "sigmoid",
-        "logistic sigmoid 1 / (1 + e⁻ˣ)",
-        _sigmoid_np,
-        "sigmoid",
-        lambda sympy: lambda x: 1 / (1 + sympy.exp(-x)),
-        "torch.sigmoid({0})",
-    ),
-    (
-        "relu",
-        "max(x, 0)",
-        lambda x: np.maximum(x, 0.0),
-        "relu",
-        lambda sympy: lambda x: sympy.Max(x, 0),
-        "torch.relu({0})",
-    ),
-]
-
 #: Standalone torch source of the helper functions that exported code calls.
 _EXPORT_HELPERS = {
     "clip": '''\
@@ -257,29 +265,170 @@ def _register(p: Primitive) -> None:
     PRIMITIVES[p.name] = p
 
 
-for _name, _doc, _n, _t, _s, _src in _ELEMENTWISE_UNARY:
-    _register(Primitive(_name, 1, _doc, _n, _t, _s, _src))
+for _p_ in [
+    Primitive(
+        "abs",
+        1,
+        "absolute value",
+        np.abs,
+        "abs",
+        "Abs",
+        "torch.abs({0})",
+        foreach="abs",
+        python="abs",
+    ),
+    Primitive(
+        "sign",
+        1,
+        "sign, with sign(0) = 0",
+        np.sign,
+        "sign",
+        "sign",
+        "torch.sign({0})",
+        foreach="sign",
+    ),
+    Primitive(
+        "sqrt",
+        1,
+        "square root (NaN below 0)",
+        np.sqrt,
+        "sqrt",
+        "sqrt",
+        "torch.sqrt({0})",
+        foreach="sqrt",
+    ),
+    Primitive(
+        "square",
+        1,
+        "x²",
+        np.square,
+        "square",
+        _same(_square),
+        "torch.square({0})",
+        expansion="{0} * {0}",
+    ),
+    Primitive(
+        "cube",
+        1,
+        "x³",
+        _cube,
+        _same(_cube),
+        _same(_cube),
+        "({0}) ** 3",
+        expansion="{0} * {0} * {0}",
+    ),
+    Primitive(
+        "reciprocal",
+        1,
+        "1 / x (±inf at 0)",
+        np.reciprocal,
+        "reciprocal",
+        _same(_reciprocal),
+        "torch.reciprocal({0})",
+        foreach="reciprocal",
+        expansion="1 / {0}",
+    ),
+    Primitive("exp", 1, "eˣ", np.exp, "exp", "exp", "torch.exp({0})", foreach="exp"),
+    Primitive(
+        "log",
+        1,
+        "natural logarithm (NaN below 0, -inf at 0)",
+        np.log,
+        "log",
+        "log",
+        "torch.log({0})",
+        foreach="log",
+    ),
+    Primitive("sin", 1, "sine", np.sin, "sin", "sin", "torch.sin({0})", foreach="sin"),
+    Primitive("cos", 1, "cosine", np.cos, "cos", "cos", "torch.cos({0})", foreach="cos"),
+    Primitive("tan", 1, "tangent", np.tan, "tan", "tan", "torch.tan({0})", foreach="tan"),
+    Primitive(
+        "arcsin",
+        1,
+        "inverse sine (NaN outside [-1, 1])",
+        np.arcsin,
+        "asin",
+        "asin",
+        "torch.asin({0})",
+        foreach="asin",
+    ),
+    Primitive(
+        "arccos",
+        1,
+        "inverse cosine (NaN outside [-1, 1])",
+        np.arccos,
+        "acos",
+        "acos",
+        "torch.acos({0})",
+        foreach="acos",
+    ),
+    Primitive(
+        "arctan", 1, "inverse tangent", np.arctan, "atan", "atan", "torch.atan({0})", foreach="atan"
+    ),
+    Primitive(
+        "sinh", 1, "hyperbolic sine", np.sinh, "sinh", "sinh", "torch.sinh({0})", foreach="sinh"
+    ),
+    Primitive(
+        "cosh", 1, "hyperbolic cosine", np.cosh, "cosh", "cosh", "torch.cosh({0})", foreach="cosh"
+    ),
+    Primitive(
+        "tanh", 1, "hyperbolic tangent", np.tanh, "tanh", "tanh", "torch.tanh({0})", foreach="tanh"
+    ),
+    Primitive(
+        "arcsinh", 1, "inverse hyperbolic sine", np.arcsinh, "asinh", "asinh", "torch.asinh({0})"
+    ),
+    Primitive(
+        "sigmoid",
+        1,
+        "logistic sigmoid 1 / (1 + e⁻ˣ)",
+        _sigmoid_np,
+        "sigmoid",
+        lambda sympy: lambda x: 1 / (1 + sympy.exp(-x)),
+        "torch.sigmoid({0})",
+        foreach="sigmoid",
+    ),
+    Primitive(
+        "relu",
+        1,
+        "max(x, 0)",
+        lambda x: np.maximum(x, 0.0),
+        "relu",
+        lambda sympy: lambda x: sympy.Max(x, 0),
+        "torch.relu({0})",
+    ),
+]:
+    _register(_p_)
 
 # The operators of the text format: one Python function serves torch, NumPy and SymPy alike.
 _OPERATORS = [
-    # name, doc, function, symbol, commutative
-    ("add", "a + b", operator.add, "+", True),
-    ("sub", "a - b", operator.sub, "-", False),
-    ("mul", "a * b", operator.mul, "*", True),
-    ("div", "a / b (±inf when b = 0)", operator.truediv, "/", False),
+    # name, doc, function, symbol, commutative, foreach
+    ("add", "a + b", operator.add, "+", True, ""),
+    ("sub", "a - b", operator.sub, "-", False, ""),
+    ("mul", "a * b", operator.mul, "*", True, ""),
+    ("div", "a / b (±inf when b = 0)", operator.truediv, "/", False, ""),
     (
         "pow",
         "a ** b (NaN for a negative base and a fractional exponent)",
         operator.pow,
         "**",
         False,
+        "pow",
     ),
 ]
-for _name, _doc, _fn, _symbol, _commutative in _OPERATORS:
+for _name, _doc, _fn, _symbol, _commutative, _foreach in _OPERATORS:
     _source = f"({{0}} {_symbol} {{1}})"
     _register(
         Primitive(
-            _name, 2, _doc, _fn, _same(_fn), _same(_fn), _source, _symbol, commutative=_commutative
+            _name,
+            2,
+            _doc,
+            _fn,
+            _same(_fn),
+            _same(_fn),
+            _source,
+            _symbol,
+            commutative=_commutative,
+            foreach=_foreach,
         )
     )
 _register(
@@ -296,6 +445,7 @@ for _p_ in [
         "Min",
         "torch.minimum({0}, {1})",
         commutative=True,
+        foreach="minimum",
     ),
     Primitive(
         "maximum",
@@ -306,6 +456,7 @@ for _p_ in [
         "Max",
         "torch.maximum({0}, {1})",
         commutative=True,
+        foreach="maximum",
     ),
     Primitive(
         "clip",
@@ -316,6 +467,7 @@ for _p_ in [
         _clip_sympy,
         "_clip({0}, {1})",
         helper=_EXPORT_HELPERS["clip"],
+        foreach=_clip_foreach,
     ),
     Primitive(
         "interp",
@@ -326,16 +478,18 @@ for _p_ in [
         _same(_interp),
         "_interp({0}, {1}, {2})",
         helper=_EXPORT_HELPERS["interp"],
+        expansion="(1 - {2}) * {0} + {2} * {1}",
     ),
 ]:
     _register(_p_)
 
 _REDUCTIONS = [
-    ("norm", "L2 norm of the whole tensor, broadcast back"),
-    ("rms", "root mean square of the whole tensor, broadcast back"),
-    ("mean", "mean of the whole tensor, broadcast back"),
+    # name, doc, value on a number
+    ("norm", "L2 norm of the whole tensor, broadcast back", "abs({0})"),
+    ("rms", "root mean square of the whole tensor, broadcast back", "abs({0})"),
+    ("mean", "mean of the whole tensor, broadcast back", "{0}"),
 ]
-for _name, _doc in _REDUCTIONS:
+for _name, _doc, _expansion in _REDUCTIONS:
     _register(
         Primitive(
             _name,
@@ -347,6 +501,7 @@ for _name, _doc in _REDUCTIONS:
             f"_{_name}({{0}})",
             helper=_EXPORT_HELPERS[_name],
             reduction=True,
+            expansion=_expansion,
         )
     )
 

@@ -24,7 +24,7 @@ from evodisc import to_torch_optimizer, torch_source
 from evodisc.app.cli import main
 from evodisc.export import class_name_from_path, named_constants, state_keys
 from evodisc.interpreter import compile_program, init_state, step
-from evodisc.multitensor import lower
+from evodisc.lowering import lower
 from evodisc.program import Assign, Call, Const, Program, format_program, parse_program
 from fitness.device import available_devices
 from search_spaces.space import random_program
@@ -76,6 +76,11 @@ def train(w, g, lr, t, m, n):
     return lr * (a + b) * 0.01 + k * 1e-3 * g + lr * n + 1e-4 * w, m, n
 """
 
+# A helper function that only a number calls: the source defines it all the same.
+NUMBER_HELPER = """
+def train(g, lr, t):
+    return clip(lr, t * 0.001) * g
+"""
 
 # ------------------------------------------------------------------------------------- helpers
 
@@ -186,7 +191,9 @@ def test_exported_adamw_matches_torch_adamw(tmp_path):
         assert state["state"] == {} and state["param_groups"][0]["lr"] == 1e-3
 
 
-@pytest.mark.parametrize("text", [LION, TRICKY, NUMBERS], ids=["lion", "tricky", "numbers"])
+@pytest.mark.parametrize(
+    "text", [LION, TRICKY, NUMBERS, NUMBER_HELPER], ids=["lion", "tricky", "numbers", "helper"]
+)
 def test_generated_source_imports_only_torch_and_equals_the_class(text, tmp_path):
     program = parse_program(text)
     source = torch_source(program)
@@ -219,25 +226,36 @@ def test_generated_source_imports_only_torch_and_equals_the_class(text, tmp_path
                 assert sa[key].shape == pa.shape and sa[key].dtype == pa.dtype
 
 
+#: The weights that :func:`exported_and_interpreted` starts from.
+START = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(3, 4)
+
+
+def exported_and_interpreted(
+    program: Program, grads: list[torch.Tensor], tmp_path: Path
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The weights after one step per gradient (3×4, float64) at lr 0.01 from :data:`START`: by
+    each exported class (:func:`both_classes`), and by the interpreter."""
+    compiled, w, state = compile_program(program), START.clone(), init_state(program, START)
+    for t, g in enumerate(grads, start=1):
+        update, state = step(compiled, w, g, 0.01, t, state)
+        w = w - update
+    finals = []
+    for cls in both_classes(program, tmp_path):
+        p = torch.nn.Parameter(START.clone())
+        opt = cls([p], lr=0.01)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        finals.append(p.detach())
+    return finals, w
+
+
 def test_every_zoo_optimizer_exports_to_code_that_matches_the_interpreter(tmp_path):
-    start = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(3, 4)
     for name, entry in zoo().items():
-        program = entry.load()
-        compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
         gen = torch.Generator().manual_seed(0)
         grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]
-        for t, g in enumerate(grads, start=1):
-            update, state = step(compiled, w, g, 0.01, t, state)
-            w = w - update
-        finals = []
-        for cls in both_classes(program, tmp_path / name):
-            p = torch.nn.Parameter(start.clone())
-            opt = cls([p], lr=0.01)
-            for g in grads:
-                p.grad = g.clone()
-                opt.step()
-            finals.append(p.detach())
-        assert not torch.equal(finals[0], start), name
+        finals, w = exported_and_interpreted(entry.load(), grads, tmp_path / name)
+        assert not torch.equal(finals[0], START), name
         assert torch.equal(finals[0], finals[1]), name
         torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14, msg=name)
 

@@ -13,8 +13,14 @@ import pytest
 import sympy
 import torch
 from sympy.core.function import AppliedUndef
+from test_export import exported_and_interpreted
 
-from evodisc.primitives import PRIMITIVES
+from evodisc import functional_hash, simplify
+from evodisc.inspect import symbolic
+from evodisc.interpreter import compile_program, init_state, step
+from evodisc.lowering import lower
+from evodisc.primitives import PRIMITIVES, Primitive
+from evodisc.program import Call, Var, format_expr, format_program, parse_program
 from fitness.device import available_devices
 
 SYMBOLS = sympy.symbols("x y z", real=True)
@@ -97,3 +103,76 @@ def test_torch_forms_take_numbers_and_scalars_beside_tensors_on_any_device(name,
                 expected = prim.numpy(*[values if a is tensor else 0.5 for a in args])
             np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=1e-12, atol=0)
             assert got.device == tensor.device
+
+
+# ------------------------------------------------------------------- adding a primitive
+
+#: Primitives that are not in the registry, one entry each: ``floor`` has a foreach form and is
+#: one SymPy function; ``softsign`` runs tensor by tensor through its export helper and SymPy
+#: writes it with other primitives.
+NEW_PRIMITIVES = [
+    Primitive(
+        "floor",
+        1,
+        "largest whole number ≤ x",
+        np.floor,
+        "floor",
+        "floor",
+        "torch.floor({0})",
+        foreach="floor",
+    ),
+    Primitive(
+        "softsign",
+        1,
+        "x / (1 + |x|)",
+        lambda x: x / (1 + np.abs(x)),
+        lambda torch: torch.nn.functional.softsign,
+        lambda sympy: lambda x: x / (1 + sympy.Abs(x)),
+        "_softsign({0})",
+        helper='def _softsign(x):\n    """x / (1 + |x|)."""\n    return x / (1 + torch.abs(x))\n',
+    ),
+]
+
+
+@pytest.mark.parametrize("prim", NEW_PRIMITIVES, ids=lambda prim: prim.name)
+def test_adding_a_primitive_is_one_entry(prim, monkeypatch, tmp_path):
+    """With one entry added to the registry and no other table touched, a primitive parses,
+    runs alike on NumPy and torch, hashes, exports (the class and the standalone source agree bit
+    for bit, and with the interpreter up to rounding; on tensors and on numbers) and goes to
+    SymPy and back."""
+    monkeypatch.setitem(PRIMITIVES, prim.name, prim)
+    name = prim.name
+    program = parse_program(
+        "def train(w, g, lr, t, m):\n"
+        f"    m = interp({name}(g * 3), m, 0.9)\n"
+        f"    u = {name}(m) + {name}(t * 0.5) * 0.01 * w\n"
+        "    return lr * u, m\n"
+    )
+    assert parse_program(format_program(program)) == program
+    other = format_program(program).replace(name, "tanh")
+    assert functional_hash(program) != functional_hash(other)
+
+    rng = np.random.default_rng(0)
+    w, g = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    on_numpy = step(compile_program(program, "numpy"), w, g, 0.01, 2, init_state(program, w))
+    w_t, g_t = torch.from_numpy(w), torch.from_numpy(g)
+    on_torch = step(compile_program(program), w_t, g_t, 0.01, 2, init_state(program, w_t))
+    for a, b in zip([on_numpy[0], *on_numpy[1]], [on_torch[0], *on_torch[1]], strict=True):
+        np.testing.assert_allclose(b.numpy(), a, rtol=1e-12, atol=1e-15)
+
+    call = f"torch._foreach_{prim.foreach}(" if prim.foreach else prim.source.format("_a")
+    assert call in "\n".join(lower(program).source())  # one call, or tensor by tensor
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(5)]
+    finals, expected = exported_and_interpreted(program, grads, tmp_path)
+    assert torch.equal(finals[0], finals[1])
+    torch.testing.assert_close(finals[0], expected, rtol=1e-12, atol=1e-14)
+
+    env = symbolic.symbols(["g"])
+    applied = Call(name, (Var("g"),))
+    back, _ = symbolic.from_sympy(symbolic.to_sympy(applied, env), env)
+    assert (back == applied) == isinstance(prim.sympy_spec, str)  # one SymPy function: itself
+    returning = "def train(g):\n    return {}\n".format
+    assert functional_hash(returning(format_expr(back))) == functional_hash(returning(name + "(g)"))
+    simplified = simplify(program, recognise=False)
+    assert simplified.exact and not any("failed" in s.detail for s in simplified.steps)

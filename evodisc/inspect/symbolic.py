@@ -4,8 +4,10 @@
   form (the registry is the single source of truth): ``interp`` becomes ``(1-β)·a + β·b``,
   ``clip`` becomes ``Max(-|c|, Min(x, |c|))``. Tensors are *elementwise*: every name is a real
   scalar symbol (``lr`` and ``t`` positive), reductions stay opaque functions (``mean(x)``).
-* :func:`from_sympy` — back to primitives, recognising what SymPy spells differently:
-  ``x/|x|`` and ``x/sqrt(x²)`` → ``sign(x)``, ``sqrt(x²)`` → ``abs(x)``, ``(1-β)·a + β·b`` →
+* :func:`from_sympy` — back to primitives: a primitive whose SymPy form is one SymPy function
+  or one power is read off its entry (``Min`` → ``minimum``, ``x**2`` → ``square``); rules
+  recognise what SymPy spells as sums, products and nests of ``Max``/``Min``: ``x/|x|`` and
+  ``x/sqrt(x²)`` → ``sign(x)``, ``sqrt(x²)`` → ``abs(x)``, ``(1-β)·a + β·b`` →
   ``interp(a, b, β)``, ``Max(-c, Min(x, c))`` → ``clip(x, c)``, ``Max(x, 0)`` → ``relu(x)``,
   ``1/(1 + e⁻ˣ)`` → ``sigmoid(x)``; constants lose their float noise (``0.09999999999999998`` →
   ``0.1``, a change far below the functional hash's resolution). It notes which rules fired.
@@ -22,14 +24,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import sympy
-from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from evodisc.edit import make_call
-from evodisc.primitives import PRIMITIVES
+from evodisc.primitives import PRIMITIVES, Primitive
 from evodisc.program import Call, Const, Expr, Program, Var, format_constant
 
 #: Inputs that are positive scalars (the learning rate, the 1-based step).
@@ -96,15 +98,26 @@ def to_sympy(expr: Expr, env: dict, memo: dict | None = None) -> sympy.Expr:
 # ------------------------------------------------------------------------ SymPy → primitives
 
 
-def _function_primitives() -> dict[type, str]:
-    """SymPy function classes that are one primitive each, read off the registry."""
-    table = {}
-    for name, prim in PRIMITIVES.items():
-        if isinstance(prim.sympy_spec, str):
-            form = getattr(sympy, prim.sympy_spec)
-            if isinstance(form, type):
-                table[form] = name
-    return table
+def _spellings() -> tuple[dict[type, str], dict[sympy.Expr, str]]:
+    """How SymPy writes the primitives it writes as one function or one power, read off their
+    SymPy forms: function class → primitive (``Min`` → ``minimum``; the reductions' undefined
+    functions) and exponent → primitive (``2`` → ``square``)."""
+    return _spellings_of(tuple(PRIMITIVES.values()))
+
+
+@cache
+def _spellings_of(entries: tuple[Primitive, ...]) -> tuple[dict[type, str], dict[sympy.Expr, str]]:
+    functions, powers = {}, {}
+    for prim in entries:
+        if prim.infix:
+            continue  # the operators: SymPy's sums, products and powers themselves
+        args = sympy.symbols(f"x:{prim.arity}", real=True)
+        form = prim.sympy(*args)
+        if len(form.args) == len(args) and set(form.args) == set(args):  # f(x0, x1, …)
+            functions.setdefault(form.func, prim.name)
+        elif form.is_Pow and form.base == args[0] and form.exp.is_Number:
+            powers.setdefault(form.exp, prim.name)
+    return functions, powers
 
 
 class _Converter:
@@ -112,7 +125,7 @@ class _Converter:
 
     def __init__(self, names: dict):
         self.names = names  # symbol -> parameter name
-        self.functions = _function_primitives()
+        self.functions, self.powers = _spellings()
         self.memo: dict = {}
         self.rules: list[str] = []
 
@@ -147,8 +160,6 @@ class _Converter:
             return self.power(expr)
         if isinstance(expr, sympy.Max | sympy.Min):
             return self.extremum(expr)
-        if isinstance(expr, AppliedUndef) and expr.func.__name__ in PRIMITIVES:
-            return Call(expr.func.__name__, tuple(self(a) for a in expr.args))
         op = self.functions.get(expr.func)
         if op is not None and len(expr.args) == PRIMITIVES[op].arity:
             return Call(op, tuple(self(a) for a in expr.args))
@@ -258,19 +269,16 @@ class _Converter:
         inner = _absolute_value_of(expr)
         if inner is not None and not isinstance(expr, sympy.Abs):
             self.note("sqrt(x²) → abs(x)")
-            return Call("abs", (self(inner),))
+            return self(sympy.Abs(inner, evaluate=False))
         if exponent.is_Number and exponent < 0:
             argument = _sigmoid_argument(base) if exponent == -1 else None
             if argument is not None:
                 self.note("1/(1+e⁻ˣ) → sigmoid(x)")
                 return Call("sigmoid", (self(argument),))
             return Call("div", (Const(1.0), self(base ** (-exponent))))
-        if exponent == sympy.Rational(1, 2):
-            return Call("sqrt", (self(base),))
-        if exponent == 2:
-            return Call("square", (self(base),))
-        if exponent == 3:
-            return Call("cube", (self(base),))
+        for power, op in self.powers.items():
+            if exponent == power:
+                return Call(op, (self(base),))
         return Call("pow", (self(base), self(exponent)))
 
     # -- Max / Min
@@ -283,7 +291,7 @@ class _Converter:
             args.remove(0)
             self.note("Max(x, 0) → relu(x)")
             return Call("relu", (self(args[0]),))
-        op = "maximum" if isinstance(expr, sympy.Max) else "minimum"
+        op = self.functions[expr.func]
         numbers = [a for a in args if a.is_number]
         ordered = [a for a in args if not a.is_number] + numbers
         result = self(ordered[0])
@@ -356,16 +364,12 @@ def factored(expr: sympy.Expr) -> sympy.Expr:
 # ------------------------------------------------------------------------------- math lines
 
 
-#: How the math lines name SymPy's functions: as the primitives do.
-_TEXT_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh"}
-
-
 class _Text(StrPrinter):
     def _print_Float(self, expr):
         return format_constant(tidy(float(expr)))
 
-    def _print_Function(self, expr):
-        name = _TEXT_NAMES.get(expr.func.__name__, expr.func.__name__)
+    def _print_Function(self, expr):  # named as the primitive, not as SymPy names it
+        name = _spellings()[0].get(expr.func, expr.func.__name__)
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_Abs(self, expr):
