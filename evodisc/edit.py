@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from evodisc.primitives import PRIMITIVES
 from evodisc.program import RESERVED_INPUTS, Assign, Call, Const, Expr, Program, ProgramError, Var
@@ -113,6 +113,26 @@ def substitute(expr: Expr, replace: Callable[[str], Expr | str]) -> Expr:
     if isinstance(expr, Call):
         return make_call(expr.op, tuple(substitute(a, replace) for a in expr.args))
     return expr
+
+
+def replace_constants(program: Program, values: Mapping[float, float]) -> Program:
+    """``program`` with every constant whose value is a key of ``values`` replaced by the number
+    it maps to, everywhere (the β of ``1 - β ** t`` moves with the β) and all at once (so
+    ``{0.9: 0.99, 0.99: 0.9}`` swaps the two); a number that is not finite is a
+    :class:`ProgramError`."""
+    for new in values.values():
+        if not math.isfinite(new):
+            raise ProgramError(f"constant {new!r} is not finite", filename="replace_constants")
+
+    def swap(expr: Expr) -> Expr:
+        if isinstance(expr, Const):
+            return Const(float(values[expr.value])) if expr.value in values else expr
+        if isinstance(expr, Call):
+            return make_call(expr.op, tuple(swap(a) for a in expr.args))
+        return expr
+
+    body = tuple(Assign(s.target, swap(s.expr)) for s in program.body)
+    return Program(program.params, body, tuple(swap(e) for e in program.returns))
 
 
 def rename(program: Program, mapping: dict[str, str]) -> Program:

@@ -29,6 +29,8 @@ _ON_FIRST_USE = {
     "heldout_task_names": "fitness.tasks",
     "load_task": "fitness.tasks",
     "task_names": "fitness.tasks",
+    "Tuned": "fitness.tuning",
+    "tune": "fitness.tuning",
     "BatchResult": "fitness.trainer",
     "train_batch": "fitness.trainer",
 }

@@ -10,7 +10,16 @@ import re
 import numpy as np
 import pytest
 
-from evodisc.edit import inline, node_at, rename, replace_at, sites, substitute, validate
+from evodisc.edit import (
+    inline,
+    node_at,
+    rename,
+    replace_at,
+    replace_constants,
+    sites,
+    substitute,
+    validate,
+)
 from evodisc.hashing import functional_hash
 from evodisc.interpreter import compile_program
 from evodisc.program import (
@@ -190,3 +199,24 @@ def _on_path(site, top) -> bool:
     (w1, i1, p1), (w2, i2, p2) = site, top
     n = min(len(p1), len(p2))
     return (w1, i1) == (w2, i2) and p1[:n] == p2[:n]
+
+
+def test_replace_constants_moves_every_occurrence_at_once():
+    adamw = ZOO["adamw"]
+    edited = replace_constants(adamw, {0.9: 0.8, 0.999: 0.99})
+    text = format_program(edited)
+    assert "interp(g, m, 0.8)" in text and "1 - 0.8 ** t" in text  # the bias correction moves
+    assert "interp(square(g), v, 0.99)" in text and "1 - 0.99 ** t" in text
+    assert "0.9" not in text.replace("0.99", "") and validate(edited) is edited
+    assert parse_program(text) == edited
+    assert replace_constants(adamw, {}) == adamw and replace_constants(adamw, {0.5: 0.1}) == adamw
+    # simultaneous: a swap is a swap, not one value twice
+    swapped = replace_constants(adamw, {0.9: 0.999, 0.999: 0.9})
+    assert replace_constants(swapped, {0.9: 0.999, 0.999: 0.9}) == adamw
+    # a constant under a negation stays folded, as the parser reads it
+    program = parse_program("def train(g, lr):\n    return lr * -0.5 * g\n")
+    assert replace_constants(program, {-0.5: -0.25}) == parse_program(
+        "def train(g, lr):\n    return lr * -0.25 * g\n"
+    )
+    with pytest.raises(ProgramError, match="not finite"):
+        replace_constants(adamw, {0.9: math.inf})
