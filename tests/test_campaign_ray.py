@@ -21,7 +21,7 @@ from ray.cluster_utils import Cluster
 
 from evodisc.app.cli import main
 from evodisc.campaign.config import check_tasks, load_campaign
-from evodisc.campaign.evaluators import NAMESPACE, Batch, RayPool
+from evodisc.campaign.evaluators import NAMESPACE, Batch, EvaluatorError, RayPool
 from evodisc.campaign.run import run_campaign
 from fitness.config import SuiteConfig
 from fitness.messages import Baseline, Request
@@ -112,6 +112,28 @@ def test_a_batch_past_its_deadline_is_cancelled_and_its_evaluator_replaced(clust
         assert pool.info[0]["name"] != first and pool.idle() == 1
     finally:
         pool.close()
+
+
+def test_an_evaluator_that_dies_before_it_starts_is_started_again(cluster, monkeypatch):
+    real, dead = RayPool._start, []
+
+    def start(pool, index, deaths):
+        actor = real(pool, index)
+        if len(dead) < deaths:  # as Ray does with a worker that a loaded machine starts late
+            ray.kill(actor, no_restart=True)
+            dead.append(index)
+        return actor
+
+    monkeypatch.setattr(RayPool, "_start", lambda pool, index: start(pool, index, 1))
+    pool = RayPool(1)
+    try:
+        assert dead == [0] and pool.info[0]["name"].split("-")[2] == "2"  # the second one
+    finally:
+        pool.close()
+    dead.clear()
+    monkeypatch.setattr(RayPool, "_start", lambda pool, index: start(pool, index, 99))
+    with pytest.raises(EvaluatorError, match=r"^an evaluator did not answer info \(3 attempts\): "):
+        RayPool(1)
 
 
 def test_ray_evaluators_size_their_batches_for_the_others_that_may_share_their_node(cluster):

@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # torch is loaded by an evaluator, never just to name these
 NAMESPACE = "evodisc"
 #: Seconds to wait for a remote Ray head before giving up.
 CONNECT_SECONDS = 30.0
+#: Times an evaluator actor is started (and asked) before its pool gives up on it.
+START_ATTEMPTS = 3
 
 
 class EvaluatorError(RuntimeError):
@@ -302,7 +304,8 @@ class RayPool:
         self._generation = 0
         self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
         self.actors = [self._start(k) for k in range(count)]
-        self.info = ray.get([a.info.remote() for a in self.actors])
+        self.info: list[dict] = []
+        self.info = [self._ask(k, "info") for k in range(count)]
         self._running: dict = {}  # object ref -> (actor index, batch, start time)
 
     def _start(self, index: int):
@@ -331,10 +334,13 @@ class RayPool:
         ref = self.actors[index].evaluate_serialised.remote(batch.request.to_dict())
         self._running[ref] = (index, batch, time.perf_counter())
 
-    def _replace(self, index: int) -> None:
+    def _restart(self, index: int) -> None:
         self._ray.kill(self.actors[index], no_restart=True)
         self.actors[index] = self._start(index)
-        self.info[index] = self._ray.get(self.actors[index].info.remote())
+
+    def _replace(self, index: int) -> None:
+        self._restart(index)
+        self.info[index] = self._ask(index, "info")
 
     def poll(self, timeout: float) -> list[Completion]:
         """Batches that finished within ``timeout`` seconds, crashed, or ran past the deadline."""
@@ -363,10 +369,30 @@ class RayPool:
 
     def batch_size(self, config: SuiteConfig) -> int:
         """The smallest of the evaluators' own batch sizes (their devices may differ)."""
-        return min(self._get(a.batch_size.remote(config)) for a in self.actors)
+        return min(self._ask(k, "batch_size", config) for k in range(len(self.actors)))
 
     def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
-        return self._get(self.actors[0].baselines.remote(config))
+        return self._ask(0, "baselines", config)
+
+    def _ask(self, index: int, method: str, *args):
+        """Evaluator ``index``'s answer to ``method(*args)``. One that dies first (before it
+        started: Ray gives up on a worker that a loaded machine starts too slowly; or killed,
+        or out of memory) is started again and asked again, up to :data:`START_ATTEMPTS` times;
+        then an :class:`EvaluatorError`."""
+        attempts = 1
+        while True:
+            try:
+                return self._get(getattr(self.actors[index], method).remote(*args))
+            except self._lost as exc:
+                if attempts == START_ATTEMPTS:
+                    raise EvaluatorError(
+                        f"an evaluator did not answer {method} ({attempts} attempts): "
+                        f"{_first_line(exc)}"
+                    ) from None
+            attempts += 1
+            self._restart(index)
+            if method != "info":
+                self.info[index] = self._ask(index, "info")
 
     def _get(self, ref):
         """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an
