@@ -136,6 +136,21 @@ def test_an_evaluator_that_dies_before_it_starts_is_started_again(cluster, monke
         RayPool(1)
 
 
+def test_an_evaluator_lost_before_the_baselines_is_replaced_and_they_are_computed(cluster):
+    pool = RayPool(1)
+    try:
+        first = pool.info[0]["name"]
+        ray.kill(pool.actors[0], no_restart=True)  # gone before it is asked
+        config = SuiteConfig(
+            tasks=("ill_conditioned",), lrs=(0.1,), seeds=(0,), baseline_seeds=(0,)
+        )
+        baselines = pool.baselines(config)
+        assert set(baselines) == {"ill_conditioned"} and baselines["ill_conditioned"].seeds == 1
+        assert pool.info[0]["name"] != first  # a replacement computed them
+    finally:
+        pool.close()
+
+
 def test_ray_evaluators_size_their_batches_for_the_others_that_may_share_their_node(cluster):
     pool = RayPool(2)  # CPU evaluators: both may land on one node
     try:
