@@ -69,18 +69,28 @@ class ProgramSpace:
         not_reserved = [name for name in self.inputs if name not in RESERVED_INPUTS]
         if not_reserved:
             raise ValueError(f"inputs must be among {RESERVED_INPUTS}, not {not_reserved}")
-        names = [*self.inputs, *self.state, self.update_name]
-        for name in names:
-            if not name.isidentifier() or keyword.iskeyword(name) or name in PRIMITIVES:
-                raise ValueError(f"{name!r} cannot name a program variable")
-        if len(set(names)) != len(names) or set(self.state) & set(RESERVED_INPUTS):
-            raise ValueError("inputs, state slots and the update name must be distinct names")
+        taken = {*RESERVED_INPUTS, self.update_name}
+        for name in self.state:
+            if not _variable(name) or name in taken or self.state.count(name) > 1:
+                expected = (
+                    f"distinct names, none an input ({', '.join(RESERVED_INPUTS)}), "
+                    f"{self.update_name!r}, a keyword or a primitive"
+                )
+                raise SettingError("state", expected, self.state)
+        names = [*self.inputs, self.update_name]
+        if not all(map(_variable, names)) or len(set(names)) != len(names):
+            raise ValueError("inputs and the update name must be distinct variable names")
         if self.min_statements > self.max_statements:
             expected = f"at least min_statements ({self.min_statements})"
             raise SettingError("max_statements", expected, self.max_statements)
         if self.max_state_slots < len(self.state):
             expected = f"at most max_state_slots ({self.max_state_slots}) names"
             raise SettingError("state", expected, self.state)
+
+
+def _variable(name: str) -> bool:
+    """Whether ``name`` can name a program variable."""
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in PRIMITIVES
 
 
 DEFAULT_SPACE = ProgramSpace()

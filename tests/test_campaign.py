@@ -101,7 +101,10 @@ def test_sections_map_onto_the_evolution_config(tmp_path):
          "space.max_statements: expected at least min_statements (9), got 3"),
         ("[space]\nstate = ['a', 'b', 'c', 'd']\n", "space.state: expected at most "
          "max_state_slots (3) names"),
-        ("[space]\nstate = ['g']\n", "[space] inputs, state slots and the update name must be"),
+        ("[space]\nstate = ['g']\n", "space.state: expected distinct names, none an input "
+         "(w, g, lr, t), 'update', a keyword or a primitive, got ('g',)"),
+        ("[space]\nstate = ['m', 'm']\n", "space.state: expected distinct names"),
+        ("[space]\nstate = ['sqrt']\n", "space.state: expected distinct names"),
         ("[space]\nconstants = []\n", "space.constants: expected a non-empty list of numbers"),
         ("[fitness]\nlrs = [0.1, -1]\n",
          "fitness.lrs: expected a non-empty list of at most 64 distinct numbers > 0"),

@@ -151,6 +151,15 @@ def test_an_evaluator_lost_before_the_baselines_is_replaced_and_they_are_compute
         pool.close()
 
 
+@pytest.mark.parametrize(
+    ("count", "cpus", "gpus"), [(1, 64.0, 0.0), (1, 1.0, 1.0), (4, 1.0, 0.0), (2, 1.5, 0.0)]
+)
+def test_evaluators_the_cluster_cannot_place_are_one_line_at_once(cluster, count, cpus, gpus):
+    """The cluster: three nodes of one CPU, no GPU. Ray would keep such actors pending."""
+    with pytest.raises(EvaluatorError, match=r"cannot be placed on this Ray cluster \(its nodes: "):
+        RayPool(count, cpus=cpus, gpus=gpus)
+
+
 def test_ray_evaluators_size_their_batches_for_the_others_that_may_share_their_node(cluster):
     pool = RayPool(2)  # CPU evaluators: both may land on one node
     try:

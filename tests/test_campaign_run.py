@@ -103,6 +103,21 @@ def test_resuming_with_another_campaign_file_is_refused(tmp_path, capsys):
     assert main(["run", str(other), "--out", str(out), "--no-ray", "--resume"]) == 0
 
 
+def test_a_campaign_is_its_content_not_its_file_name(tmp_path):
+    out, path = tmp_path / "run", write_campaign(tmp_path, 8)
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--quiet"]) == 0
+    same = tmp_path / "renamed.toml"
+    same.write_bytes(path.read_bytes())  # byte-identical under another name
+    assert main(["run", str(same), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
+    # a directory written before the identity left the name out holds the digest with the name
+    stored = json.loads((out / "campaign.json").read_text())
+    campaign = check_tasks(load_campaign(path))
+    assert stored["digest"] == campaign.digest() != campaign.digests()[1]
+    stored["digest"] = campaign.digests()[1]
+    (out / "campaign.json").write_text(json.dumps(stored))
+    assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
+
+
 def test_a_damaged_checkpoint_is_one_line_and_damaged_baselines_are_computed_again(
     tmp_path, capsys
 ):

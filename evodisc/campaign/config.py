@@ -131,8 +131,17 @@ class Campaign:
         return {name: _keys(section) for name, section in sections.items()}
 
     def digest(self) -> str:
-        """A stable digest of :meth:`to_dict` (key order ignored)."""
-        return fitness_config_key(self.to_dict())
+        """The campaign's identity: a stable digest of :meth:`to_dict` without the name (which
+        defaults to the file's name), key order ignored: the same content under another file
+        name is the same campaign."""
+        document = self.to_dict()
+        del document["campaign"]["name"]
+        return fitness_config_key(document)
+
+    def digests(self) -> tuple[str, str]:
+        """:meth:`digest`, and the digest with the name that directories written before
+        2026-12-06 hold (so that they resume)."""
+        return self.digest(), fitness_config_key(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "campaign.json") -> Campaign:

@@ -275,6 +275,29 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
         raise EvaluatorError(f"no Ray cluster at {address} ({reason})") from None
 
 
+def _check_placeable(ray, count: int, cpus: float, gpus: float) -> None:
+    """An :class:`EvaluatorError` (one line: what was asked, what the cluster has) when
+    ``count`` actors of ``cpus`` CPUs and ``gpus`` GPUs each cannot all be placed on the live
+    nodes of the cluster (Ray would keep them pending, and the campaign would wait silently)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fits = sum(
+        min(
+            math.floor(node.get("CPU", 0) / cpus + 1e-9),
+            math.floor(node.get("GPU", 0) / gpus + 1e-9) if gpus > 0 else count,
+        )
+        for node in nodes
+    )
+    if fits < count:
+        have = ", ".join(
+            f"{node.get('CPU', 0):g} CPU + {node.get('GPU', 0):g} GPU" for node in nodes
+        )
+        raise EvaluatorError(
+            f"{count} evaluator(s) of {cpus:g} CPU + {gpus:g} GPU each cannot be placed on this "
+            f"Ray cluster (its nodes: {have or 'none'}); lower resources.evaluators, "
+            "cpus_per_evaluator or gpus_per_evaluator"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -303,6 +326,7 @@ class RayPool:
         self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
         self._generation = 0
         self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
+        _check_placeable(ray, count, cpus, gpus)  # else Ray waits for ever for the resources
         self.actors = [self._start(k) for k in range(count)]
         self.info: list[dict] = []
         self.info = [self._ask(k, "info") for k in range(count)]

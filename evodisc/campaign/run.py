@@ -71,7 +71,7 @@ def _baselines(directory: Path, pool, config: SuiteConfig) -> dict[str, Baseline
 def _resume_state(directory: Path, campaign: Campaign, force: bool):
     """Evolution, log table and elapsed seconds of a campaign directory to resume."""
     stored = store.read_campaign(directory)
-    if stored["digest"] != campaign.digest() and not force:
+    if stored["digest"] not in campaign.digests() and not force:
         raise CampaignError(
             f"{directory} was run with a different campaign file; resume with the same file, "
             "or add --force to continue with this one"
