@@ -19,6 +19,7 @@ Evaluators that share a device know how many they are (``sharing``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -189,7 +190,9 @@ class InProcessPool:
     def batch_size(self, config: SuiteConfig) -> int:
         return self.evaluator.batch_size(config)
 
-    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+    def baselines(self, config: SuiteConfig, deadline: float | None = None) -> dict[str, Baseline]:
+        """The tuned baseline per task (``deadline`` is not applied: a call in this process
+        cannot be cancelled)."""
         return self.evaluator.baselines(config)
 
     def close(self) -> None:
@@ -395,18 +398,34 @@ class RayPool:
         """The smallest of the evaluators' own batch sizes (their devices may differ)."""
         return min(self._ask(k, "batch_size", config) for k in range(len(self.actors)))
 
-    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
-        return self._ask(0, "baselines", config)
+    def baselines(self, config: SuiteConfig, deadline: float | None = None) -> dict[str, Baseline]:
+        """The tuned baseline of each task of ``config``, one task at a time, each within
+        ``deadline`` seconds (None: no limit); a task past it is an :class:`EvaluatorError`
+        naming it (its ``data()`` or ``model()`` may hang), and its evaluator is replaced."""
+        baselines = {}
+        for task in config.tasks:
+            one = dataclasses.replace(config, tasks=(task,))
+            what = f"the baseline on {task}"
+            baselines |= self._ask(0, "baselines", one, timeout=deadline, what=what)
+        return baselines
 
-    def _ask(self, index: int, method: str, *args):
-        """Evaluator ``index``'s answer to ``method(*args)``. One that dies first (before it
-        started: Ray gives up on a worker that a loaded machine starts too slowly; or killed,
-        or out of memory) is started again and asked again, up to :data:`START_ATTEMPTS` times;
-        then an :class:`EvaluatorError`."""
+    def _ask(self, index: int, method: str, *args, timeout: float | None = None, what: str = ""):
+        """Evaluator ``index``'s answer to ``method(*args)`` (``what`` it computes, for
+        messages), within ``timeout`` seconds when given: past it, the evaluator is replaced
+        and an :class:`EvaluatorError` says so. One that dies first (before it started: Ray
+        gives up on a worker that a loaded machine starts too slowly; or killed, or out of
+        memory) is started again and asked again, up to :data:`START_ATTEMPTS` times; then an
+        :class:`EvaluatorError`."""
         attempts = 1
         while True:
             try:
-                return self._get(getattr(self.actors[index], method).remote(*args))
+                return self._get(getattr(self.actors[index], method).remote(*args), timeout)
+            except self._ray.exceptions.GetTimeoutError:
+                self._replace(index)
+                raise EvaluatorError(
+                    f"{what or method} took longer than {timeout:g} s (does the task's data() or "
+                    "model() hang?); the evaluator was stopped"
+                ) from None
             except self._lost as exc:
                 if attempts == START_ATTEMPTS:
                     raise EvaluatorError(
@@ -418,11 +437,11 @@ class RayPool:
             if method != "info":
                 self.info[index] = self._ask(index, "info")
 
-    def _get(self, ref):
+    def _get(self, ref, timeout: float | None = None):
         """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an
         :class:`EvaluatorError` with its own one-line message, not Ray's wrapped traceback."""
         try:
-            return self._ray.get(ref)
+            return self._ray.get(ref, timeout=timeout)
         except self._ray.exceptions.RayTaskError as exc:
             cause = exc.cause if exc.cause is not None else exc
             raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None

@@ -112,7 +112,7 @@ class FakePool:
     def batch_size(self, config: SuiteConfig) -> int:
         return 8
 
-    def baselines(self, config: SuiteConfig) -> dict[str, Baseline]:
+    def baselines(self, config: SuiteConfig, deadline: float | None = None) -> dict[str, Baseline]:
         return {task: Baseline(0.05, 0.01, math.nan, 1) for task in config.tasks}
 
     def close(self) -> None:

@@ -30,6 +30,9 @@ from fitness.messages import Baseline
 from search_spaces.evolution import RegularizedEvolution
 
 BASELINES_FILE = "baselines.json"
+#: Seconds an evaluator may take for one task's baseline when the campaign sets no
+#: ``timeout_seconds`` (the default suite's take well under a minute each on 2 CPU cores).
+BASELINE_SECONDS = 1800.0
 
 
 def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
@@ -47,9 +50,10 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
     )
 
 
-def _baselines(directory: Path, pool, config: SuiteConfig) -> dict[str, Baseline]:
+def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> dict[str, Baseline]:
     """The tuned baseline per task, computed once per campaign by an evaluator and kept in DIR
-    (a file of an older protocol, which kept only metrics, is computed again)."""
+    (a file of an older protocol, which kept only metrics, is computed again); on Ray each task
+    within ``timeout`` seconds (the campaign's ``timeout_seconds``; 0: :data:`BASELINE_SECONDS`)."""
     path = directory / BASELINES_FILE
     if path.is_file():
         try:
@@ -62,7 +66,7 @@ def _baselines(directory: Path, pool, config: SuiteConfig) -> dict[str, Baseline
                 DamagedFileWarning,
                 stacklevel=2,
             )
-    baselines = pool.baselines(config)
+    baselines = pool.baselines(config, deadline=timeout or BASELINE_SECONDS)
     documents = {task: baseline.to_dict() for task, baseline in baselines.items()}
     store.write_json(path, {"suite": config.to_dict(), "baselines": documents})
     return baselines
@@ -133,7 +137,7 @@ def run_campaign(
             pool,
             evolution,
             Screen(cache, key),
-            _baselines(directory, pool, config),
+            _baselines(directory, pool, config, campaign.resources.timeout_seconds),
             log,
             history=logged,
             elapsed_before=elapsed,
