@@ -11,6 +11,8 @@ import math
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -192,6 +194,20 @@ def test_ray_evaluators_size_their_batches_for_the_others_that_may_share_their_n
         assert [info["sharing"] for info in pool.info] == [2, 2]
     finally:
         pool.close()
+
+
+def test_the_embedded_default_starts_its_own_ray_beside_a_running_cluster(cluster, tmp_path):
+    """`evodisc run` without --address (a process of its own, as a user starts it) never joins
+    a cluster that `ray start` — here this module's — left as the machine's current one: that
+    cluster may end under it."""
+    ours = {n["NodeID"][:12] for n in ray.nodes()}
+    path = write_campaign(tmp_path, evaluations=8, evaluators=1)
+    command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path)]
+    command += ["--out", str(tmp_path / "run"), "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    nodes = {r["node"] for r in log_rows(tmp_path / "run") if r["node"]}
+    assert nodes and not nodes & ours
 
 
 def test_a_bad_address_is_one_line(cluster, tmp_path, capsys):

@@ -221,7 +221,9 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         if address:
             _within(CONNECT_SECONDS, lambda: ray.init(address=address, **options), address)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+            # "local": a new instance of our own; ray.init() without an address would join the
+            # cluster that `ray start` (or a test's ray.cluster_utils.Cluster) last started here
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **options)
     except EvaluatorError:
         raise
     except ray.exceptions.AuthenticationError as exc:
