@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def temporary_name(path: str | Path) -> Path:
     """A hidden, unique temporary name beside ``path`` (``.NAME.<random>.tmp``)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def remove_temporaries(directory: str | Path, older_than: float = 0.0) -> None:
+    """Remove the temporaries (:func:`temporary_name`) that a crashed writer left in
+    ``directory``: those older than ``older_than`` seconds (a younger one may be another
+    writer's, still at work)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    now = time.time()
+    for temporary in directory.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - temporary.stat().st_mtime >= older_than:
+                temporary.unlink()
 
 
 def commit(temporary: str | Path, path: str | Path) -> None:

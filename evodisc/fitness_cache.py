@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evodisc.files import DamagedFileWarning
+from evodisc.files import DamagedFileWarning, remove_temporaries
 from evodisc.parts import QUARANTINE, PartStore
 
 SCHEMA = pa.schema(
@@ -102,7 +102,7 @@ class FitnessCache:
             self._parts = PartStore(
                 self.path, "fitness-cache part", owner=True, warning=CacheWarning
             )
-            self._parts.remove_temporaries(older_than=STALE_TEMPORARY_SECONDS)
+            remove_temporaries(self.path, older_than=STALE_TEMPORARY_SECONDS)
             for _, entries in self._parts.read(self._load_part):
                 for key, value in entries._entries.items():
                     self._entries.setdefault(key, value)

@@ -14,9 +14,7 @@ changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -90,17 +88,6 @@ class PartStore:
         for part in parts:
             part.unlink(missing_ok=True)
         fsync_directory(self.path)
-
-    def remove_temporaries(self, older_than: float = 0.0) -> None:
-        """Remove temporaries that a crashed writer left, those older than ``older_than``
-        seconds (a younger one may be another writer's, still at work)."""
-        if not self.path.is_dir():
-            return
-        now = time.time()
-        for temporary in self.path.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if now - temporary.stat().st_mtime >= older_than:
-                    temporary.unlink()
 
     def _set_aside(self, part: Path, exc: Exception) -> None:
         reason = (str(exc).strip().splitlines() or [""])[0][:200]

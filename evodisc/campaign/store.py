@@ -68,7 +68,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evodisc.files import atomic_write
+from evodisc.files import atomic_write, remove_temporaries
 from evodisc.parts import PartStore, part_number
 
 CAMPAIGN_FILE = "campaign.json"
@@ -125,7 +125,7 @@ class CandidateLog:
         self._pending: list[pa.Table] = []
         if writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._parts.remove_temporaries()
+            remove_temporaries(self.path)
             self._finish_compaction()
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -254,7 +254,7 @@ def open_directory(out: str | Path, resume: bool) -> Iterator[Path]:
             for name in (CAMPAIGN_FILE, CHECKPOINT_FILE):
                 if not (out / name).is_file():
                     raise StoreError(f"{out} cannot be resumed: it has no {name}")
-            _remove_temporaries(out)
+            remove_temporaries(out)
         yield out
 
 
@@ -298,11 +298,6 @@ def _durably(write, path: Path):
 def _write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one whole."""
     _durably(lambda: atomic_write(path, data), path)
-
-
-def _remove_temporaries(directory: Path) -> None:
-    for temporary in directory.glob(".*.tmp"):
-        temporary.unlink(missing_ok=True)
 
 
 def _read_json(path: Path, what: str) -> dict:
