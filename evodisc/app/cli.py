@@ -281,6 +281,16 @@ def cmd_report(args: argparse.Namespace, out: Console) -> None:
     out.print(f"report: {report.directory / 'index.html'}")
 
 
+def _task_argument(parser: argparse.ArgumentParser) -> None:
+    """``--task T`` (repeatable), as replay and tune take it."""
+    parser.add_argument(
+        "--task",
+        action="append",
+        metavar="T",
+        help="task name or FILE.py:FACTORY (repeatable; default: the search suite)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evodisc", description="Discover optimization algorithms by evolution."
@@ -336,12 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="train with a learning-rate sweep, against baselines")
     replay.add_argument("program", help="program file, or the name of a known optimizer")
-    replay.add_argument(
-        "--task",
-        action="append",
-        metavar="T",
-        help="task name or FILE.py:FACTORY (repeatable; default: the whole suite)",
-    )
+    _task_argument(replay)
     replay.add_argument(
         "--baseline", action="append", metavar="NAME", help="known optimizer (default: adamw)"
     )
@@ -359,12 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tune", help="tune a program's named constants (β, ε, weight decay, …) on the suite"
     )
     tune.add_argument("program", help="program file, or the name of a known optimizer")
-    tune.add_argument(
-        "--task",
-        action="append",
-        metavar="T",
-        help="task name or FILE.py:FACTORY (repeatable; default: the search suite)",
-    )
+    _task_argument(tune)
     tune.add_argument(
         "--seeds", type=int, default=None, help="seeds per learning rate (default: the suite's, 3)"
     )
