@@ -231,30 +231,35 @@ START = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(3, 4)
 
 
 def exported_and_interpreted(
-    program: Program, grads: list[torch.Tensor], tmp_path: Path
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The weights after one step per gradient (3×4, float64) at lr 0.01 from :data:`START`: by
-    each exported class (:func:`both_classes`), and by the interpreter."""
-    compiled, w, state = compile_program(program), START.clone(), init_state(program, START)
+    program: Program,
+    grads: list[torch.Tensor],
+    tmp_path: Path,
+    start: torch.Tensor = START,
+    lr: float = 0.01,
+) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.optim.Optimizer]]:
+    """The weights after one step per gradient at ``lr`` from ``start``: by each exported class
+    (:func:`both_classes`), and by the interpreter; and the exported optimizers."""
+    compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
     for t, g in enumerate(grads, start=1):
-        update, state = step(compiled, w, g, 0.01, t, state)
+        update, state = step(compiled, w, g, lr, t, state)
         w = w - update
-    finals = []
+    finals, optimizers = [], []
     for cls in both_classes(program, tmp_path):
-        p = torch.nn.Parameter(START.clone())
-        opt = cls([p], lr=0.01)
+        p = torch.nn.Parameter(start.clone())
+        opt = cls([p], lr=lr)
         for g in grads:
             p.grad = g.clone()
             opt.step()
         finals.append(p.detach())
-    return finals, w
+        optimizers.append(opt)
+    return finals, w, optimizers
 
 
 def test_every_zoo_optimizer_exports_to_code_that_matches_the_interpreter(tmp_path):
     for name, entry in zoo().items():
         gen = torch.Generator().manual_seed(0)
         grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]
-        finals, w = exported_and_interpreted(entry.load(), grads, tmp_path / name)
+        finals, w, _ = exported_and_interpreted(entry.load(), grads, tmp_path / name)
         assert not torch.equal(finals[0], START), name
         assert torch.equal(finals[0], finals[1]), name
         torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14, msg=name)
@@ -609,20 +614,10 @@ def train(g, lr, eps, beta):
     }
     assert "def _update(w, g, lr, t, beta, eps, c1, eps_, beta_):" in torch_source(program)
     start = torch.linspace(-1, 1, 6, dtype=torch.float64)
-    compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
     grads = [torch.randn(6, dtype=torch.float64) for _ in range(5)]
-    for t, g in enumerate(grads, start=1):
-        update, state = step(compiled, w, g, 0.1, t, state)
-        w = w - update
-    finals = []
-    for cls in both_classes(program, tmp_path):
-        p = torch.nn.Parameter(start.clone())
-        opt = cls([p], lr=0.1)
-        for g in grads:
-            p.grad = g.clone()
-            opt.step()
-        assert set(opt.state[p]) == {"step", "eps", "beta"}
-        finals.append(p.detach())
+    finals, w, optimizers = exported_and_interpreted(program, grads, tmp_path, start, lr=0.1)
+    for opt in optimizers:
+        assert [set(state) for state in opt.state.values()] == [{"step", "eps", "beta"}]
     assert torch.equal(finals[0], finals[1])
     torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14)
 
