@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.program import program_to_json
 from evodisc.settings import (
+    FRACTION,
     INT,
     POSITIVE,
     POSITIVE_INT,
@@ -88,6 +89,12 @@ class SuiteConfig:
     checkpoints: int = setting(
         POSITIVE_INT, DEFAULT_CHECKPOINTS, "validations per run; the metric is their mean"
     )
+    stop_stalled: float = setting(
+        FRACTION,
+        0.0,
+        "stop a run whose validation metric has not improved after this fraction of its steps; "
+        "0 never",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -115,9 +122,12 @@ class SuiteConfig:
         model: :func:`fitness.tasks.task_fingerprint`, which loads it and so imports torch),
         the grid, the seeds (the baseline's too), the checkpoints, the protocol version and
         the baseline program."""
+        fields = self.to_dict()
+        if not self.stop_stalled:  # keys from before early stopping existed stay valid
+            del fields["stop_stalled"]
         return fitness_config_key(
             {
-                **self.to_dict(),
+                **fields,
                 "tasks": [task_fingerprint(t) for t in self.tasks],
                 "device": device_type,
                 "protocol": PROTOCOL_VERSION,

@@ -61,6 +61,16 @@ def checkpoint_steps(steps: int, count: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, round(steps * (k + 1) / count)) for k in range(count)}))
 
 
+def stall_step(steps: int, fraction: float) -> int | None:
+    """After how many of ``steps`` steps a run that has not improved stops (early stopping at
+    ``fraction`` of the run: ``ceil(fraction·steps)``, at least 1), or None when ``fraction`` is
+    0 or leaves no step to save."""
+    if fraction <= 0:
+        return None
+    step = max(1, math.ceil(fraction * steps))
+    return step if step < steps else None
+
+
 def best_over_lrs(
     metric: np.ndarray, lrs: tuple[float, ...], higher_is_better: bool
 ) -> tuple[float | None, float]:

@@ -32,6 +32,8 @@ class TaskFitness:
     edge: str | None = None  # "low"/"high": best_lr is on that edge of the grid (re-evaluate)
     #: standard error of log(ratio) from the seeds' spread, and its degrees of freedom
     error: RatioError = RatioError(math.nan, math.nan)
+    #: runs (learning rates × seeds) stopped early for not improving; None: early stopping off
+    stopped: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ class Fitness:
         JSON-able (a task's metric is None when it diverged; ``edge`` is ``"low"``/``"high"``
         when its best learning rate is on that edge of the grid, so that a later stage can
         re-evaluate it on a wider grid, else None; ``log_se`` the standard error of the log of
-        its ratio and ``log_se_dof`` its degrees of freedom; an unknown or infinite number is
-        None)."""
+        its ratio and ``log_se_dof`` its degrees of freedom; ``stopped`` the runs stopped early,
+        present only with early stopping; an unknown or infinite number is None)."""
         tasks = {
             name: {
                 "metric": _number(t.metric),
@@ -71,6 +73,7 @@ class Fitness:
                 "edge": t.edge,
                 "log_se": _number(t.error.se),
                 "log_se_dof": _number(t.error.dof),
+                **({} if t.stopped is None else {"stopped": t.stopped}),
             }
             for name, t in self.tasks.items()
         }
@@ -100,6 +103,7 @@ def task_fitness(result: BatchResult, program: int, baseline: Baseline) -> TaskF
         RatioError(0.0, math.inf)
         if diverged
         else log_ratio_error(result.best_seeds(program), baseline.cv, baseline.seeds),
+        None if result.stopped is None else int(result.stopped[program].sum()),
     )
 
 
@@ -130,6 +134,7 @@ def evaluate(
             device,
             config.torch_dtype,
             checkpoints=config.checkpoints,
+            stop_stalled=config.stop_stalled,
         )
         for i in range(len(programs)):
             per_program[i][task.name] = task_fitness(result, i, baseline)

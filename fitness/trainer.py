@@ -9,6 +9,13 @@ call per parameter tensor when it uses per-tensor reductions (``norm``, ``rms``,
 Divergence is per run: a run whose loss turns non-finite or explodes is frozen (its weights and
 state stop changing, so NaN never spreads) and reported as diverged; the others go on.
 
+Early stopping (``stop_stalled`` = f > 0): after ``ceil(f·steps)`` steps, a run whose validation
+metric is no better than before its first step is *stopped* — frozen and reported like a diverged
+run (NaN metric), and counted in :attr:`BatchResult.stopped`. A program none of whose runs is
+still alive then leaves the stacked batch (the rest train on without its rows), which is where
+the compute is saved; the other programs' results are those of the run without stopping (up to
+the float rounding of a smaller batch).
+
 A run's metric is the mean of its validation metric at ``checkpoints`` evenly spaced points of
 training, the last one the end (:func:`fitness.runs.checkpoint_steps`; 1 = the final value
 only): an *anytime* metric that rewards reaching a good model early, and averages out the
@@ -44,6 +51,7 @@ from fitness.runs import (
     explosion_limit,
     grid_edge,
     seeded_model,
+    stall_step,
 )
 from fitness.tasks import Task, TaskError
 
@@ -69,6 +77,9 @@ class BatchResult:
     #: run diverged), after the steps ``checkpoint_steps``.
     curve: np.ndarray | None = None
     checkpoint_steps: tuple[int, ...] = ()
+    #: ``[program, lr, seed]`` True where the run was stopped early (its metric is NaN as if it
+    #: diverged; ``diverged`` is True there too); None when early stopping was off.
+    stopped: np.ndarray | None = None
 
     def best(self, program: int) -> tuple[float | None, float]:
         """Best learning rate and metric (mean over seeds) of one program; ``(None, nan)`` if it
@@ -80,12 +91,14 @@ class BatchResult:
         a subset is what training only those seeds gives)."""
         index = list(indices)
         curve = None if self.curve is None else self.curve[:, :, index]
+        stopped = None if self.stopped is None else self.stopped[:, :, index]
         return dataclasses.replace(
             self,
             seeds=tuple(self.seeds[i] for i in index),
             metric=self.metric[:, :, index],
             diverged=self.diverged[:, :, index],
             curve=curve,
+            stopped=stopped,
         )
 
     def best_seeds(self, program: int) -> np.ndarray:
@@ -146,15 +159,19 @@ class BatchedRun:
         dtype: torch.dtype = torch.float32,
         streams: int = DEFAULT_STREAMS,
         checkpoints: int = 1,
+        stop_stalled: float = 0.0,
     ):
         if not programs or not lrs or not seeds:
             raise TaskError("need at least one program, one learning rate and one seed")
         self.task, self.device, self.dtype = task, resolve_device(device), dtype
         self.checkpoints = checkpoint_steps(task.steps, checkpoints)
-        self.curve: list[torch.Tensor] = []  # (B,) scores at each checkpoint before the end
+        #: The step count after which stalled runs stop (None: never; see the module docstring).
+        self.stop_step = stall_step(task.steps, stop_stalled)
+        self.curve: list[torch.Tensor] = []  # (B0,) scores at each checkpoint before the end
         self.lrs, self.seeds = tuple(float(x) for x in lrs), tuple(int(s) for s in seeds)
         P, L, S = len(programs), len(self.lrs), len(self.seeds)
         self.P, self.LS, self.S, self.B = P, L * S, S, P * L * S
+        self.B0 = self.B  # rows at the start; programs may leave the batch (early stopping)
         dev = self.device
 
         data = data_on(task, dev, dtype)
@@ -182,6 +199,9 @@ class BatchedRun:
             for p in programs
         ]
         self.alive = torch.ones(self.B, dtype=torch.bool, device=dev)
+        self.rows = torch.arange(self.B, device=dev)  # each row's index among the first B0
+        self.stopped = torch.zeros(self.B0, dtype=torch.bool, device=dev)
+        self.start_score = self.validate() if self.stop_step else None
         # On CUDA the programs' updates are independent small kernels: spread them over a few
         # streams so that they run side by side (a CUDA graph keeps the fork/join structure).
         count = min(streams, P) if dev.type == "cuda" else 1
@@ -276,20 +296,32 @@ class BatchedRun:
         return self.device.type == "cuda" and not any(_returns_constant(c) for c in self.compiled)
 
     def train(self, cuda_graphs: bool = True) -> None:
-        """Run the task's step budget for every model."""
+        """Run the task's step budget for every model (stopping stalled runs, when asked, after
+        :attr:`stop_step` steps)."""
         steps = self.task.steps
-        start, graph = 0, None
-        if cuda_graphs and self._capturable() and steps > _WARMUP_STEPS + 1:
+        if self.stop_step is None:
+            self._train_steps(0, steps, cuda_graphs)
+            return
+        self._train_steps(0, self.stop_step, cuda_graphs)
+        self._stop_stalled()
+        if self.P:
+            self._train_steps(self.stop_step, steps, cuda_graphs)
+
+    def _train_steps(self, start: int, end: int, cuda_graphs: bool) -> None:
+        """Steps ``start`` to ``end`` (0-based, end excluded); on CUDA a few eagerly, then as a
+        captured graph replayed."""
+        graph = None
+        if cuda_graphs and self._capturable() and end - start > _WARMUP_STEPS + 1:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                for k in range(_WARMUP_STEPS):
+                for k in range(start, start + _WARMUP_STEPS):
                     self._set_step(k)
                     self._train_step(first=k == 0)
                     self._checkpoint(k + 1)
             torch.cuda.current_stream(self.device).wait_stream(side)
-            start, graph = _WARMUP_STEPS, self._capture()
-        for k in range(start, steps):
+            start, graph = start + _WARMUP_STEPS, self._capture()
+        for k in range(start, end):
             self._set_step(k)
             if graph is not None:
                 graph.replay()
@@ -297,11 +329,41 @@ class BatchedRun:
                 self._train_step(first=k == 0)
             self._checkpoint(k + 1)
 
+    def _stop_stalled(self) -> None:
+        """Stop the live runs whose validation metric is no better than at the start, then let
+        the programs with no live run leave the batch."""
+        with torch.no_grad():
+            now = self.validate()
+            start = self.start_score[self.rows]
+            better = now > start if self.task.higher_is_better else now < start
+            stalled = self.alive & ~better
+            self.stopped[self.rows[stalled]] = True
+            self.alive &= better
+            live = self.alive.view(self.P, self.LS).any(dim=1).tolist()
+        keep = [p for p in range(self.P) if live[p]]
+        if len(keep) < self.P:
+            self._keep_programs(keep)
+
+    def _keep_programs(self, keep: list[int]) -> None:
+        """Shrink the batch to the programs at positions ``keep`` (their rows, state and code)."""
+        index = torch.tensor(
+            [p * self.LS + r for p in keep for r in range(self.LS)],
+            dtype=torch.long,
+            device=self.device,
+        )
+        for name in ("flat", "lr", "alive", "limit", "rows"):
+            setattr(self, name, getattr(self, name)[index].contiguous())
+        self.state = [self.state[p] for p in keep]
+        self.compiled = [self.compiled[p] for p in keep]
+        self.per_tensor = [self.per_tensor[p] for p in keep]
+        self.P, self.B = len(keep), len(keep) * self.LS
+        self.streams = self.streams[: min(len(self.streams), self.P)]
+
     def _checkpoint(self, done: int) -> None:
         """Validate every model if ``done`` steps is a checkpoint before the end (the end's is
         :meth:`evaluate`'s)."""
         if done in self.checkpoints and done < self.task.steps:
-            self.curve.append(self.validate())
+            self.curve.append(self._in_full(self.validate()))
 
     def _capture(self) -> torch.cuda.CUDAGraph | None:
         graph = torch.cuda.CUDAGraph()
@@ -331,16 +393,27 @@ class BatchedRun:
         with torch.no_grad():
             return vmap(scores, chunk_size=chunk)(self._params(self.flat)).reshape(self.B)
 
+    def _in_full(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(B0,)`` with ``scores`` (of the rows still in the batch) in their places and NaN in
+        the places of the programs that left it."""
+        full = torch.full((self.B0,), float("nan"), dtype=scores.dtype, device=scores.device)
+        full[self.rows] = scores
+        return full
+
     def evaluate(self, max_models: int | None = None) -> BatchResult:
-        """Every run's metric — the mean of its validation curve, NaN where it diverged — as a
-        :class:`BatchResult` (the end of training validated now, see :meth:`validate`)."""
+        """Every run's metric — the mean of its validation curve, NaN where it diverged or was
+        stopped — as a :class:`BatchResult` (the end of training validated now, see
+        :meth:`validate`)."""
         with torch.no_grad():
-            curve = torch.stack([*self.curve, self.validate(max_models)], dim=1)  # (B, K)
-            finite = torch.isfinite(self.flat).all(dim=1)
-            ok = self.alive & finite & torch.isfinite(curve).all(dim=1)
+            final = self.validate(max_models) if self.P else self.flat.new_empty(0)
+            curve = torch.stack([*self.curve, self._in_full(final)], dim=1)  # (B0, K)
+            live = self.alive & torch.isfinite(self.flat).all(dim=1)
+            ok = torch.zeros(self.B0, dtype=torch.bool, device=self.device)
+            ok[self.rows] = live
+            ok &= torch.isfinite(curve).all(dim=1)
             nan = torch.full_like(curve, float("nan"))
             curve = torch.where(ok.unsqueeze(1), curve, nan)
-        shape = (self.P, len(self.lrs), self.S)
+        shape = (self.B0 // self.LS, len(self.lrs), self.S)
         curve_np = curve.double().cpu().numpy().reshape(*shape, -1)
         return BatchResult(
             task=self.task.name,
@@ -353,6 +426,7 @@ class BatchedRun:
             seconds=0.0,
             curve=curve_np,
             checkpoint_steps=self.checkpoints[-curve_np.shape[-1] :],
+            stopped=self.stopped.cpu().numpy().reshape(shape) if self.stop_step else None,
         )
 
 
@@ -366,12 +440,13 @@ def train_batch(
     cuda_graphs: bool = True,
     streams: int = DEFAULT_STREAMS,
     checkpoints: int = 1,
+    stop_stalled: float = 0.0,
 ) -> BatchResult:
     """Train every (program, learning rate, seed) combination on ``task`` at once and return the
     validation metric of each run: the mean over ``checkpoints`` evenly spaced points of
-    training (see :class:`BatchResult`)."""
+    training (see :class:`BatchResult`); ``stop_stalled``: see the module docstring."""
     start = time.perf_counter()
-    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams, checkpoints)
+    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams, checkpoints, stop_stalled)
     run.train(cuda_graphs=cuda_graphs)
     result = run.evaluate()
     if run.device.type == "cuda":

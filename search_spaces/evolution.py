@@ -288,17 +288,20 @@ class RegularizedEvolution:
         self._outstanding[candidate.id] = candidate
         return candidate
 
-    def tell(self, candidate_id: int, fitness: float) -> None:
-        """Record the fitness (higher is better) of an outstanding candidate."""
+    def tell(self, candidate_id: int, fitness: float, join: bool = True) -> None:
+        """Record the fitness (higher is better) of an outstanding candidate; ``join=False``:
+        it does not join the population (a candidate a screen rejected), though it counts as
+        told (for restarts and migrations)."""
         candidate = self._outstanding.pop(candidate_id, None)
         if candidate is None:
             raise KeyError(f"candidate {candidate_id} is not outstanding")
         fitness = float(fitness)
         member = Member(candidate, fitness if math.isfinite(fitness) else WORST)
-        island = self._islands[candidate.island]
-        island.population = age(island.population, member, self.config.population)
-        if self._best is None or _rank(member) > _rank(self._best):
-            self._best = member
+        if join:
+            island = self._islands[candidate.island]
+            island.population = age(island.population, member, self.config.population)
+            if self._best is None or _rank(member) > _rank(self._best):
+                self._best = member
         self._told += 1
         if self.config.restart_every and self._told % self.config.restart_every == 0:
             self._restart()

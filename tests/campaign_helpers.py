@@ -12,7 +12,7 @@ from pathlib import Path
 
 from evodisc.campaign.store import CandidateLog
 
-TRAINED = ("ok", "diverged", "error")
+TRAINED = ("ok", "diverged", "error", "rejected")
 
 CAMPAIGN = """
 [campaign]
@@ -74,9 +74,14 @@ def log_rows(directory: Path) -> list[dict]:
 
 
 def assert_complete(rows: list[dict], count: int) -> None:
-    """Every candidate id 0..count-1 logged exactly once, and no function trained twice."""
+    """Every candidate id 0..count-1 logged exactly once, and no function trained twice in one
+    stage (configuration key: a funnel's screen and full protocol are two)."""
     assert sorted(r["id"] for r in rows) == list(range(count))
-    trained = [r["functional_hash"] for r in rows if not r["cache_hit"] and r["status"] in TRAINED]
+    trained = [
+        (r["functional_hash"], r["config_key"])
+        for r in rows
+        if not r["cache_hit"] and r["status"] in TRAINED
+    ]
     assert len(trained) == len(set(trained))
 
 

@@ -159,7 +159,8 @@ def test_to_dict_round_trips_and_digest_is_stable(tmp_path):
     document = json.loads(json.dumps(campaign.to_dict()))
     assert Campaign.from_dict(document) == campaign
     assert Campaign.from_dict(document).digest() == campaign.digest()
-    assert set(document) == {"campaign", "space", "evolution", "budget", "fitness", "resources"}
+    sections = {"campaign", "space", "evolution", "budget", "fitness", "resources"}
+    assert set(document) == sections | {"screen", "selection"}
     document["evolution"]["population"] += 1
     assert Campaign.from_dict(document).digest() != campaign.digest()
     document["evolution"]["populaton"] = 3

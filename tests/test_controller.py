@@ -84,7 +84,9 @@ def test_the_eta_is_the_nearer_of_the_two_budgets(tmp_path, monkeypatch):
         evolution = RegularizedEvolution(chosen.evolution_config())
         log = CandidateLog(directory, writer=True)
         screen = Screen(FitnessCache(), "key")
-        controller = Controller(chosen, directory, FakePool(1), evolution, screen, {}, log)
+        controller = Controller(
+            chosen, directory, FakePool(1), evolution, {"full": screen}, {}, log
+        )
         controller.logged = controller.logged_now = 100
         controller.start = now - 1.0  # one second spent, 100 candidates logged
         assert controller.stats().eta_seconds == expected

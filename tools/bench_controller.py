@@ -42,16 +42,14 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
 
 from evodisc.campaign import store  # noqa: E402
 from evodisc.campaign.config import Campaign  # noqa: E402
-from evodisc.campaign.controller import CACHEABLE, Controller  # noqa: E402
+from evodisc.campaign.controller import Controller  # noqa: E402
 from evodisc.campaign.fake_pool import LRS, TASKS, FakePool  # noqa: E402
 from evodisc.campaign.progress import Progress  # noqa: E402
-from evodisc.fitness_cache import FitnessCache  # noqa: E402
-from evodisc.screen import Screen  # noqa: E402
+from evodisc.campaign.run import stage_screens  # noqa: E402
+from evodisc.campaign.store import LOG_SCHEMA  # noqa: E402
 from search_spaces import mutations  # noqa: E402
 from search_spaces.evolution import RegularizedEvolution  # noqa: E402
 
@@ -104,14 +102,11 @@ CHECK = "  of which check_candidate (hash + analyse)"
 
 
 def _controller(campaign, directory, pool, evolution, log, history=None) -> Controller:
-    config = campaign.suite_config()
-    key = config.cache_key(pool.info[0]["device"])
-    cache = FitnessCache()
-    if history is not None:  # as evodisc.campaign.run does on --resume
-        cache.ingest(history.filter(pc.is_in(history["status"], value_set=pa.array(CACHEABLE))))
+    logged = history if history is not None else LOG_SCHEMA.empty_table()
+    screens = stage_screens(campaign, logged, pool.info[0]["device"])  # as a --resume does
+    baselines = pool.baselines(campaign.suite_config())
     return Controller(
-        campaign, directory, pool, evolution, Screen(cache, key), pool.baselines(config), log,
-        history=history,
+        campaign, directory, pool, evolution, screens, baselines, log, history=history
     )  # fmt: skip
 
 

@@ -265,6 +265,8 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         )
         out.print("simplified (same functional hash; the log keeps it as found):")
         out.print(format_program(simplified.program), end="")
+    for line in report.stages:
+        out.print(line)
     out.print(f"report: {report.directory / 'index.html'}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import statistics
 import string
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from evodisc.app import plots
 from evodisc.campaign import store
+from evodisc.campaign.selection import read_selection
 from evodisc.files import DamagedFileWarning
 from evodisc.inspect.simplify import Simplified, simplify
 from evodisc.program import format_program, program_from_json
@@ -56,12 +58,13 @@ class Program:
 
 @dataclass(frozen=True)
 class Report:
-    """Where the report went, its summary lines, and its top programs (fittest first) with
-    their simplified forms."""
+    """Where the report went, its summary lines, its top programs (fittest first) with their
+    simplified forms, and the lines about the funnel's stages (also in the summary)."""
 
     directory: Path
     summary: list[str]
     top: list[tuple[Program, Simplified]] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # the funnel's screen and selection
 
 
 def distinct_programs(rows: list[dict]) -> list[Program]:
@@ -110,9 +113,10 @@ def write_report(directory: str | Path, top: int = 5) -> Report:
     _write_archive(programs, out / "archive.csv")
     best = [p for p in programs if p.status == "ok"][:top]
     simplified = [simplify(program_from_json(p.program_json)) for p in best]
-    summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified)
+    stages = funnel_lines(rows) + selection_lines(read_selection(directory))
+    summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified) + stages
     (out / "index.html").write_text(_page(campaign, summary, figures, best, simplified))
-    return Report(out, summary, list(zip(best, simplified, strict=True)))
+    return Report(out, summary, list(zip(best, simplified, strict=True)), stages)
 
 
 def _plots(rows: list[dict], programs: list[Program], out: Path) -> list[tuple[str, str]]:
@@ -199,6 +203,52 @@ def _summary(
         closest = f"; {s.closest.describe()}" if s.closest else ""
         lines.append(
             f"#{rank} fitness {p.fitness_text} (candidate {p.first_id}, {p.count}×){closest}"
+        )
+    return lines
+
+
+def funnel_lines(rows: list[dict]) -> list[str]:
+    """What the funnel's screen did (nothing when the campaign had none): how many candidates
+    it stopped, and the evaluator time that saved, estimated from the median times of a
+    screening and of a full evaluation (a full row's time includes its screen)."""
+    screened = [
+        r for r in rows if r.get("stage") == "screen" or r.get("screen_fitness") is not None
+    ]
+    if not screened:
+        return []
+    rejected = [r for r in screened if r["status"] == "rejected"]
+    full = [r for r in screened if r.get("stage") == "full"]
+    line = (
+        f"screen: {len(screened)} candidates screened, {len(rejected)} rejected "
+        f"({len(rejected) / len(screened):.0%}), {len(full)} went on to the full protocol"
+    )
+    trained = [r["eval_seconds"] for r in rejected if not r["cache_hit"]]
+    complete = [r["eval_seconds"] for r in full if not r["cache_hit"]]
+    if trained and complete:
+        screen_cost, full_cost = statistics.median(trained), statistics.median(complete)
+        saved = len(trained) * max(full_cost - screen_cost, 0.0)
+        line += (
+            f"; a screen took a median {screen_cost:.2f} s, a full evaluation {full_cost:.2f} s: "
+            f"the rejections saved about {saved:.0f} evaluator-seconds"
+        )
+    return [line]
+
+
+def selection_lines(document: dict | None, top: int = 3) -> list[str]:
+    """The selection stage's ranking (its best first), when the campaign ran one."""
+    if not document:
+        return []
+    seeds = len(document["suite"]["seeds"])
+    lines = [f"selection ({seeds} seeds, {', '.join(document['suite']['tasks'])}):"]
+    for rank, entry in enumerate(document["candidates"][:top], 1):
+        value = entry["selection_fitness"]
+        error = entry["selection_uncertainty"]
+        shown = (
+            "-" if value is None else f"{value:.4f}" + ("" if error is None else f" ± {error:.4f}")
+        )
+        lines.append(
+            f"  #{rank} candidate {entry['id']}: {shown} ({entry['status']}; in the search "
+            f"{entry['fitness']:.4f})"
         )
     return lines
 

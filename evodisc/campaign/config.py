@@ -3,7 +3,9 @@ resolved into the real configuration classes with every default filled in.
 
 A section maps onto one class: ``[space]`` onto :class:`~search_spaces.space.ProgramSpace`,
 ``[evolution]`` onto :class:`~search_spaces.evolution.EvolutionConfig`, ``[fitness]`` onto
-:class:`~fitness.config.SuiteConfig`, ``[budget]`` and ``[resources]`` onto the classes below.
+:class:`~fitness.config.SuiteConfig`, ``[budget]``, ``[resources]``, ``[screen]`` and
+``[selection]`` onto the classes below. ``[fitness]`` is the full protocol; ``[screen]`` and
+``[selection]`` derive the funnel's other stages from it (:meth:`Campaign.stage_config`).
 Each class declares its keys with :func:`evodisc.settings.setting` (what the key accepts, its
 default, what it means) and checks them, and the rules between them, once, when it is built.
 That one declaration drives validation, defaults, :meth:`Campaign.to_dict` and the
@@ -27,7 +29,9 @@ from typing import Any
 from evodisc.files import FileReadError, read_text
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.settings import (
+    BOOL,
     COUNT,
+    FRACTION,
     INT,
     NON_NEGATIVE,
     POSITIVE,
@@ -36,12 +40,14 @@ from evodisc.settings import (
     Check,
     SettingError,
     check_settings,
+    int_between,
+    list_of,
     setting,
     settings_of,
     shown,
     suggest,
 )
-from fitness.config import SuiteConfig
+from fitness.config import MAX_SEEDS, SuiteConfig
 from search_spaces.evolution import EvolutionConfig
 from search_spaces.space import ProgramSpace
 
@@ -92,6 +98,55 @@ class ResourceSettings:
         check_settings(self)
 
 
+#: Stage task lists: empty means the ``[fitness]`` tasks.
+STAGE_TASKS = list_of(TEXT, "task names", empty=True, distinct=True, most=64)
+STAGE_SEEDS = list_of(INT, "integers", distinct=True, most=MAX_SEEDS)
+
+
+@dataclass(frozen=True)
+class ScreenSettings:
+    """``[screen]``: the funnel's first stage, a cheap evaluation (e.g. one seed, the cheapest
+    tasks) that every candidate passes before the full protocol of ``[fitness]``. A candidate goes
+    on when its screen fitness plus its uncertainty reaches the ``quantile`` of the screen
+    fitness of its island's population; else it is logged as ``rejected``."""
+
+    enabled: bool = setting(BOOL, False, "screen every candidate before the full protocol")
+    tasks: tuple[str, ...] = setting(
+        STAGE_TASKS, (), "tasks of the screening stage", shown="the [fitness] tasks"
+    )
+    seeds: tuple[int, ...] = setting(STAGE_SEEDS, (0,), "training seeds of the screening stage")
+    quantile: float = setting(
+        FRACTION,
+        0.5,
+        "a candidate goes on when its screen fitness (+ its uncertainty) reaches this quantile "
+        "of its island population's (0: its worst member's)",
+    )
+    stop_stalled: float = setting(
+        FRACTION, 0.25, "early stopping in the screening stage (as [fitness] stop_stalled)"
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """``[selection]``: the funnel's last stage. When the budget is spent, the ``top``
+    best-scoring distinct candidates are evaluated again on more seeds (and the stage's tasks,
+    never held-out ones), and ranked by that (``DIR/selection.json``): the campaign's best."""
+
+    top: int = setting(int_between(0, 1000), 0, "candidates re-evaluated at the end; 0 none")
+    tasks: tuple[str, ...] = setting(
+        STAGE_TASKS, (), "tasks of the selection stage", shown="the [fitness] tasks"
+    )
+    seeds: tuple[int, ...] = setting(
+        STAGE_SEEDS, tuple(range(8)), "training seeds of the selection stage"
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
 #: The sections of a campaign file and the classes they map onto, in the order they are built
 #: (the evolution is given the space and the campaign's seed).
 SECTIONS: dict[str, type] = {
@@ -100,7 +155,21 @@ SECTIONS: dict[str, type] = {
     "budget": BudgetSettings,
     "fitness": SuiteConfig,
     "resources": ResourceSettings,
+    "screen": ScreenSettings,
+    "selection": SelectionSettings,
 }
+
+#: Keys added after campaign directories were first written, by section (None: the whole
+#: section): left out of the campaign's digest while at their default, so that a directory
+#: written before them resumes with the file it was run with.
+LATER_KEYS: dict[str, tuple[str, ...] | None] = {
+    "fitness": ("stop_stalled",),
+    "screen": None,
+    "selection": None,
+}
+
+#: The funnel's stages, in order (``screen`` only when enabled, ``selection`` at the end).
+STAGES = ("screen", "full", "selection")
 
 
 @dataclass(frozen=True)
@@ -113,6 +182,8 @@ class Campaign:
     budget: BudgetSettings
     fitness: SuiteConfig
     resources: ResourceSettings
+    screen: ScreenSettings
+    selection: SelectionSettings
     name: str | None = setting(TEXT, None, "the campaign's name", shown="the file name")
     seed: int = setting(INT, 0, "root seed of every random choice")
 
@@ -125,6 +196,31 @@ class Campaign:
         """``[fitness]``: what an evaluation trains."""
         return self.fitness
 
+    def stage_config(self, stage: str) -> SuiteConfig:
+        """What the stage ``stage`` (of :data:`STAGES`) trains: ``[fitness]`` for ``full``; for
+        ``screen`` and ``selection`` the same grid, precision, checkpoints and baseline with
+        the stage's tasks (default: the same) and seeds (and the screen's early stopping)."""
+        full = self.fitness
+        if stage == "full":
+            return full
+        settings = self.screen if stage == "screen" else self.selection
+        changes = {"tasks": settings.tasks or full.tasks, "seeds": settings.seeds}
+        if stage == "screen":
+            changes["stop_stalled"] = self.screen.stop_stalled
+        return dataclasses.replace(full, **changes)
+
+    def stages(self) -> tuple[str, ...]:
+        """The stages a candidate goes through while the budget lasts: ``("screen", "full")``
+        with the screen enabled, else ``("full",)``."""
+        return ("screen", "full") if self.screen.enabled else ("full",)
+
+    def baseline_tasks(self) -> tuple[str, ...]:
+        """Every task some stage trains (each needs its baseline), in order of appearance."""
+        names = [*self.fitness.tasks, *self.stage_config("screen").tasks]
+        if self.selection.top:
+            names += self.stage_config("selection").tasks
+        return tuple(dict.fromkeys(names))
+
     def to_dict(self) -> dict:
         """The resolved campaign as JSON-able nested sections (the shape of the TOML file)."""
         sections = {"campaign": self, **{name: getattr(self, name) for name in SECTIONS}}
@@ -132,16 +228,27 @@ class Campaign:
 
     def digest(self) -> str:
         """The campaign's identity: a stable digest of :meth:`to_dict` without the name (which
-        defaults to the file's name), key order ignored: the same content under another file
-        name is the same campaign."""
-        document = self.to_dict()
-        del document["campaign"]["name"]
-        return fitness_config_key(document)
+        defaults to the file's name) and without the :data:`LATER_KEYS` at their defaults, key
+        order ignored: the same content under another file name is the same campaign."""
+        return fitness_config_key(self._identity(name=False))
 
     def digests(self) -> tuple[str, str]:
         """:meth:`digest`, and the digest with the name that directories written before
         2026-12-06 hold (so that they resume)."""
-        return self.digest(), fitness_config_key(self.to_dict())
+        return self.digest(), fitness_config_key(self._identity(name=True))
+
+    def _identity(self, name: bool) -> dict:
+        document = self.to_dict()
+        if not name:
+            del document["campaign"]["name"]
+        for section, keys in LATER_KEYS.items():
+            defaults = _keys(SECTIONS[section]())
+            for key in defaults if keys is None else keys:
+                if document[section][key] == defaults[key]:
+                    del document[section][key]
+            if not document[section]:
+                del document[section]
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "campaign.json") -> Campaign:
@@ -168,21 +275,30 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def check_tasks(campaign: Campaign, source: str = "campaign") -> Campaign:
-    """The campaign, once every name of ``fitness.tasks`` (the search suite when the file names
-    none; held-out tasks only when named) is a known task or a ``FILE.py:FACTORY`` spec that
-    loads (which imports the file, and torch); else a :class:`CampaignError`."""
+    """The campaign, once every task name of every stage (``fitness.tasks``, the search suite
+    when the file names none; ``screen.tasks``; ``selection.tasks``) is a known task or a
+    ``FILE.py:FACTORY`` spec that loads (which imports the file, and torch), and the selection
+    stage names no held-out task that ``fitness.tasks`` does not; else a :class:`CampaignError`."""
     from fitness.tasks import TaskError, heldout_task_names, load_task, task_names
 
     known = task_names() + heldout_task_names()
-    for task in campaign.fitness.tasks:
-        if ":" in task:
-            try:
-                load_task(task)
-            except TaskError as exc:
-                raise CampaignError(f"{source}: fitness.tasks: {exc}") from None
-        elif task not in known:
-            hint = suggest(task, known)
-            raise CampaignError(f"{source}: fitness.tasks: unknown task {task!r}{hint}")
+    for section in ("fitness", "screen", "selection"):
+        for task in getattr(campaign, section).tasks:
+            if ":" in task:
+                try:
+                    load_task(task)
+                except TaskError as exc:
+                    raise CampaignError(f"{source}: {section}.tasks: {exc}") from None
+            elif task not in known:
+                hint = suggest(task, known)
+                raise CampaignError(f"{source}: {section}.tasks: unknown task {task!r}{hint}")
+    held_out = set(heldout_task_names()) - set(campaign.fitness.tasks)
+    for task in campaign.selection.tasks:
+        if task in held_out:
+            raise CampaignError(
+                f"{source}: selection.tasks: {task!r} is a held-out task, used only to report, "
+                "never to select (name it in fitness.tasks to search on it)"
+            )
     return campaign
 
 

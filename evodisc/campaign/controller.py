@@ -9,11 +9,21 @@ and tell the evolution their fitness, in log order. The checkpoint after those t
 round's, written once its asks are done (one checkpoint covers both), or the last one when the
 run ends.
 
+With the funnel (``[screen] enabled``), a candidate is first screened and trained under the
+screening stage's configuration; one whose screen fitness (plus its uncertainty) falls below the
+``quantile`` of its island population's screen fitness is logged as ``rejected`` (stage
+``screen``; it does not join the population), the others go on to the full protocol (stage
+``full``), each stage with its own cache key. When the budget is spent and every candidate is
+logged, the selection stage (``[selection] top``) evaluates the best distinct candidates again on
+more seeds and writes ``DIR/selection.json`` (:mod:`evodisc.campaign.selection`).
+
 Crash safety follows from that order. The checkpoint holds the evolution state, including the
 candidates asked but not yet told. After a ``kill -9`` at any moment, ``--resume`` reloads it,
 tells the evolution the results that reached the log after the checkpoint (in log order),
 rebuilds the fitness cache from the log, and dispatches the candidates still missing: no id is
-lost, none is logged twice, and no function is trained twice once its result is logged.
+lost, none is logged twice, and no function is trained twice once its result is logged (a
+candidate that passed the screen but was not logged is screened again: its screen result is in
+the log only with its row).
 """
 
 from __future__ import annotations
@@ -49,6 +59,10 @@ FLUSH_EVERY = 0.5
 FLUSH_STARVING = 0.05
 #: Statuses whose results are deterministic and go into the fitness cache.
 CACHEABLE = ("ok", "diverged", "invalid", "error")
+#: The status of a candidate the screening stage stopped (its fitness is the worst).
+REJECTED = "rejected"
+#: Candidates whose screen always lets them on: the start of an island, not a mutation.
+UNSCREENED = ("seed:", "restart:", "migration:")
 
 
 @dataclass(frozen=True)
@@ -70,45 +84,60 @@ class Controller:
         directory: Path,
         pool,
         evolution: RegularizedEvolution,
-        screen: Screen,
+        screens: dict[str, Screen],
         baselines: dict[str, Baseline],
         log: store.CandidateLog,
         history: pa.Table | None = None,
         elapsed_before: float = 0.0,
     ):
-        """``history``: the log so far, when resuming (for the counters)."""
+        """``screens``: one :class:`Screen` per stage a candidate goes through
+        (:meth:`Campaign.stages`, in order); ``history``: the log so far, when resuming (for the
+        counters and the populations' screen fitness)."""
         self.campaign = campaign
         self.directory = directory
         self.pool = pool
         self.evolution = evolution
-        self.screen = screen
+        self.screens = screens
+        self.stages = tuple(screens)
         self.log = log
-        self.config = campaign.suite_config()
+        self.configs = {stage: campaign.stage_config(stage) for stage in self.stages}
         self.baselines = baselines
         resources = campaign.resources
         #: Candidates per request (0 in the file: as many as fit the evaluators' memory) and
         #: at most in flight (0: two batches per evaluator, so none waits for work).
-        self.batch_size = resources.batch_size or pool.batch_size(self.config)
+        self.batch_size = resources.batch_size or pool.batch_size(self.configs["full"])
         self.in_flight = resources.in_flight or 2 * self.batch_size * pool.size
         #: The configured deadline per batch; without one it is derived once batches are timed.
         pool.deadline = resources.timeout_seconds or None
         self.elapsed_before = elapsed_before
         self.start = time.monotonic()
         self.candidates: dict[int, Candidate] = {c.id: c for c in evolution.outstanding}
-        self.to_dispatch: list[int] = []
+        self.to_dispatch: dict[str, list[int]] = {stage: [] for stage in self.stages}
         self.retry: list[Batch] = []  # batches to send again (crashed or timed-out evaluator)
         self.finished: list[dict] = []  # rows not yet durable
         self.told_since_checkpoint = False  # tells that no checkpoint holds yet
         self.program_json: dict[int, str] = {}  # candidate id -> program JSON (computed once)
+        self.screened: dict[int, CachedFitness] = {}  # in flight: the screen result it passed
+        self.spent: dict[int, float] = {}  # in flight: evaluation seconds of its earlier stages
+        #: Screen fitness of the candidates that passed the screen (the populations' members
+        #: among them set each island's bar).
+        self.screen_fitness: dict[int, float] = {}
         self.next_batch = 0
         self.batch_seconds: list[float] = []
         self.logged_now = 0  # this run
-        if history is None or history.num_rows == 0:
-            self.logged = self.cache_hits = self.invalid = 0
-        else:
+        self.logged = self.cache_hits = self.invalid = self.rejected = 0
+        if history is not None and history.num_rows:
             self.logged = history.num_rows
             self.cache_hits = pc.sum(history.column("cache_hit")).as_py() or 0
-            self.invalid = pc.sum(pc.equal(history.column("status"), "invalid")).as_py() or 0
+            status = history.column("status")
+            self.invalid = pc.sum(pc.equal(status, "invalid")).as_py() or 0
+            self.rejected = pc.sum(pc.equal(status, REJECTED)).as_py() or 0
+            passed = pc.and_(
+                pc.is_valid(history.column("screen_fitness")), pc.not_equal(status, REJECTED)
+            )
+            kept = history.filter(pc.fill_null(passed, False))
+            ids, values = kept.column("id").to_pylist(), kept.column("screen_fitness").to_pylist()
+            self.screen_fitness = dict(zip(ids, values, strict=True))
         self.last_flush = time.monotonic()
 
     # ----------------------------------------------------------------------------- the loop
@@ -160,7 +189,8 @@ class Controller:
         since = time.monotonic() - self.last_flush
         if since >= FLUSH_EVERY or not busy or not self._may_ask():
             return True
-        starving = self.pool.idle() > 0 and not self.to_dispatch and not self.retry
+        waiting = any(self.to_dispatch.values())
+        starving = self.pool.idle() > 0 and not waiting and not self.retry
         full = len(self.candidates) >= self.in_flight
         return starving and full and since >= FLUSH_STARVING
 
@@ -170,23 +200,61 @@ class Controller:
             self._screen(candidate)
 
     def _screen(self, candidate: Candidate) -> None:
-        screened = self.screen.screen(candidate.id, candidate.validity)
+        self._enter(candidate.id, self.stages[0])
+
+    def _enter(self, cid: int, stage: str) -> None:
+        """Screen candidate ``cid`` for ``stage``: its result now (invalid, cached), later (an
+        equivalent one is in flight), or after training (dispatched)."""
+        screened = self.screens[stage].screen(cid, self.candidates[cid].validity)
         if screened.verdict is Verdict.NEW:
-            self.to_dispatch.append(candidate.id)
+            self.to_dispatch[stage].append(cid)
         elif screened.verdict is not Verdict.WAITING:
             cached = screened.verdict is Verdict.CACHED
-            self._finish(candidate.id, screened.result, cache_hit=cached)
+            self._staged(cid, stage, screened.result, cache_hit=cached)
+
+    def _staged(self, cid: int, stage: str, result: CachedFitness, cache_hit: bool, **source):
+        """Candidate ``cid`` has its result for ``stage``: on to the next stage, or finished."""
+        if stage != "screen":
+            self._finish(cid, result, cache_hit, stage=stage, **source)
+            return
+        self.spent[cid] = self.spent.get(cid, 0.0) + source.get("seconds", 0.0)
+        self.screened[cid] = result
+        if result.status != "ok":  # invalid, diverged or failed already: no full protocol
+            self._finish(cid, result, cache_hit, stage=stage, **source)
+        elif self._passes(self.candidates[cid], result):
+            self.screen_fitness[cid] = result.fitness
+            self._enter(cid, "full")
+        else:
+            rejected = CachedFitness(WORST_FITNESS, REJECTED, {}, None)
+            self._finish(cid, rejected, cache_hit, stage=stage, **source)
+
+    def _passes(self, candidate: Candidate, result: CachedFitness) -> bool:
+        """Whether a screen result lets the candidate on (see :func:`screen_bar`)."""
+        if candidate.mutation.startswith(UNSCREENED):
+            return True
+        population = self.evolution.populations[candidate.island]
+        known = [self.screen_fitness.get(m.candidate.id) for m in population]
+        bar = screen_bar([x for x in known if x is not None], self.campaign.screen.quantile)
+        margin = result.uncertainty if result.uncertainty is not None else 0.0
+        return bar is None or result.fitness + margin >= bar
 
     def _send(self) -> None:
         while self.retry and self.pool.idle():
             self.pool.submit(self.retry.pop(0))
         size = self.batch_size
-        while self.to_dispatch and self.pool.idle():
-            ids, self.to_dispatch = self.to_dispatch[:size], self.to_dispatch[size:]
-            programs = tuple(self.candidates[i].program for i in ids)
-            request = Request(programs, self.config, self.baselines)
-            self.pool.submit(Batch(self.next_batch, ids, request))
-            self.next_batch += 1
+        for stage in reversed(self.stages):  # the full protocol first: it finishes candidates
+            queue = self.to_dispatch[stage]
+            while queue and self.pool.idle():
+                ids, self.to_dispatch[stage] = queue[:size], queue[size:]
+                queue = self.to_dispatch[stage]
+                programs = tuple(self.candidates[i].program for i in ids)
+                request = Request(programs, self.configs[stage], self.baselines_for(stage))
+                self.pool.submit(Batch(self.next_batch, ids, request, stage=stage))
+                self.next_batch += 1
+
+    def baselines_for(self, stage: str) -> dict[str, Baseline]:
+        """The baselines of the tasks ``stage`` trains."""
+        return {task: self.baselines[task] for task in self.configs[stage].tasks}
 
     def _complete(self, completion: Completion) -> None:
         batch = completion.batch
@@ -195,14 +263,15 @@ class Controller:
             return
         self.batch_seconds.append(completion.seconds)
         self._update_deadline()
+        screen = self.screens[batch.stage]
         for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
             cached, node = result.fitness, completion.node
-            self._finish(
-                cid, cached, False, node=node, seconds=result.seconds, worker=result.worker
-            )
             digest = self.candidates[cid].validity.functional_hash
-            for waiter in self.screen.resolve(digest, cached, cache=cached.status in CACHEABLE):
-                self._finish(waiter, cached, cache_hit=True)
+            waiters = screen.resolve(digest, cached, cache=cached.status in CACHEABLE)
+            source = {"node": node, "seconds": result.seconds, "worker": result.worker}
+            self._staged(cid, batch.stage, cached, False, **source)
+            for waiter in waiters:
+                self._staged(waiter, batch.stage, cached, cache_hit=True)
 
     def _failed(self, completion: Completion) -> None:
         batch = completion.batch
@@ -214,11 +283,14 @@ class Controller:
         status = "error" if crashed else "timeout"
         reason = f"{completion.failure} ({batch.attempts} attempts)"
         result = CachedFitness(WORST_FITNESS, status, {"reason": reason})
+        screen = self.screens[batch.stage]
         for cid in batch.candidate_ids:
             digest = self.candidates[cid].validity.functional_hash
-            self._finish(cid, result, cache_hit=False, node=completion.node)
-            for waiter in self.screen.resolve(digest, result, cache=False):
-                self._finish(waiter, result, cache_hit=False)
+            waiters = screen.resolve(digest, result, cache=False)
+            for failed in (cid, *waiters):
+                self._finish(
+                    failed, result, cache_hit=False, stage=batch.stage, node=completion.node
+                )
 
     def _update_deadline(self) -> None:
         if not self.campaign.resources.timeout_seconds and len(self.batch_seconds) >= 3:
@@ -230,16 +302,23 @@ class Controller:
             text = self.program_json[cid] = program_to_json(self.candidates[cid].program)
         return text
 
-    def _finish(self, cid: int, result: CachedFitness, cache_hit: bool, **source) -> None:
+    def _finish(
+        self, cid: int, result: CachedFitness, cache_hit: bool, stage: str = "full", **source
+    ) -> None:
         candidate = self.candidates[cid]
+        screened = self.screened.pop(cid, None)
+        if "seconds" in source or cid in self.spent:
+            source["seconds"] = source.get("seconds", 0.0) + self.spent.pop(cid, 0.0)
         self.finished.append(
             candidate_row(
                 candidate,
                 result,
                 cache_hit=cache_hit,
-                config_key=self.screen.config_key,
+                config_key=self.screens[stage].config_key,
                 wall_time=self.elapsed(),
                 program_json=self._program_json(cid),
+                stage=stage,
+                screened=screened,
                 **source,
             )
         )
@@ -251,16 +330,26 @@ class Controller:
         self.log.append(self.finished)
         self.log.flush()
         for row in self.finished:
-            self.evolution.tell(row["id"], row["fitness"])
+            rejected = row["status"] == REJECTED
+            self.evolution.tell(row["id"], row["fitness"], join=not rejected)
             del self.candidates[row["id"]]
             self.program_json.pop(row["id"], None)
             self.logged += 1
             self.logged_now += 1
             self.cache_hits += row["cache_hit"]
             self.invalid += row["status"] == "invalid"
+            self.rejected += rejected
+        self._forget_screen_fitness()
         self.finished = []
         self.last_flush = time.monotonic()
         self.told_since_checkpoint = True
+
+    def _forget_screen_fitness(self) -> None:
+        """Drop the screen fitness of candidates no population holds any more."""
+        if len(self.screen_fitness) > 2 * sum(map(len, self.evolution.populations)) + 1000:
+            members = {m.candidate.id for p in self.evolution.populations for m in p}
+            keep = members | set(self.candidates)
+            self.screen_fitness = {i: v for i, v in self.screen_fitness.items() if i in keep}
 
     def stop(self) -> None:
         """After Ctrl-C: make finished rows durable. No checkpoint: the interrupt may have cut a
@@ -299,6 +388,7 @@ class Controller:
             median=statistics.median(population) if population else None,
             cache_hit_share=self.cache_hits / self.logged if self.logged else 0.0,
             invalid_share=self.invalid / self.logged if self.logged else 0.0,
+            rejected_share=self.rejected / self.logged if self.logged else 0.0,
             in_flight=len(self.candidates),
             eta_seconds=eta,
         )
@@ -312,6 +402,18 @@ def write_checkpoint(directory: Path, evolution: RegularizedEvolution, elapsed: 
     return state
 
 
+def screen_bar(values: list[float], quantile: float) -> float | None:
+    """The screen fitness a candidate must reach: the ``quantile`` (linear interpolation) of its
+    island population's screen fitness ``values``; None (no bar) below two known values."""
+    if len(values) < 2:
+        return None
+    ordered = sorted(values)
+    position = quantile * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def candidate_row(
     candidate: Candidate,
     result: CachedFitness,
@@ -323,11 +425,18 @@ def candidate_row(
     worker: str = "",
     node: str = "",
     program_json: str | None = None,
+    stage: str = "full",
+    screened: CachedFitness | None = None,
 ) -> dict:
     """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
-    ``program_json``: the program's JSON when already known (it is computed otherwise)."""
+    ``program_json``: the program's JSON when already known (it is computed otherwise);
+    ``stage``: the funnel stage whose result ``result`` is; ``screened``: its screen result
+    (kept in ``details["screen"]``, and its fitness as ``screen_fitness``)."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
+    details = {key: value for key, value in result.details.items() if key != "screen"}
+    if screened is not None:
+        details["screen"] = store.screen_document(screened)
     return {
         "id": candidate.id,
         "parent_id": candidate.parent_id,
@@ -341,7 +450,7 @@ def candidate_row(
         "status": result.status,
         "fitness": fitness,
         "uncertainty": result.uncertainty,
-        "details": json.dumps(dict(result.details), sort_keys=True, separators=(",", ":")),
+        "details": json.dumps(details, sort_keys=True, separators=(",", ":")),
         "statements": info.statements,
         "state_slots": info.state_slots,
         "memory": info.memory,
@@ -350,4 +459,10 @@ def candidate_row(
         "node": node,
         "wall_time": wall_time,
         "time": datetime.now(UTC),
+        "stage": stage,
+        "screen_fitness": None if screened is None else _finite(screened.fitness),
     }
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else WORST_FITNESS

@@ -141,6 +141,7 @@ class Batch:
     candidate_ids: list[int]
     request: Request
     attempts: int = 0  # dispatches so far (re-dispatched after a crash or a timeout)
+    stage: str = "full"  # the funnel stage its request trains
 
 
 @dataclass

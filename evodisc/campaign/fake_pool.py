@@ -22,14 +22,19 @@ TASKS = ("teacher_student", "ill_conditioned")
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 
 
-def fake_result(program: Program, worker: str) -> Result:
-    """A deterministic stand-in for training ``program`` (a function of its canonical JSON):
-    fitness in [0, 1.2) with an uncertainty, about one in ten diverged, with per-task details
-    shaped like :func:`fitness.worker.evaluate_request`'s."""
-    digest = hashlib.blake2b(program_to_json(program).encode(), digest_size=8).digest()
+def fake_result(program: Program, worker: str, config: SuiteConfig | None = None) -> Result:
+    """A deterministic stand-in for training ``program`` on ``config`` (a function of the
+    program's canonical JSON, and a little of the configuration's seeds and tasks, as a
+    funnel's stages differ): fitness in [0, 1.2) with an uncertainty, about one in ten
+    diverged, with per-task details shaped like :func:`fitness.worker.evaluate_request`'s."""
+    text = program_to_json(program)
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2**64
+    stage = "" if config is None else f"{config.seeds}{config.tasks}"
+    noise = hashlib.blake2b((text + stage).encode(), digest_size=8).digest()
+    v = int.from_bytes(noise, "big") / 2**64
     diverged = digest[0] < 26
-    fitness = 0.0 if diverged else 1.2 * u
+    fitness = 0.0 if diverged else min(max(1.2 * u + 0.1 * (v - 0.5), 0.0), 1.199)
     details = {
         task: {
             "metric": None if diverged else 0.05 / (fitness + 0.01 + k),
@@ -103,7 +108,8 @@ class FakePool:
                 done.append(Completion(batch, failure="crashed"))
             else:
                 name, node = self.info[index]["name"], self.info[index]["node"]
-                results = [fake_result(program, name) for program in batch.request.programs]
+                request = batch.request
+                results = [fake_result(p, name, request.config) for p in request.programs]
                 done.append(Completion(batch, results, node=node, seconds=self.latency or 1e-3))
         self._running = running
         self.seconds += time.perf_counter() - start

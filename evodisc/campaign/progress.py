@@ -23,6 +23,7 @@ class Stats:
     invalid_share: float
     in_flight: int
     eta_seconds: float | None
+    rejected_share: float = 0.0  # stopped by the funnel's screening stage
 
     def line(self) -> str:
         """One plain line (logs, pipes, the final summary)."""
@@ -33,6 +34,7 @@ class Stats:
         return (
             f"{self.done}{budget} candidates  {self.rate:.1f}/s  best {best}  median {median}  "
             f"cache hits {self.cache_hit_share:.0%}  invalid {self.invalid_share:.0%}  "
+            f"{f'screened out {self.rejected_share:.0%}  ' if self.rejected_share else ''}"
             f"in flight {self.in_flight}  eta {eta}"
         )
 
@@ -44,6 +46,8 @@ class Stats:
         table.add_row("median (population)", "-" if self.median is None else f"{self.median:.4f}")
         table.add_row("cache hits", f"{self.cache_hit_share:.0%}")
         table.add_row("invalid", f"{self.invalid_share:.0%}")
+        if self.rejected_share:
+            table.add_row("screened out", f"{self.rejected_share:.0%}")
         table.add_row("in flight", str(self.in_flight))
         table.add_row("eta", "-" if self.eta_seconds is None else f"{self.eta_seconds:.0f} s")
         return table

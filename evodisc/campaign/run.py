@@ -8,6 +8,7 @@ a missing or unreadable checkpoint is an error (never a silent fresh start).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from contextlib import ExitStack
@@ -16,9 +17,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evodisc.campaign import store
+from evodisc.campaign import selection, store
 from evodisc.campaign.config import Campaign, CampaignError
-from evodisc.campaign.controller import CACHEABLE, Controller, Summary, write_checkpoint
+from evodisc.campaign.controller import (
+    CACHEABLE,
+    REJECTED,
+    Controller,
+    Summary,
+    write_checkpoint,
+)
 from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
 from evodisc.campaign.progress import Progress
 from evodisc.campaign.store import StoreError
@@ -51,15 +58,18 @@ def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
 
 
 def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> dict[str, Baseline]:
-    """The tuned baseline per task, computed once per campaign by an evaluator and kept in DIR
-    (a file of an older protocol, which kept only metrics, is computed again); on Ray each task
-    within ``timeout`` seconds (the campaign's ``timeout_seconds``; 0: :data:`BASELINE_SECONDS`)."""
+    """The tuned baseline of each of ``config``'s tasks (every stage's: they share the grid,
+    the baseline's seeds, precision and checkpoints), computed once per campaign by an
+    evaluator and kept in DIR (a file of an older protocol, which kept only metrics, or one
+    that lacks a task, is computed again); on Ray each task within ``timeout`` seconds (the
+    campaign's ``timeout_seconds``; 0: :data:`BASELINE_SECONDS`)."""
     path = directory / BASELINES_FILE
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
-            if "baselines" in stored:
-                return {task: Baseline.from_dict(doc) for task, doc in stored["baselines"].items()}
+            kept = stored.get("baselines", {})
+            if set(config.tasks) <= set(kept):
+                return {task: Baseline.from_dict(kept[task]) for task in config.tasks}
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # damaged: train again
             warnings.warn(
                 f"{path}: unreadable baselines ({type(exc).__name__}), computed again",
@@ -125,19 +135,19 @@ def run_campaign(
             write_checkpoint(directory, evolution, elapsed=0.0)
         log = store.CandidateLog(directory, writer=True)
         logged = log.read()
-        config = campaign.suite_config()
-        key = config.cache_key(pool.info[0]["device"])
-        cache = FitnessCache()
-        cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
-        cache.ingest(logged.filter(cacheable))
+        device = pool.info[0]["device"]
+        screens = stage_screens(campaign, logged, device)
+        every_task = dataclasses.replace(campaign.suite_config(), tasks=campaign.baseline_tasks())
+        timeout = campaign.resources.timeout_seconds
+        baselines = _baselines(directory, pool, every_task, timeout)
         _tell_logged_outstanding(evolution, logged)
         controller = Controller(
             campaign,
             directory,
             pool,
             evolution,
-            Screen(cache, key),
-            _baselines(directory, pool, config, campaign.resources.timeout_seconds),
+            screens,
+            baselines,
             log,
             history=logged,
             elapsed_before=elapsed,
@@ -150,6 +160,18 @@ def run_campaign(
                 controller.stop()
                 raise
         log.compact()  # one part instead of one per flush, for readers and resumes
+        if campaign.selection.top:
+            config = campaign.stage_config("selection")
+            selection.select(
+                directory,
+                pool,
+                config,
+                config.cache_key(device),
+                baselines,
+                log.read(),
+                campaign.selection.top,
+                controller.batch_size,
+            )
         best = evolution.best
     return Summary(
         directory,
@@ -157,6 +179,21 @@ def run_campaign(
         None if best is None else (best[0], best[1], str(best[2])),
         controller.elapsed(),
     )
+
+
+def stage_screens(campaign: Campaign, logged: pa.Table, device: str) -> dict[str, Screen]:
+    """One :class:`Screen` per stage a candidate goes through, over one fitness cache rebuilt
+    from the log: each row's result under its stage's key, and the screening stage's results
+    that rows keep in their details."""
+    keys = {stage: campaign.stage_config(stage).cache_key(device) for stage in campaign.stages()}
+    cache = FitnessCache()
+    cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
+    cache.ingest(logged.filter(cacheable))
+    if "screen" in keys:
+        for digest, result in store.screen_results(logged):
+            if not cache.contains(digest, keys["screen"]):
+                cache.put(digest, keys["screen"], result)
+    return {stage: Screen(cache, key) for stage, key in keys.items()}
 
 
 def _tell_logged_outstanding(evolution: RegularizedEvolution, logged: pa.Table) -> None:
@@ -167,8 +204,9 @@ def _tell_logged_outstanding(evolution: RegularizedEvolution, logged: pa.Table) 
         logged.column("wall_time").to_pylist(),
         logged.column("id").to_pylist(),
         logged.column("fitness").to_pylist(),
+        logged.column("status").to_pylist(),
         strict=True,
     )
-    for _, cid, fitness in sorted(rows):
+    for _, cid, fitness, status in sorted(rows):
         if cid in outstanding:
-            evolution.tell(cid, fitness)
+            evolution.tell(cid, fitness, join=status != REJECTED)

@@ -29,7 +29,8 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
 - ``config_key`` (string): the fitness configuration's cache key.
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
-- ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error`` or ``timeout``.
+- ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error``, ``timeout`` or
+  ``rejected`` (stopped by the funnel's screening stage: its fitness is the worst, 0).
 - ``fitness`` (float64): geometric mean of the tasks' ratios (1.0 = tuned AdamW; higher is
   better; :mod:`fitness.normalise`).
 - ``uncertainty`` (float64, null): the repeatability limit of ``fitness`` (from the seeds'
@@ -37,7 +38,9 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
   (:mod:`fitness.uncertainty`); null when unknown or not trained (invalid, error).
 - ``details`` (string): canonical JSON: per task its metric, ratio, best learning rate, grid
   edge, ``log_se`` and ``log_se_dof`` (standard error of the ratio's log, its degrees of
-  freedom); the reason when invalid or failed.
+  freedom), ``stopped`` (runs stopped early, with early stopping); the reason when invalid or
+  failed; ``screen``: the screening stage's result when the candidate was screened
+  (``fitness``, ``status``, ``uncertainty``, ``details``).
 - ``statements`` (int32): statements in the program.
 - ``state_slots`` (int32): state slots it declares.
 - ``memory`` (int32): state tensors it keeps per parameter.
@@ -46,6 +49,10 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``node`` (string): the machine that evaluator ran on.
 - ``wall_time`` (float64): seconds since the campaign started when the result arrived.
 - ``time`` (timestamp, UTC): when the row was logged.
+- ``stage`` (string): the funnel stage whose result the row's status and fitness are:
+  ``screen`` (rejected, or invalid/diverged/failed there) or ``full``; null in logs written
+  before the funnel (all ``full``).
+- ``screen_fitness`` (float64, null): its fitness in the screening stage; null when not screened.
 
 ``functional_hash``, ``config_key``, ``fitness``, ``status``, ``details`` and ``uncertainty`` are
 :data:`evodisc.fitness_cache.SCHEMA`'s columns: ``FitnessCache().ingest(log.read())`` rebuilds a
@@ -57,6 +64,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,6 +77,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evodisc.files import atomic_write, remove_temporaries
+from evodisc.fitness_cache import CachedFitness
 from evodisc.parts import PartStore, part_number
 
 CAMPAIGN_FILE = "campaign.json"
@@ -100,6 +109,8 @@ LOG_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("wall_time", pa.float64()),
         ("time", pa.timestamp("us", tz="UTC")),
+        ("stage", pa.string()),
+        ("screen_fitness", pa.float64()),
     ]
 )
 
@@ -195,6 +206,36 @@ def _read_part(part: Path) -> pa.Table:
     return pq.read_table(part, schema=LOG_SCHEMA).replace_schema_metadata(None)
 
 
+def screen_document(result: CachedFitness) -> dict[str, Any]:
+    """A screening stage's result as the log keeps it (``details["screen"]``)."""
+    return {
+        "fitness": result.fitness if math.isfinite(result.fitness) else None,
+        "status": result.status,
+        "uncertainty": result.uncertainty,
+        "details": dict(result.details),
+    }
+
+
+def screen_results(table: pa.Table) -> Iterator[tuple[str, CachedFitness]]:
+    """``(functional hash, screen result)`` of every logged row that was screened (to rebuild
+    the screening stage's cache on resume)."""
+    hashes = table.column("functional_hash").to_pylist()
+    for digest, text in zip(hashes, table.column("details").to_pylist(), strict=True):
+        document = json.loads(text or "{}").get("screen")
+        if digest is None or not isinstance(document, dict):
+            continue
+        fitness = document.get("fitness")
+        yield (
+            digest,
+            CachedFitness(
+                math.nan if fitness is None else float(fitness),
+                document.get("status") or "ok",
+                document.get("details") or {},
+                document.get("uncertainty"),
+            ),
+        )
+
+
 # Checkpoint and campaign file -------------------------------------------------------------------
 
 
@@ -207,7 +248,7 @@ def write_checkpoint(directory: str | Path, state: Mapping[str, Any]) -> None:
 
 def read_checkpoint(directory: str | Path) -> dict:
     """The checkpointed state; :class:`StoreError` if it is missing or unreadable."""
-    return _read_json(Path(directory) / CHECKPOINT_FILE, "checkpoint")
+    return read_json(Path(directory) / CHECKPOINT_FILE, "checkpoint")
 
 
 def write_campaign(directory: str | Path, campaign: Mapping[str, Any], digest: str) -> None:
@@ -218,7 +259,7 @@ def write_campaign(directory: str | Path, campaign: Mapping[str, Any], digest: s
 def read_campaign(directory: str | Path) -> dict:
     """``{"campaign": …, "digest": …}`` as :func:`write_campaign` wrote them."""
     path = Path(directory) / CAMPAIGN_FILE
-    document = _read_json(path, "campaign file")
+    document = read_json(path, "campaign file")
     if not isinstance(document.get("campaign"), dict) or not isinstance(
         document.get("digest"), str
     ):
@@ -300,7 +341,9 @@ def _write_durably(path: Path, data: bytes) -> None:
     _durably(lambda: atomic_write(path, data), path)
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
+    """The JSON object in ``path``; a missing or damaged file is a one-line :class:`StoreError`
+    naming ``what`` it should hold."""
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:

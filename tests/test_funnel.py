@@ -1,0 +1,215 @@
+"""The funnel: a screening stage that rejects candidates below their population's bar, the full
+protocol for the others, a selection stage at the end, and early stopping of stalled runs — with
+instant fake evaluators for the controller's invariants, and real training where numbers
+matter."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from campaign_helpers import assert_complete, log_rows
+
+from evodisc.app.report import write_report
+from evodisc.campaign.config import Campaign, CampaignError, check_tasks, load_campaign
+from evodisc.campaign.controller import REJECTED, screen_bar
+from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
+from evodisc.campaign.run import run_campaign
+from evodisc.campaign.selection import SELECTION_FILE, read_selection, top_candidates
+from evodisc.campaign.store import CandidateLog, read_checkpoint
+from evodisc.program import parse_program
+from fitness.tasks import load_task
+from fitness.trainer import BatchedRun, train_batch
+from search_spaces.evolution import RegularizedEvolution
+
+
+def funnel(evaluations: int, seed: int = 0, **sections) -> Campaign:
+    document = {
+        "campaign": {"name": "funnel", "seed": seed},
+        "space": {"max_statements": 8},
+        "evolution": {"population": 12, "tournament": 3, "warm_start": ["adamw", "sgd"]},
+        "budget": {"evaluations": evaluations},
+        "fitness": {"tasks": list(TASKS), "lrs": list(LRS), "seeds": [0, 1, 2]},
+        "resources": {"evaluators": 1, "batch_size": 4, "in_flight": 16},
+        "screen": {"enabled": True, "tasks": [TASKS[1]], "seeds": [0], "quantile": 0.5},
+    }
+    for name, values in sections.items():
+        document[name] = {**document.get(name, {}), **values}
+    return Campaign.from_dict(document)
+
+
+class Interrupting(FakePool):
+    """A fake pool whose ``polls``-th poll is a Ctrl-C."""
+
+    def __init__(self, polls: int, **kwargs):
+        super().__init__(2, **kwargs)
+        self.polls = polls
+
+    def poll(self, timeout: float):
+        self.polls -= 1
+        if self.polls == 0:
+            raise KeyboardInterrupt
+        return super().poll(timeout)
+
+
+def test_the_screen_rejects_below_the_bar_and_no_rejected_candidate_becomes_a_parent(tmp_path):
+    for seed in range(4):
+        out = tmp_path / f"run-{seed}"
+        pool = FakePool(3, rng=random.Random(seed), crash_rate=0.1)
+        run_campaign(funnel(150, seed), out, pool=pool)
+        rows = log_rows(out)
+        assert_complete(rows, 150)
+        rejected = [r for r in rows if r["status"] == REJECTED]
+        full = [r for r in rows if r["stage"] == "full"]
+        assert rejected and full  # the screen let some on and stopped others
+        for row in rejected:
+            assert row["stage"] == "screen" and row["fitness"] == 0.0
+            assert row["screen_fitness"] is not None and "screen" in json.loads(row["details"])
+        # every fully evaluated candidate passed the screen first, and the log shows it
+        assert all(r["screen_fitness"] is not None for r in full if r["status"] == "ok")
+        # rejected candidates never join a population: none is ever a tournament's parent
+        parents = {r["parent_id"] for r in rows}
+        assert not parents & {r["id"] for r in rejected}
+        keys = {r["stage"]: r["config_key"] for r in rows}
+        assert keys["screen"] != keys["full"]  # each stage has its own cache key
+
+
+def test_a_higher_quantile_rejects_more(tmp_path):
+    shares = []
+    for quantile in (0.0, 0.9):  # below the worst member, or below the top tenth
+        out = tmp_path / f"q{quantile}"
+        run_campaign(funnel(150, screen={"quantile": quantile}), out, pool=FakePool(2))
+        rows = log_rows(out)
+        shares.append(sum(r["status"] == REJECTED for r in rows) / len(rows))
+    assert shares[0] < shares[1]
+
+
+def test_screen_bar_is_the_quantile_of_the_population():
+    assert screen_bar([1.0], 0.5) is None  # too few to set a bar
+    assert screen_bar([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert screen_bar([1.0, 2.0], 0.25) == pytest.approx(1.25)
+    assert screen_bar([1.0, 2.0, 5.0], 1.0 - 1e-12) == pytest.approx(5.0)
+
+
+def test_an_interrupted_funnel_resumes_with_nothing_lost_and_rejected_out_of_the_population(
+    tmp_path,
+):
+    campaign = funnel(160)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(campaign, tmp_path, pool=Interrupting(12))
+    before = log_rows(tmp_path)
+    assert 0 < len(before) < 160
+    run_campaign(campaign, tmp_path, resume=True, pool=FakePool(2))
+    rows = log_rows(tmp_path)
+    assert_complete(rows, 160)
+    by_id = {r["id"]: r for r in rows}
+    assert all(by_id[r["id"]]["program"] == r["program"] for r in before)
+    state = read_checkpoint(tmp_path)["evolution"]
+    evolution = RegularizedEvolution.from_state(campaign.evolution_config(), state)
+    members = [m.candidate.id for island in evolution.populations for m in island]
+    assert members and not {i for i in members if by_id[i]["status"] == REJECTED}
+
+
+def test_the_selection_stage_re_evaluates_the_best_distinct_candidates_once(tmp_path):
+    campaign = funnel(120, selection={"top": 5, "seeds": [0, 1, 2, 3, 4, 5]})
+    pool = FakePool(2)
+    run_campaign(campaign, tmp_path, pool=pool)
+    document = read_selection(tmp_path)
+    expected = top_candidates(CandidateLog(tmp_path).read(), 5)
+    assert sorted(e["id"] for e in document["candidates"]) == sorted(r["id"] for r in expected)
+    assert len({e["functional_hash"] for e in document["candidates"]}) == 5
+    assert all(r["stage"] == "full" and r["status"] == "ok" for r in expected)
+    scores = [e["selection_fitness"] for e in document["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert document["suite"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    # resumed after the end with the same selection: nothing is trained again
+    submitted = []
+    again = FakePool(2)
+    again.submit = lambda batch: submitted.append(batch)
+    run_campaign(campaign, tmp_path, resume=True, pool=again)
+    assert submitted == [] and read_selection(tmp_path) == document
+    # a damaged selection file is evaluated again, with a warning, never a traceback
+    (tmp_path / SELECTION_FILE).write_text("{")
+    with pytest.warns(UserWarning, match="unreadable selection"):
+        run_campaign(campaign, tmp_path, resume=True, pool=FakePool(2))
+    assert read_selection(tmp_path)["ids"] == document["ids"]
+
+
+def test_funnel_keys_are_checked_and_old_campaigns_keep_their_digest(tmp_path):
+    plain = load_campaign("experiments/quickstart.toml")
+    document = plain.to_dict()
+    document["screen"] = {"enabled": False}
+    document["fitness"]["stop_stalled"] = 0.0
+    assert Campaign.from_dict(document).digest() == plain.digest()
+    document["screen"] = {"enabled": True}
+    assert Campaign.from_dict(document).digest() != plain.digest()
+    for section, key, value in (
+        ("screen", "quantile", 1.5),
+        ("screen", "seeds", []),
+        ("selection", "top", -1),
+        ("fitness", "stop_stalled", 1.0),
+    ):
+        bad = plain.to_dict()
+        bad.setdefault(section, {})[key] = value
+        with pytest.raises(CampaignError, match=f"{section}.{key}"):
+            Campaign.from_dict(bad)
+    held_out = plain.to_dict()
+    held_out["selection"] = {"top": 3, "tasks": ["diabetes_mlp"]}
+    with pytest.raises(CampaignError, match="held-out task"):
+        check_tasks(Campaign.from_dict(held_out))
+
+
+def test_early_stopping_drops_stalled_programs_and_leaves_the_others_alone():
+    task = load_task("teacher_student")
+    learns = parse_program("def train(g, lr):\n    return lr * g\n")
+    stalls = parse_program("def train(g, lr):\n    return 0.0 * lr * g\n")
+    programs, lrs, seeds = [learns, stalls, learns], (0.01, 0.1), (0, 1)
+    plain = train_batch(task, programs, lrs, seeds, checkpoints=4)
+    early = train_batch(task, programs, lrs, seeds, checkpoints=4, stop_stalled=0.25)
+    assert plain.stopped is None
+    assert early.stopped[1].all() and not early.stopped[[0, 2]].any()
+    assert np.isnan(early.metric[1]).all() and np.isfinite(plain.metric[1]).all()
+    np.testing.assert_allclose(early.metric[[0, 2]], plain.metric[[0, 2]], rtol=1e-5)
+    run = BatchedRun(task, programs, lrs, seeds, stop_stalled=0.25)
+    run.train()
+    assert run.P == 2  # the stalled program left the batch: no more compute spent on it
+
+
+def test_a_real_funnel_campaign_trains_screens_and_selects(tmp_path):
+    campaign = Campaign.from_dict(
+        {
+            "campaign": {"name": "real", "seed": 1},
+            "evolution": {"population": 6, "tournament": 2, "warm_start": ["adam", "sgd"]},
+            "budget": {"evaluations": 16},
+            "fitness": {
+                "tasks": ["teacher_student", "ill_conditioned"],
+                "lrs": [1e-3, 1e-2, 0.1],
+                "seeds": [0, 1],
+                "baseline_seeds": [0, 1],
+                "checkpoints": 2,
+            },
+            "screen": {"enabled": True, "tasks": ["ill_conditioned"], "seeds": [0]},
+            "selection": {"top": 2, "seeds": [0, 1, 2]},
+            "resources": {"evaluators": 0, "batch_size": 8, "in_flight": 8},
+        }
+    )
+    run_campaign(campaign, tmp_path)
+    rows = log_rows(tmp_path)
+    assert_complete(rows, 16)
+    screened = [r for r in rows if r["screen_fitness"] is not None]
+    assert screened and {r["stage"] for r in rows} <= {"screen", "full"}
+    trained = [json.loads(r["details"])["screen"] for r in screened if r["status"] != "invalid"]
+    assert trained
+    for screen in trained:
+        assert list(screen["details"]["tasks"]) == ["ill_conditioned"]
+    document = read_selection(tmp_path)
+    assert len(document["candidates"]) == 2
+    best = document["candidates"][0]
+    assert list(best["details"]["tasks"]) == ["teacher_student", "ill_conditioned"]
+    assert best["selection_uncertainty"] is not None
+    summary = "\n".join(write_report(tmp_path).summary)
+    rejected = sum(r["status"] == REJECTED for r in rows)
+    assert f"{len(screened)} candidates screened, {rejected} rejected" in summary
+    assert f"#1 candidate {best['id']}:" in summary and "selection (3 seeds" in summary
