@@ -92,6 +92,7 @@ NUMBER = Check("a number", _is_number, float)
 POSITIVE = Check("a number > 0", lambda v: _is_number(v) and v > 0, float)
 NON_NEGATIVE = Check("a number >= 0", lambda v: _is_number(v) and v >= 0, float)
 TEXT = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v))
+BOOL = Check("true or false", lambda v: isinstance(v, bool))
 
 
 def setting(check: Check, default: Any, doc: str, shown: str | None = None) -> Any:

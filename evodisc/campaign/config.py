@@ -138,16 +138,45 @@ class Campaign:
         del document["campaign"]["name"]
         return fitness_config_key(document)
 
-    def digests(self) -> tuple[str, str]:
+    def digests(self) -> tuple[str, ...]:
         """:meth:`digest`, and the digest with the name that directories written before
-        2026-12-06 hold (so that they resume)."""
-        return self.digest(), fitness_config_key(self.to_dict())
+        2026-12-06 hold (so that they resume); when the keys of :data:`LATER_KEYS` hold their
+        earlier values, both again without those keys (directories written before them)."""
+        documents = [self.to_dict()]
+        if all(documents[0][s][k] == v for (s, k), v in LATER_KEYS.items()):
+            earlier = self.to_dict()
+            for section, key in LATER_KEYS:
+                del earlier[section][key]
+            documents.append(earlier)
+        digests = []
+        for document in documents:
+            named = fitness_config_key(document)
+            del document["campaign"]["name"]
+            digests += [fitness_config_key(document), named]
+        return tuple(digests)
+
+    def as_stored(self, stored: Mapping[str, Any]) -> Campaign:
+        """This campaign as a directory whose resolved campaign is ``stored`` runs it: a key of
+        :data:`LATER_KEYS` that ``stored`` lacks (written before the key existed) takes its
+        earlier value."""
+        campaign = self
+        for (section, key), value in LATER_KEYS.items():
+            if key not in stored.get(section, {}):
+                changed = dataclasses.replace(getattr(campaign, section), **{key: value})
+                campaign = dataclasses.replace(campaign, **{section: changed})
+        return campaign
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "campaign.json") -> Campaign:
         """A campaign from :meth:`to_dict`'s output (or any TOML-shaped mapping), validated;
         errors name ``source``."""
         return _parse(data, source, default_name=None)
+
+
+#: Keys added after campaign directories were first written, with the value that reproduces how
+#: a directory written before them ran: such a directory resumes with that value
+#: (:meth:`Campaign.as_stored`), and its digest is the one without the key.
+LATER_KEYS: dict[tuple[str, str], Any] = {("evolution", "merge_scale_variants"): False}
 
 
 # Loading and validation -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from evodisc.campaign.config import Campaign
 from evodisc.campaign.evaluators import Batch, Completion
 from evodisc.campaign.progress import Progress, Stats
 from evodisc.fitness_cache import CachedFitness
+from evodisc.hashing import RuleIdentity
 from evodisc.program import format_program, program_to_json
 from evodisc.screen import WORST_FITNESS, Screen, Verdict
 from fitness.messages import Baseline, Request
@@ -200,9 +201,9 @@ class Controller:
             self._finish(
                 cid, cached, False, node=node, seconds=result.seconds, worker=result.worker
             )
-            digest = self.candidates[cid].validity.functional_hash
-            for waiter in self.screen.resolve(digest, cached, cache=cached.status in CACHEABLE):
-                self._finish(waiter, cached, cache_hit=True)
+            validity, cacheable = self.candidates[cid].validity, cached.status in CACHEABLE
+            for waiter, mapped in self.screen.resolve(validity, cached, cache=cacheable):
+                self._finish(waiter, mapped, cache_hit=True)
 
     def _failed(self, completion: Completion) -> None:
         batch = completion.batch
@@ -215,10 +216,10 @@ class Controller:
         reason = f"{completion.failure} ({batch.attempts} attempts)"
         result = CachedFitness(WORST_FITNESS, status, {"reason": reason})
         for cid in batch.candidate_ids:
-            digest = self.candidates[cid].validity.functional_hash
+            validity = self.candidates[cid].validity
             self._finish(cid, result, cache_hit=False, node=completion.node)
-            for waiter in self.screen.resolve(digest, result, cache=False):
-                self._finish(waiter, result, cache_hit=False)
+            for waiter, mapped in self.screen.resolve(validity, result, cache=False):
+                self._finish(waiter, mapped, cache_hit=False)
 
     def _update_deadline(self) -> None:
         if not self.campaign.resources.timeout_seconds and len(self.batch_seconds) >= 3:
@@ -238,6 +239,7 @@ class Controller:
                 result,
                 cache_hit=cache_hit,
                 config_key=self.screen.config_key,
+                rule=self.screen.rule(candidate.validity),
                 wall_time=self.elapsed(),
                 program_json=self._program_json(cid),
                 **source,
@@ -319,13 +321,15 @@ def candidate_row(
     cache_hit: bool,
     config_key: str,
     wall_time: float,
+    rule: RuleIdentity | None = None,
     seconds: float = 0.0,
     worker: str = "",
     node: str = "",
     program_json: str | None = None,
 ) -> dict:
     """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
-    ``program_json``: the program's JSON when already known (it is computed otherwise)."""
+    ``program_json``: the program's JSON when already known (it is computed otherwise);
+    ``rule``: its rule identity when the campaign merges scale variants."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     return {
@@ -336,6 +340,8 @@ def candidate_row(
         "program": format_program(candidate.program),
         "program_json": program_json or program_to_json(candidate.program),
         "functional_hash": candidate.validity.functional_hash,
+        "identity": None if rule is None else rule.digest,
+        "scale": None if rule is None else rule.scale,
         "config_key": config_key,
         "cache_hit": cache_hit,
         "status": result.status,

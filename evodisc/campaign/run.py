@@ -73,8 +73,11 @@ def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> di
 
 
 def _resume_state(directory: Path, campaign: Campaign, force: bool):
-    """Evolution, log table and elapsed seconds of a campaign directory to resume."""
+    """The campaign as the directory runs it (:meth:`Campaign.as_stored`, unless ``force``),
+    its evolution and elapsed seconds."""
     stored = store.read_campaign(directory)
+    if not force:
+        campaign = campaign.as_stored(stored["campaign"])
     if stored["digest"] not in campaign.digests() and not force:
         raise CampaignError(
             f"{directory} was run with a different campaign file; resume with the same file, "
@@ -94,7 +97,7 @@ def _resume_state(directory: Path, campaign: Campaign, force: bool):
             f"{directory / store.CHECKPOINT_FILE}: unreadable checkpoint ({reason}); the log is "
             "intact, but the search cannot continue from it"
         ) from None
-    return evolution, elapsed
+    return campaign, evolution, elapsed
 
 
 def run_campaign(
@@ -115,7 +118,7 @@ def run_campaign(
     with ExitStack() as stack:
         directory = stack.enter_context(store.open_directory(out, resume))  # ours alone
         if resume:
-            evolution, elapsed = _resume_state(directory, campaign, force)
+            campaign, evolution, elapsed = _resume_state(directory, campaign, force)
         else:
             evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
         pool = pool or open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
@@ -127,16 +130,16 @@ def run_campaign(
         logged = log.read()
         config = campaign.suite_config()
         key = config.cache_key(pool.info[0]["device"])
-        cache = FitnessCache()
+        screen = Screen(FitnessCache(), key, campaign.evolution.merge_scale_variants)
         cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
-        cache.ingest(logged.filter(cacheable))
+        screen.ingest(logged.filter(cacheable))
         _tell_logged_outstanding(evolution, logged)
         controller = Controller(
             campaign,
             directory,
             pool,
             evolution,
-            Screen(cache, key),
+            screen,
             _baselines(directory, pool, config, campaign.resources.timeout_seconds),
             log,
             history=logged,

@@ -27,6 +27,13 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``program`` (string): the program text.
 - ``program_json`` (string): the program's canonical JSON (IR).
 - ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
+- ``identity`` (string, null): its rule identity, when the campaign merges scale variants
+  (``[evolution] merge_scale_variants``): equal for ``u`` and ``c·u`` (``c > 0``) when ``u`` is
+  linear in ``lr`` (:func:`evodisc.hashing.rule_identity`), else the functional hash; equal
+  identities are evaluated once. Null in logs written without it.
+- ``scale`` (float64, null): the factor that goes with ``identity`` (1 where the identity is
+  the functional hash): the program at ``lr`` trains as the rule's unit form at
+  ``lr · scale``; a cache hit's ``best_lr`` is the trained variant's mapped by the ratio.
 - ``config_key`` (string): the fitness configuration's cache key.
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
 - ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error`` or ``timeout``.
@@ -49,7 +56,7 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 
 ``functional_hash``, ``config_key``, ``fitness``, ``status``, ``details`` and ``uncertainty`` are
 :data:`evodisc.fitness_cache.SCHEMA`'s columns: ``FitnessCache().ingest(log.read())`` rebuilds a
-cache from a log.
+cache from a log (:meth:`evodisc.screen.Screen.ingest` keyed by rule identity).
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ LOG_SCHEMA = pa.schema(
         ("program", pa.string()),
         ("program_json", pa.string()),
         ("functional_hash", pa.string()),
+        ("identity", pa.string()),
+        ("scale", pa.float64()),
         ("config_key", pa.string()),
         ("cache_hit", pa.bool_()),
         ("status", pa.string()),
