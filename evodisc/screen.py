@@ -60,8 +60,10 @@ class Screen:
         self._in_flight: dict[str, list[tuple[int, float]]] = defaultdict(list)
 
     def rule(self, validity: Validity) -> RuleIdentity | None:
-        """The candidate's rule identity when this screen merges scale variants, else None."""
-        return validity.rule if self.merge_scale_variants else None
+        """The candidate's rule identity when this screen merges scale variants and it is valid,
+        else None (an invalid candidate's verdict is its own: a limit on statements or memory
+        holds for the program, not for its rule)."""
+        return validity.rule if self.merge_scale_variants and validity.valid else None
 
     def key(self, validity: Validity) -> str:
         """What the candidate's result is keyed by: its rule identity or its functional hash."""
@@ -106,17 +108,18 @@ class Screen:
     def ingest(self, log: pa.Table) -> int:
         """Learn the results of campaign log rows (``functional_hash``, ``identity``, ``scale``,
         ``config_key``, ``fitness``, ``status``, ``details``, ``uncertainty``), keyed as this
-        screen keys them (rows without an identity are skipped when it merges); returns the
-        number of new entries."""
+        screen keys them (when it merges, a valid row without an identity is skipped); returns
+        the number of new entries."""
         if self.merge_scale_variants:
+            columns = [log.column(c).to_pylist() for c in ("functional_hash", "identity")]
+            statuses, scales = log.column("status").to_pylist(), log.column("scale").to_pylist()
+            keys = [h if s == "invalid" else i for h, i, s in zip(*columns, statuses, strict=True)]
             details = [
                 json.dumps(_scaled_details(json.loads(text or "{}"), scale or 1.0))
-                for text, scale in zip(
-                    log.column("details").to_pylist(), log.column("scale").to_pylist(), strict=True
-                )
+                for text, scale in zip(log.column("details").to_pylist(), scales, strict=True)
             ]
             log = log.drop_columns(["functional_hash", "details"])
-            log = log.append_column("functional_hash", log.column("identity"))
+            log = log.append_column("functional_hash", pa.array(keys, pa.string()))
             log = log.append_column("details", pa.array(details, pa.string()))
         return self.cache.ingest(log)
 

@@ -176,6 +176,20 @@ def test_the_screen_trains_one_variant_and_maps_the_others_best_lr():
     assert [plain.screen(i, v).verdict for i, v in enumerate((sgd, double))] == [Verdict.NEW] * 2
 
 
+def test_an_invalid_variant_does_not_decide_for_its_rule():
+    """A limit on statements holds for the program, not for its rule: a variant over it is
+    invalid, and neither gives its verdict to the rule nor takes the rule's result."""
+    screen = Screen(FitnessCache(), "key", merge_scale_variants=True)
+    too_long = check_candidate(scaled(load_known("adam"), 2.0), max_statements=0)
+    assert screen.screen(0, too_long).verdict is Verdict.INVALID
+    adam = check_candidate(load_known("adam"))
+    assert screen.screen(1, adam).verdict is Verdict.NEW
+    screen.resolve(adam, tasks_result(1.0, {"a": 1e-3}))
+    assert screen.screen(2, too_long).verdict is Verdict.CACHED  # its own verdict, again
+    assert screen.screen(2, too_long).result.status == "invalid"
+    assert screen.rule(too_long) is None and screen.rule(adam) == adam.rule
+
+
 def test_the_screen_rebuilt_from_a_log_maps_the_best_lr():
     """The resume path: a log's rows (identity, scale, the program's own best_lr) feed a new
     screen, which answers another variant at its scale."""
@@ -191,11 +205,23 @@ def test_the_screen_rebuilt_from_a_log_maps_the_best_lr():
         "details": json.dumps(tasks_result(0.9, {"a": 0.004}).details),
         "uncertainty": 0.02,
     }
+    ignores_g = check_candidate(parse_program("def train(w, lr):\n    return lr * w\n"))
+    invalid = {  # an invalid row has no identity: keyed by its functional hash
+        **row,
+        "functional_hash": ignores_g.functional_hash,
+        "identity": None,
+        "scale": None,
+        "status": "invalid",
+        "fitness": 0.0,
+        "details": json.dumps({"reason": ignores_g.reason}),
+    }
+    older = {**row, "identity": None}  # a row logged without merging: skipped
     screen = Screen(FitnessCache(), key, merge_scale_variants=True)
-    assert screen.ingest(pa.Table.from_pylist([row, {**row, "identity": None}])) == 1
+    assert screen.ingest(pa.Table.from_pylist([row, older, invalid])) == 2
     screened = screen.screen(0, check_candidate(load_known("adam")))
     assert screened.verdict is Verdict.CACHED and screened.result.fitness == 0.9
     assert best_lrs(screened.result) == {"a": pytest.approx(0.008, rel=1e-9)}
+    assert screen.screen(1, ignores_g).result.status == "invalid"
 
 
 CONFIG = SuiteConfig(

@@ -30,7 +30,8 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``identity`` (string, null): its rule identity, when the campaign merges scale variants
   (``[evolution] merge_scale_variants``): equal for ``u`` and ``c·u`` (``c > 0``) when ``u`` is
   linear in ``lr`` (:func:`evodisc.hashing.rule_identity`), else the functional hash; equal
-  identities are evaluated once. Null in logs written without it.
+  identities are evaluated once. Null for invalid candidates (a limit holds for the program,
+  not its rule) and in logs written without it.
 - ``scale`` (float64, null): the factor that goes with ``identity`` (1 where the identity is
   the functional hash): the program at ``lr`` trains as the rule's unit form at
   ``lr · scale``; a cache hit's ``best_lr`` is the trained variant's mapped by the ratio.
