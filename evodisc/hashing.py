@@ -369,7 +369,7 @@ def _unit_scale(updates: np.ndarray, probe: Probe) -> float | None:
 
 def _proportional(updates: np.ndarray, unit: np.ndarray, ratio: float) -> bool:
     """Whether ``updates`` are ``ratio`` times ``unit`` (up to :data:`LINEAR_TOLERANCE`)."""
-    expected = unit * ratio
-    allowed = LINEAR_TOLERANCE * np.abs(expected).max(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):  # an overflow is a difference like any other
+        expected = unit * ratio
+        allowed = LINEAR_TOLERANCE * np.abs(expected).max(axis=1, keepdims=True)
         return bool((np.abs(updates - expected) <= allowed).all())
