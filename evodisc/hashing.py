@@ -23,6 +23,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -45,6 +46,13 @@ PROBE_TS = (1.0, 2.0, 3.0, 10.0, 1000.0)
 SIZES = (64, 23, 1024)
 #: A program is coarse when its main-probe updates hold at most this share of distinct values.
 COARSE_SHARE = 0.25
+#: Salts rule identities (bumped when their probes, checks or normalisation change).
+RULE_VERSION = "evodisc-rule-identity/1"
+#: The factors of the probes' learning rates (1e-3..1e-1) at which a rule's linearity in ``lr``
+#: is checked: learning rates from about 1e-6 to 100, the range a sweep trains at.
+LINEAR_FACTORS = (2.0**-10, 1.0, 2.0**10)
+#: Difference tolerated by that check, relative to the step's largest update.
+LINEAR_TOLERANCE = 1e-9
 _SEED = 20240607
 _NONFINITE = np.int64(0x7FF8_0000_0000_0000)  # the one token for NaN, +inf and -inf
 _ROUND = np.int64(1 << (52 - MANTISSA_BITS - 1))
@@ -67,6 +75,16 @@ class Probe:
     grads: np.ndarray  # (steps, n)
     lrs: tuple[np.float64, ...]
     ts: tuple[np.float64, ...]
+
+    @cached_property
+    def sgd_path(self) -> np.ndarray:
+        """Weights ``(steps, n)`` that do not depend on the program: ``w0`` moved by
+        ``lr * g`` each step (what :func:`rule_identity` feeds, so that runs at different
+        learning rates see the same weights)."""
+        steps = [self.w0]
+        for lr, g in zip(self.lrs[:-1], self.grads[:-1], strict=True):
+            steps.append(steps[-1] - lr * g)
+        return np.stack(steps)
 
 
 def _signed_magnitudes(rng: random.Random, n: int) -> np.ndarray:
@@ -170,7 +188,11 @@ def run_updates(compiled: CompiledProgram, probe: Probe) -> np.ndarray:
     return _run(_plan(compiled), probe)
 
 
-def _run(plan: _Plan, probe: Probe) -> np.ndarray:
+def _run(
+    plan: _Plan, probe: Probe, lr_factor: float = 1.0, path: np.ndarray | None = None
+) -> np.ndarray:
+    """The updates of ``plan`` on ``probe`` with ``lr`` multiplied by ``lr_factor``; the weight
+    moves by the updates (``w ← w − u``), or is ``path[k]`` at step ``k`` when given."""
     compiled = plan.compiled
     n = probe.w0.shape[0]
     steps = probe.grads.shape[0]
@@ -187,7 +209,10 @@ def _run(plan: _Plan, probe: Probe) -> np.ndarray:
     w = probe.w0
     with np.errstate(all="ignore"):
         for k in range(steps):
-            for reg, value in ((w_reg, w), (g_reg, probe.grads[k]), (lr_reg, probe.lrs[k])):
+            if path is not None:
+                w = path[k]
+            lr = probe.lrs[k] * lr_factor
+            for reg, value in ((w_reg, w), (g_reg, probe.grads[k]), (lr_reg, lr)):
                 if reg is not None:
                     regs[reg] = value
             if t_reg is not None:
@@ -234,21 +259,28 @@ def functional_hash_info(program: Program | str) -> HashInfo:
     if isinstance(program, str):
         program = parse_program(_program_text(program))
     plan = _plan(compile_program(program, backend="numpy"))
-    main, reduction, fine = PROBES
+    main = PROBES[0]
     digest = hashlib.blake2b(HASH_VERSION.encode(), digest_size=16)
     updates = _run(plan, main)
     finite = bool(np.isfinite(updates).all())
     tokens = quantise(updates)
     digest.update(tokens.astype("<i8").tobytes())
-    extra = [reduction] if plan.has_reduction else []
-    varies = bool((tokens != tokens[:, :1]).any())  # not the same value in every element
-    if finite and varies and _distinct(tokens) <= COARSE_SHARE * tokens.size:
-        extra.append(fine)
-    for probe in extra:
+    for probe in _extra_probes(plan, tokens, finite):
         updates = _run(plan, probe)
         finite = finite and bool(np.isfinite(updates).all())
         digest.update(quantise(updates).astype("<i8").tobytes())
     return HashInfo(digest.hexdigest(), finite)
+
+
+def _extra_probes(plan: _Plan, tokens: np.ndarray, finite: bool) -> list[Probe]:
+    """The probes run after the main one (whose quantised updates are ``tokens``): the
+    reduction probe for a program with a reduction, the fine one for a coarse program."""
+    _, reduction, fine = PROBES
+    extra = [reduction] if plan.has_reduction else []
+    varies = bool((tokens != tokens[:, :1]).any())  # not the same value in every element
+    if finite and varies and _distinct(tokens) <= COARSE_SHARE * tokens.size:
+        extra.append(fine)
+    return extra
 
 
 def _program_text(text: str) -> str:
@@ -267,3 +299,77 @@ def _program_text(text: str) -> str:
 def functional_hash(program: Program | str) -> str:
     """A 32-hex-digit digest, equal for programs that compute the same updates."""
     return functional_hash_info(program).digest
+
+
+# Rule identity: the functional hash up to a positive factor of the update -----------------------
+
+
+@dataclass(frozen=True)
+class RuleIdentity:
+    """A program's update rule up to a positive constant factor: ``digest`` is equal for ``u``
+    and ``c·u`` (any ``c > 0``), and ``scale`` is the factor: the program at learning rate
+    ``lr`` is the rule's unit form at ``lr · scale``. A program whose update is not linear in
+    ``lr`` is its own rule: its functional hash, scale 1 (``lr_linear`` False)."""
+
+    digest: str
+    scale: float
+    lr_linear: bool
+
+
+def rule_identity(program: Program, functional_hash: str | None = None) -> RuleIdentity:
+    """The :class:`RuleIdentity` of ``program`` (``functional_hash``: its digest, when known).
+
+    When the update is linear in ``lr`` (``u(a·lr) = a·u(lr)`` along any input sequence, the
+    state following its own run, checked on the probes at :data:`LINEAR_FACTORS` times their
+    learning rates), ``c·u`` at ``lr`` is ``u`` at ``c·lr``: a learning-rate sweep absorbs
+    ``c``. The scale is the largest update of the first step that moves at all, per unit of
+    ``lr``; the digest hashes the updates at ``lr / scale`` (the unit form) like
+    :func:`functional_hash_info`, salted with :data:`RULE_VERSION`. The weights follow
+    :attr:`Probe.sgd_path` (the same at every learning rate), not the program's own updates."""
+    unit = _unit_form(_plan(compile_program(program, backend="numpy")))
+    if unit is None:
+        digest = functional_hash or functional_hash_info(program).digest
+        return RuleIdentity(digest, 1.0, False)
+    return RuleIdentity(*unit, True)
+
+
+def _unit_form(plan: _Plan) -> tuple[str, float] | None:
+    """The digest of the unit form and the scale (see :func:`rule_identity`); None when the
+    update is not linear in ``lr`` (or not finite, or never moves)."""
+    main = PROBES[0]
+    base = _run(plan, main, path=main.sgd_path)
+    scale = _unit_scale(base, main)
+    if scale is None:
+        return None
+    digest = hashlib.blake2b(RULE_VERSION.encode(), digest_size=16)
+    unit = _run(plan, main, 1.0 / scale, main.sgd_path)
+    for probe in [main, *_extra_probes(plan, quantise(unit), True)]:
+        if probe is not main:
+            unit = _run(plan, probe, 1.0 / scale, probe.sgd_path)
+        for factor in LINEAR_FACTORS:
+            reuse = probe is main and factor == 1.0
+            updates = base if reuse else _run(plan, probe, factor, probe.sgd_path)
+            if not _proportional(updates, unit, factor * scale):
+                return None
+        digest.update(quantise(unit).astype("<i8").tobytes())
+    return digest.hexdigest(), scale
+
+
+def _unit_scale(updates: np.ndarray, probe: Probe) -> float | None:
+    """The largest update of the first step with a non-zero one, over that step's ``lr``;
+    None when an update is not finite or none moves."""
+    if not np.isfinite(updates).all():
+        return None
+    for row, lr in zip(updates, probe.lrs, strict=True):
+        largest = float(np.abs(row).max())
+        if largest > 0:
+            return largest / float(lr)
+    return None
+
+
+def _proportional(updates: np.ndarray, unit: np.ndarray, ratio: float) -> bool:
+    """Whether ``updates`` are ``ratio`` times ``unit`` (up to :data:`LINEAR_TOLERANCE`)."""
+    with np.errstate(all="ignore"):  # an overflow is a difference like any other
+        expected = unit * ratio
+        allowed = LINEAR_TOLERANCE * np.abs(expected).max(axis=1, keepdims=True)
+        return bool((np.abs(updates - expected) <= allowed).all())

@@ -94,6 +94,7 @@ NON_NEGATIVE = Check("a number >= 0", lambda v: _is_number(v) and v >= 0, float)
 FRACTION = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1, float)
 BOOL = Check("true or false", lambda v: isinstance(v, bool))
 TEXT = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v))
+BOOL = Check("true or false", lambda v: isinstance(v, bool))
 
 
 def setting(check: Check, default: Any, doc: str, shown: str | None = None) -> Any:

@@ -9,21 +9,30 @@ worst fitness without training; the search goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from evodisc.analysis import ProgramInfo, analyse
-from evodisc.hashing import functional_hash_info
+from evodisc.hashing import RuleIdentity, functional_hash_info, rule_identity
 from evodisc.program import Program
 
 
 @dataclass(frozen=True)
 class Validity:
-    """A program's functional hash, the reasons it cannot be a candidate (none: valid), and
-    the static facts they were judged on."""
+    """A program's functional hash, the reasons it cannot be a candidate (none: valid), the
+    static facts they were judged on, and the program (for :attr:`rule`)."""
 
     functional_hash: str
     problems: tuple[str, ...]
     info: ProgramInfo
+    program: Program = field(compare=False, repr=False)
+
+    @cached_property
+    def rule(self) -> RuleIdentity:
+        """The program's rule identity (its hash up to a positive factor of an lr-linear
+        update, and the factor: :func:`evodisc.hashing.rule_identity`), computed on first
+        use: only a screen that merges scale variants asks for it."""
+        return rule_identity(self.program, self.functional_hash)
 
     @property
     def valid(self) -> bool:
@@ -41,15 +50,15 @@ def check_candidate(
 ) -> Validity:
     """Hash ``program`` and list what makes it invalid; ``max_statements`` bounds the statements
     as written, ``max_memory`` the state slots the update needs (tensors kept per parameter)."""
-    identity = functional_hash_info(program)
+    hashed = functional_hash_info(program)
     info = analyse(program)
     problems = []
     if not info.uses_gradient:
         problems.append("the update never depends on the gradient g")
-    if not identity.finite:
+    if not hashed.finite:
         problems.append("its update is not finite (NaN or inf) on the probe inputs")
     if max_statements is not None and info.statements > max_statements:
         problems.append(f"{info.statements} statements, more than the limit of {max_statements}")
     if max_memory is not None and info.memory > max_memory:
         problems.append(f"{info.memory} state slots needed, more than the limit of {max_memory}")
-    return Validity(identity.digest, tuple(problems), info)
+    return Validity(hashed.digest, tuple(problems), info, program)

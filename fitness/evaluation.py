@@ -6,7 +6,9 @@ hash); an *invalid* program (update not finite on the probe inputs, or never rea
 the worst fitness (0) without any training; a hash with a result in the
 :class:`~evodisc.fitness_cache.FitnessCache` under the suite's configuration key reuses it; the
 remaining programs — one per distinct hash — are trained together (``fitness.evaluate``), and
-their results stored in the cache and given to their equivalents.
+their results stored in the cache and given to their equivalents. With
+``merge_scale_variants`` the key is the rule identity instead of the hash: positive multiples of
+an lr-linear update are trained once (:mod:`evodisc.screen`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from evodisc.fitness_cache import CachedFitness, FitnessCache
 from evodisc.program import Program
 from evodisc.screen import Screen, Verdict
-from evodisc.validity import check_candidate
+from evodisc.validity import Validity, check_candidate
 from fitness.config import SuiteConfig
 from fitness.device import resolve_device
 from fitness.suite import evaluate
@@ -37,29 +39,33 @@ def evaluate_cached(
     cache: FitnessCache,
     config: SuiteConfig | None = None,
     device=None,
+    merge_scale_variants: bool = False,
 ) -> list[Evaluation]:
-    """The fitness of each program, training only programs whose function is new to ``cache``."""
+    """The fitness of each program, training only programs whose function is new to ``cache``;
+    with ``merge_scale_variants``, only programs whose rule is (``c·u`` is ``u`` for an
+    lr-linear ``u``: :class:`~evodisc.screen.Screen`), a variant's best learning rates mapped."""
     config = config or SuiteConfig()
-    screen = Screen(cache, config.cache_key(resolve_device(device).type))
+    screen = Screen(cache, config.cache_key(resolve_device(device).type), merge_scale_variants)
     digests: list[str] = []
     hits: list[bool] = []  # in the cache, or equivalent to an earlier program of this call
     known: dict[int, CachedFitness] = {}  # results available before training, by index
-    to_train: dict[str, tuple[int, Program]] = {}  # hash -> the first index, its program
+    to_train: list[tuple[int, Validity]] = []  # the first index of each new key, its validity
     for index, program in enumerate(programs):
         validity = check_candidate(program)
         digests.append(validity.functional_hash)
         screened = screen.screen(index, validity)
         hits.append(screened.verdict in (Verdict.CACHED, Verdict.WAITING))
         if screened.verdict is Verdict.NEW:
-            to_train[validity.functional_hash] = index, program
+            to_train.append((index, validity))
         elif screened.result is not None:
             known[index] = screened.result
     if to_train:
-        fitnesses = evaluate([program for _, program in to_train.values()], config, device)
-        for (digest, (index, _)), fitness in zip(to_train.items(), fitnesses, strict=True):
+        trained = [programs[index] for index, _ in to_train]
+        fitnesses = evaluate(trained, config, device)
+        for (index, validity), fitness in zip(to_train, fitnesses, strict=True):
             known[index] = fitness.as_cached()
-            for waiter in screen.resolve(digest, known[index]):
-                known[waiter] = known[index]
+            for waiter, result in screen.resolve(validity, known[index]):
+                known[waiter] = result
     return [
         Evaluation(digest, known[index], hit)
         for index, (digest, hit) in enumerate(zip(digests, hits, strict=True))

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from evodisc.analysis import analyse, eliminate_dead_code
 from evodisc.program import Const, Program, program_from_json, program_to_json, walk
 from evodisc.settings import (
+    BOOL,
     COUNT,
     NON_NEGATIVE,
     POSITIVE_INT,
@@ -130,6 +131,12 @@ class EvolutionConfig:
     migration_size: int = setting(POSITIVE_INT, 1, "programs sent per migration")
     max_retries: int = setting(
         int_between(0, 1000), 10, "re-mutations of a child equal to its parent"
+    )
+    merge_scale_variants: bool = setting(
+        BOOL,
+        True,
+        "a positive multiple of a rule's lr-linear update is the same rule: scored once",
+        shown="true (false for directories written before it existed)",
     )
     seed: int = 0
     space: ProgramSpace = DEFAULT_SPACE
@@ -485,7 +492,7 @@ def _candidate_to_json(c: Candidate, text: Callable[[Candidate], str] | None = N
 
 def _candidate_from_json(doc: dict) -> Candidate:
     program = program_from_json(doc["program_json"])
-    validity = Validity(doc["functional_hash"], tuple(doc["problems"]), analyse(program))
+    validity = Validity(doc["functional_hash"], tuple(doc["problems"]), analyse(program), program)
     return Candidate(doc["id"], program, doc["parent_id"], doc["mutation"], doc["island"], validity)
 
 

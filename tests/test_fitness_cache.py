@@ -52,7 +52,7 @@ def test_the_screen_consults_the_cache_and_counts():
     assert screen.screen(0, first).verdict is Verdict.NEW
     assert screen.screen(1, second).verdict is Verdict.WAITING
     result = CachedFitness(0.75, "ok", {"best_lr": 0.001})
-    assert screen.resolve(first.functional_hash, result) == [1]
+    assert screen.resolve(first, result) == [(1, result)]
     assert screen.screen(2, third) == Screened(Verdict.CACHED, result)
     assert cache.hits == 1 and cache.misses == 2 and cache.hit_rate == pytest.approx(1 / 3)
     lion = functional_hash(load_known("lion"))

@@ -68,25 +68,29 @@ class Report:
 
 
 def distinct_programs(rows: list[dict]) -> list[Program]:
-    """One entry per functional hash (its first candidate), fittest first."""
-    by_hash: dict[str, list[dict]] = {}
+    """One entry per rule identity (scale variants are one rule), or per functional hash in
+    logs without identities: its fittest candidate (the first among equals), fittest first."""
+    by_rule: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: r["id"]):
-        by_hash.setdefault(row["functional_hash"], []).append(row)
+        by_rule.setdefault(row.get("identity") or row["functional_hash"], []).append(row)
+    best = [
+        (max(group, key=lambda r: (r["fitness"], -r["id"])), group) for group in by_rule.values()
+    ]
     programs = [
         Program(
-            digest,
-            group[0]["id"],
+            row["functional_hash"],
+            row["id"],
             len(group),
-            group[0]["fitness"],
-            group[0]["status"],
-            group[0]["statements"],
-            group[0]["memory"],
-            group[0]["program"],
-            json.loads(group[0]["details"] or "{}"),
-            group[0]["program_json"],
-            group[0].get("uncertainty"),
+            row["fitness"],
+            row["status"],
+            row["statements"],
+            row["memory"],
+            row["program"],
+            json.loads(row["details"] or "{}"),
+            row["program_json"],
+            row.get("uncertainty"),
         )
-        for digest, group in by_hash.items()
+        for row, group in best
     ]
     return sorted(programs, key=lambda p: (-p.fitness, p.first_id))
 

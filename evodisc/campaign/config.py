@@ -230,17 +230,31 @@ class Campaign:
         """The campaign's identity: a stable digest of :meth:`to_dict` without the name (which
         defaults to the file's name) and without the :data:`LATER_KEYS` at their defaults, key
         order ignored: the same content under another file name is the same campaign."""
-        return fitness_config_key(self._identity(name=False))
+        document = self._identity()
+        del document["campaign"]["name"]
+        return fitness_config_key(document)
 
-    def digests(self) -> tuple[str, str]:
+    def digests(self) -> tuple[str, ...]:
         """:meth:`digest`, and the digest with the name that directories written before
-        2026-12-06 hold (so that they resume)."""
-        return self.digest(), fitness_config_key(self._identity(name=True))
-
-    def _identity(self, name: bool) -> dict:
-        document = self.to_dict()
-        if not name:
+        2026-12-06 hold (so that they resume); when the keys of :data:`EARLIER_VALUES` hold
+        their earlier values, both again without those keys (directories written before
+        them)."""
+        documents = [self._identity()]
+        if all(documents[0][s][k] == v for (s, k), v in EARLIER_VALUES.items()):
+            earlier = self._identity()
+            for section, key in EARLIER_VALUES:
+                del earlier[section][key]
+            documents.append(earlier)
+        digests = []
+        for document in documents:
+            named = fitness_config_key(document)
             del document["campaign"]["name"]
+            digests += [fitness_config_key(document), named]
+        return tuple(digests)
+
+    def _identity(self) -> dict:
+        """:meth:`to_dict` without the :data:`LATER_KEYS` that hold their defaults."""
+        document = self.to_dict()
         for section, keys in LATER_KEYS.items():
             defaults = _keys(SECTIONS[section]())
             for key in defaults if keys is None else keys:
@@ -250,11 +264,28 @@ class Campaign:
                 del document[section]
         return document
 
+    def as_stored(self, stored: Mapping[str, Any]) -> Campaign:
+        """This campaign as a directory whose resolved campaign is ``stored`` runs it: a key of
+        :data:`EARLIER_VALUES` that ``stored`` lacks (written before the key existed) takes
+        its earlier value."""
+        campaign = self
+        for (section, key), value in EARLIER_VALUES.items():
+            if key not in stored.get(section, {}):
+                changed = dataclasses.replace(getattr(campaign, section), **{key: value})
+                campaign = dataclasses.replace(campaign, **{section: changed})
+        return campaign
+
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "campaign.json") -> Campaign:
         """A campaign from :meth:`to_dict`'s output (or any TOML-shaped mapping), validated;
         errors name ``source``."""
         return _parse(data, source, default_name=None)
+
+
+#: Keys added after campaign directories were first written, with the value that reproduces how
+#: a directory written before them ran: such a directory resumes with that value
+#: (:meth:`Campaign.as_stored`), and its digest is the one without the key.
+EARLIER_VALUES: dict[tuple[str, str], Any] = {("evolution", "merge_scale_variants"): False}
 
 
 # Loading and validation -------------------------------------------------------------------------

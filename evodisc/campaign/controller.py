@@ -44,6 +44,7 @@ from evodisc.campaign.config import Campaign
 from evodisc.campaign.evaluators import Batch, Completion
 from evodisc.campaign.progress import Progress, Stats
 from evodisc.fitness_cache import CachedFitness
+from evodisc.hashing import RuleIdentity
 from evodisc.program import format_program, program_to_json
 from evodisc.screen import WORST_FITNESS, Screen, Verdict
 from fitness.messages import Baseline, Request
@@ -266,12 +267,12 @@ class Controller:
         screen = self.screens[batch.stage]
         for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
             cached, node = result.fitness, completion.node
-            digest = self.candidates[cid].validity.functional_hash
-            waiters = screen.resolve(digest, cached, cache=cached.status in CACHEABLE)
+            validity, cacheable = self.candidates[cid].validity, cached.status in CACHEABLE
+            waiters = screen.resolve(validity, cached, cache=cacheable)
             source = {"node": node, "seconds": result.seconds, "worker": result.worker}
             self._staged(cid, batch.stage, cached, False, **source)
-            for waiter in waiters:
-                self._staged(waiter, batch.stage, cached, cache_hit=True)
+            for waiter, mapped in waiters:
+                self._staged(waiter, batch.stage, mapped, cache_hit=True)
 
     def _failed(self, completion: Completion) -> None:
         batch = completion.batch
@@ -285,12 +286,12 @@ class Controller:
         result = CachedFitness(WORST_FITNESS, status, {"reason": reason})
         screen = self.screens[batch.stage]
         for cid in batch.candidate_ids:
-            digest = self.candidates[cid].validity.functional_hash
-            waiters = screen.resolve(digest, result, cache=False)
-            for failed in (cid, *waiters):
-                self._finish(
-                    failed, result, cache_hit=False, stage=batch.stage, node=completion.node
-                )
+            validity = self.candidates[cid].validity
+            waiters = screen.resolve(validity, result, cache=False)
+            node = completion.node
+            self._finish(cid, result, cache_hit=False, stage=batch.stage, node=node)
+            for waiter, mapped in waiters:
+                self._finish(waiter, mapped, cache_hit=False, stage=batch.stage, node=node)
 
     def _update_deadline(self) -> None:
         if not self.campaign.resources.timeout_seconds and len(self.batch_seconds) >= 3:
@@ -315,6 +316,7 @@ class Controller:
                 result,
                 cache_hit=cache_hit,
                 config_key=self.screens[stage].config_key,
+                rule=self.screens[stage].rule(candidate.validity),
                 wall_time=self.elapsed(),
                 program_json=self._program_json(cid),
                 stage=stage,
@@ -421,6 +423,7 @@ def candidate_row(
     cache_hit: bool,
     config_key: str,
     wall_time: float,
+    rule: RuleIdentity | None = None,
     seconds: float = 0.0,
     worker: str = "",
     node: str = "",
@@ -431,7 +434,8 @@ def candidate_row(
     """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
     ``program_json``: the program's JSON when already known (it is computed otherwise);
     ``stage``: the funnel stage whose result ``result`` is; ``screened``: its screen result
-    (kept in ``details["screen"]``, and its fitness as ``screen_fitness``)."""
+    (kept in ``details["screen"]``, and its fitness as ``screen_fitness``); ``rule``: its rule
+    identity when the campaign merges scale variants."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     details = {key: value for key, value in result.details.items() if key != "screen"}
@@ -445,6 +449,8 @@ def candidate_row(
         "program": format_program(candidate.program),
         "program_json": program_json or program_to_json(candidate.program),
         "functional_hash": candidate.validity.functional_hash,
+        "identity": None if rule is None else rule.digest,
+        "scale": None if rule is None else rule.scale,
         "config_key": config_key,
         "cache_hit": cache_hit,
         "status": result.status,

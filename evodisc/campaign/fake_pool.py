@@ -35,14 +35,15 @@ def fake_result(program: Program, worker: str, config: SuiteConfig | None = None
     v = int.from_bytes(noise, "big") / 2**64
     diverged = digest[0] < 26
     fitness = 0.0 if diverged else min(max(1.2 * u + 0.1 * (v - 0.5), 0.0), 1.199)
-    details = {
+    tasks = {
         task: {
             "metric": None if diverged else 0.05 / (fitness + 0.01 + k),
-            "best_lr": LRS[(digest[1] + k) % len(LRS)],
+            "best_lr": None if diverged else LRS[(digest[1] + k) % len(LRS)],
             "ratio": 0.0 if diverged else fitness,
         }
         for k, task in enumerate(TASKS)
     }
+    details = {"tasks": tasks}
     status = "diverged" if diverged else "ok"
     uncertainty = None if diverged else 0.01 + 0.05 * u
     return Result(CachedFitness(fitness, status, details, uncertainty), 0.0, worker)

@@ -83,8 +83,11 @@ def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> di
 
 
 def _resume_state(directory: Path, campaign: Campaign, force: bool):
-    """Evolution, log table and elapsed seconds of a campaign directory to resume."""
+    """The campaign as the directory runs it (:meth:`Campaign.as_stored`, unless ``force``),
+    its evolution and elapsed seconds."""
     stored = store.read_campaign(directory)
+    if not force:
+        campaign = campaign.as_stored(stored["campaign"])
     if stored["digest"] not in campaign.digests() and not force:
         raise CampaignError(
             f"{directory} was run with a different campaign file; resume with the same file, "
@@ -104,7 +107,7 @@ def _resume_state(directory: Path, campaign: Campaign, force: bool):
             f"{directory / store.CHECKPOINT_FILE}: unreadable checkpoint ({reason}); the log is "
             "intact, but the search cannot continue from it"
         ) from None
-    return evolution, elapsed
+    return campaign, evolution, elapsed
 
 
 def run_campaign(
@@ -125,7 +128,7 @@ def run_campaign(
     with ExitStack() as stack:
         directory = stack.enter_context(store.open_directory(out, resume))  # ours alone
         if resume:
-            evolution, elapsed = _resume_state(directory, campaign, force)
+            campaign, evolution, elapsed = _resume_state(directory, campaign, force)
         else:
             evolution, elapsed = RegularizedEvolution(campaign.evolution_config()), 0.0
         pool = pool or open_pool(campaign, address, no_ray)  # first: a bad address leaves DIR empty
@@ -186,14 +189,13 @@ def stage_screens(campaign: Campaign, logged: pa.Table, device: str) -> dict[str
     from the log: each row's result under its stage's key, and the screening stage's results
     that rows keep in their details."""
     keys = {stage: campaign.stage_config(stage).cache_key(device) for stage in campaign.stages()}
-    cache = FitnessCache()
+    cache, merge = FitnessCache(), campaign.evolution.merge_scale_variants
+    screens = {stage: Screen(cache, key, merge) for stage, key in keys.items()}
     cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
-    cache.ingest(logged.filter(cacheable))
-    if "screen" in keys:
-        for digest, result in store.screen_results(logged):
-            if not cache.contains(digest, keys["screen"]):
-                cache.put(digest, keys["screen"], result)
-    return {stage: Screen(cache, key) for stage, key in keys.items()}
+    screens["full"].ingest(logged.filter(cacheable))  # each row under its own key
+    if "screen" in screens:
+        screens["screen"].ingest(store.screen_rows(logged, keys["screen"]))
+    return screens
 
 
 def _tell_logged_outstanding(evolution: RegularizedEvolution, logged: pa.Table) -> None:

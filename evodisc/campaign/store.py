@@ -27,6 +27,14 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``program`` (string): the program text.
 - ``program_json`` (string): the program's canonical JSON (IR).
 - ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
+- ``identity`` (string, null): its rule identity, when the campaign merges scale variants
+  (``[evolution] merge_scale_variants``): equal for ``u`` and ``c·u`` (``c > 0``) when ``u`` is
+  linear in ``lr`` (:func:`evodisc.hashing.rule_identity`), else the functional hash; equal
+  identities are evaluated once. Null for invalid candidates (a limit holds for the program,
+  not its rule) and in logs written without it.
+- ``scale`` (float64, null): the factor that goes with ``identity`` (1 where the identity is
+  the functional hash): the program at ``lr`` trains as the rule's unit form at
+  ``lr · scale``; a cache hit's ``best_lr`` is the trained variant's mapped by the ratio.
 - ``config_key`` (string): the fitness configuration's cache key.
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
 - ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error``, ``timeout`` or
@@ -56,7 +64,7 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 
 ``functional_hash``, ``config_key``, ``fitness``, ``status``, ``details`` and ``uncertainty`` are
 :data:`evodisc.fitness_cache.SCHEMA`'s columns: ``FitnessCache().ingest(log.read())`` rebuilds a
-cache from a log.
+cache from a log (:meth:`evodisc.screen.Screen.ingest` keyed by rule identity).
 """
 
 from __future__ import annotations
@@ -95,6 +103,8 @@ LOG_SCHEMA = pa.schema(
         ("program", pa.string()),
         ("program_json", pa.string()),
         ("functional_hash", pa.string()),
+        ("identity", pa.string()),
+        ("scale", pa.float64()),
         ("config_key", pa.string()),
         ("cache_hit", pa.bool_()),
         ("status", pa.string()),
@@ -216,24 +226,26 @@ def screen_document(result: CachedFitness) -> dict[str, Any]:
     }
 
 
-def screen_results(table: pa.Table) -> Iterator[tuple[str, CachedFitness]]:
-    """``(functional hash, screen result)`` of every logged row that was screened (to rebuild
-    the screening stage's cache on resume)."""
-    hashes = table.column("functional_hash").to_pylist()
-    for digest, text in zip(hashes, table.column("details").to_pylist(), strict=True):
-        document = json.loads(text or "{}").get("screen")
-        if digest is None or not isinstance(document, dict):
-            continue
-        fitness = document.get("fitness")
-        yield (
-            digest,
-            CachedFitness(
-                math.nan if fitness is None else float(fitness),
-                document.get("status") or "ok",
-                document.get("details") or {},
-                document.get("uncertainty"),
-            ),
-        )
+def screen_rows(table: pa.Table, config_key: str) -> pa.Table:
+    """The screening stage's results that the rows of ``table`` (a log) keep in their details,
+    as log rows under ``config_key`` (to rebuild the screen's cache on resume)."""
+    columns = ("functional_hash", "identity", "scale", "details")
+    names = (*columns, "config_key", "fitness", "status", "uncertainty")
+    rows = []
+    for row in table.select(list(columns)).to_pylist():
+        document = json.loads(row["details"] or "{}").get("screen")
+        if isinstance(document, dict):
+            rows.append(
+                {
+                    **row,
+                    "config_key": config_key,
+                    "fitness": document.get("fitness"),
+                    "status": document.get("status") or "ok",
+                    "uncertainty": document.get("uncertainty"),
+                    "details": json.dumps(document.get("details") or {}),
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=pa.schema([LOG_SCHEMA.field(n) for n in names]))
 
 
 # Checkpoint and campaign file -------------------------------------------------------------------
