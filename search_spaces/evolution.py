@@ -170,7 +170,7 @@ class EvolutionConfig:
                 )
                 raise SettingError("warm_start", detail, unknown=True)
         names = search.mutation_names()
-        check_known("mutation_weights", self.mutation_weights, names, f"{search.kind} mutation")
+        check_known("mutation_weights", self.mutation_weights, names, "mutation")
         if not any(self.mutation_weights.values()):
             raise SettingError("mutation_weights", "at least one weight > 0", self.mutation_weights)
         if self.crossover and not search.has_crossover:

@@ -161,10 +161,12 @@ def program_text(g: Genome) -> str:
     if corrected_v:
         body.append(f"vhat = v / (1 - {b2} ** t)")
     mhat = "mhat" if corrected_m else "m"
-    denominator = f"(sqrt({'vhat' if corrected_v else 'v'}) + {_number(g.eps)})"
-    if READS_V <= set(present):  # both terms divide by it: written once
-        body.append(f"denom = {denominator[1:-1]}")
+    denominator = f"sqrt({'vhat' if corrected_v else 'v'}) + {_number(g.eps)}"
+    if READS_V.issubset(present):  # both terms divide by it: written once
+        body.append(f"denom = {denominator}")
         denominator = "denom"
+    else:
+        denominator = f"({denominator})"
     terms = {
         "gradient": "g",
         "momentum": mhat,

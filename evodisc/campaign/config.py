@@ -1,8 +1,10 @@
 """Campaign files (``experiments/*.toml``): read, validated in full before anything starts, and
 resolved into the real configuration classes with every default filled in.
 
-A section maps onto one class: ``[space]`` onto :class:`~search_spaces.space.ProgramSpace`,
-``[evolution]`` onto :class:`~search_spaces.evolution.EvolutionConfig`, ``[fitness]`` onto
+A section maps onto one class: ``[space]`` onto the settings of the search space its ``kind``
+names (:data:`search_spaces.spaces.SPACES`: :class:`~search_spaces.space.ProgramSpace` by
+default, :class:`~search_spaces.genome.GenomeSpace`), ``[evolution]`` onto
+:class:`~search_spaces.evolution.EvolutionConfig`, ``[fitness]`` onto
 :class:`~fitness.config.SuiteConfig`, ``[budget]`` and ``[resources]`` onto the classes below.
 Each class declares its keys with :func:`evodisc.settings.setting` (what the key accepts, its
 default, what it means) and checks them, and the rules between them, once, when it is built.
@@ -36,6 +38,7 @@ from evodisc.settings import (
     Check,
     SettingError,
     check_settings,
+    one_of,
     setting,
     settings_of,
     shown,
@@ -44,6 +47,7 @@ from evodisc.settings import (
 from fitness.config import SuiteConfig
 from search_spaces.evolution import EvolutionConfig
 from search_spaces.space import ProgramSpace
+from search_spaces.spaces import SPACES, SpaceSettings, open_space
 
 #: A campaign file is a regular file of at most this many bytes (a FIFO or a device is refused).
 MAX_CAMPAIGN_BYTES = 1 << 20
@@ -93,7 +97,8 @@ class ResourceSettings:
 
 
 #: The sections of a campaign file and the classes they map onto, in the order they are built
-#: (the evolution is given the space and the campaign's seed).
+#: (the evolution is given the space and the campaign's seed); ``[space]`` maps onto the class
+#: of its ``kind`` (:data:`SPACE_KIND`), the program space's by default.
 SECTIONS: dict[str, type] = {
     "space": ProgramSpace,
     "evolution": EvolutionConfig,
@@ -103,12 +108,24 @@ SECTIONS: dict[str, type] = {
 }
 
 
+#: ``[space] kind``: which search space the campaign searches.
+SPACE_KIND = Check(one_of(SPACES).expected, lambda v: v in SPACES)
+
+#: Keys added after campaign directories were first written, with the value that leaves a
+#: campaign as it was: at that value a key is left out of the digest, so that a campaign file
+#: of before keeps its digest and its directories resume.
+ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("space", "kind"): "program",
+    ("evolution", "crossover"): 0.0,
+}
+
+
 @dataclass(frozen=True)
 class Campaign:
     """A validated campaign (``[campaign]`` keys, then one field per section). Build it with
     :func:`load_campaign` or :meth:`from_dict`, which check everything."""
 
-    space: ProgramSpace
+    space: SpaceSettings
     evolution: EvolutionConfig
     budget: BudgetSettings
     fitness: SuiteConfig
@@ -128,20 +145,29 @@ class Campaign:
     def to_dict(self) -> dict:
         """The resolved campaign as JSON-able nested sections (the shape of the TOML file)."""
         sections = {"campaign": self, **{name: getattr(self, name) for name in SECTIONS}}
-        return {name: _keys(section) for name, section in sections.items()}
+        document = {name: _keys(section) for name, section in sections.items()}
+        document["space"] = {"kind": open_space(self.space).kind, **document["space"]}
+        return document
 
     def digest(self) -> str:
         """The campaign's identity: a stable digest of :meth:`to_dict` without the name (which
-        defaults to the file's name), key order ignored: the same content under another file
-        name is the same campaign."""
-        document = self.to_dict()
-        del document["campaign"]["name"]
-        return fitness_config_key(document)
+        defaults to the file's name) and without the :data:`ADDED_KEYS` at their old value,
+        key order ignored: the same content under another file name is the same campaign."""
+        return fitness_config_key(self._identity(name=False))
 
     def digests(self) -> tuple[str, str]:
         """:meth:`digest`, and the digest with the name that directories written before
         2026-12-06 hold (so that they resume)."""
-        return self.digest(), fitness_config_key(self.to_dict())
+        return self.digest(), fitness_config_key(self._identity(name=True))
+
+    def _identity(self, name: bool) -> dict:
+        document = self.to_dict()
+        if not name:
+            del document["campaign"]["name"]
+        for (section, key), old in ADDED_KEYS.items():
+            if document[section][key] == old:
+                del document[section][key]
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "campaign.json") -> Campaign:
@@ -193,16 +219,22 @@ def _parse(data: Mapping, source: str, default_name: str | None) -> Campaign:
         if isinstance(value, dict):
             hint = suggest(key, ["campaign", *SECTIONS], "[{}]")
             raise CampaignError(f"{source}: unknown section [{key}]{hint}")
-        owner = [name for name, cls in SECTIONS.items() if key in settings_of(cls)]
+        owner = [name for name, cls in _classes() if key in settings_of(cls)]
         hint = f" (it belongs in [{owner[0]}])" if owner else ""
         raise CampaignError(f"{source}: key {key!r} outside a section{hint}")
-    top = _section(Campaign, "campaign", data, source)
+    top = _section(Campaign, "campaign", data.get("campaign", {}), source)
     given = {"evolution": {"seed": top.get("seed", 0)}}
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
-        values = _section(cls, name, data, source) | given.get(name, {})
+        table = data.get(name, {})
+        if name == "space":
+            cls, table = _space_class(table, source)
+        values = _section(cls, name, table, source) | given.get(name, {})
         if name == "evolution":
             values["space"] = built["space"]
+            if "mutation_weights" in values:  # laid over the space's mutations at 1.0 each
+                names = open_space(built["space"]).mutation_names()
+                values["mutation_weights"] = dict.fromkeys(names, 1.0) | values["mutation_weights"]
         built[name] = _build(cls, name, values, source)
     campaign = Campaign(**top, **built)
     if campaign.name is None:
@@ -212,9 +244,36 @@ def _parse(data: Mapping, source: str, default_name: str | None) -> Campaign:
     return campaign
 
 
-def _section(cls: type, section: str, data: Mapping, source: str) -> dict[str, Any]:
-    """The keys given in ``data[section]``, checked and converted."""
-    table = data.get(section, {})
+def _classes() -> list[tuple[str, type]]:
+    """Each section's name and the classes it may map onto."""
+    return [
+        (name, owner)
+        for name, cls in SECTIONS.items()
+        for owner in (SPACES.values() if name == "space" else (cls,))
+    ]
+
+
+def _space_class(table: Any, source: str) -> tuple[type, Any]:
+    """The settings class of the kind ``[space]`` names, and its other keys; a key of another
+    kind of space is a :class:`CampaignError` saying so."""
+    if not isinstance(table, dict):
+        return ProgramSpace, table  # _section says what is wrong
+    kind = table.get("kind", "program")
+    if not SPACE_KIND.accepts(kind):
+        expected = SPACE_KIND.expected
+        raise CampaignError(f"{source}: space.kind: expected {expected}, got {shown(kind)}")
+    cls = SPACES[kind]
+    for key in table:
+        others = [k for k, c in SPACES.items() if k != kind and key in settings_of(c)]
+        if others and key not in settings_of(cls):
+            raise CampaignError(
+                f"{source}: space.{key}: a key of the {others[0]} space, not of kind {kind!r}"
+            )
+    return cls, {key: value for key, value in table.items() if key != "kind"}
+
+
+def _section(cls: type, section: str, table: Any, source: str) -> dict[str, Any]:
+    """The keys given in ``table`` (the section ``section``), checked and converted."""
     if not isinstance(table, dict):
         raise CampaignError(f"{source}: [{section}] must be a table, got {shown(table)}")
     known = settings_of(cls)
@@ -265,13 +324,18 @@ def _jsonable(value: Any) -> Any:
 def defaults_table() -> str:
     """Every key of a campaign file as a Markdown table: key, what it accepts, default, meaning."""
     lines = ["| key | accepts | default | meaning |", "| --- | --- | --- | --- |"]
-    for section, cls in {"campaign": Campaign, **SECTIONS}.items():
+    kind_row = f"| `space.kind` | {SPACE_KIND.expected} | \"program\" | the search space |"
+    for section, cls in [("campaign", Campaign), *_classes()]:
+        kind = next((k for k, c in SPACES.items() if c is cls), None)
+        if kind == "program":
+            lines.append(kind_row)
         for name, spec in settings_of(cls).items():
             meta = spec.metadata
             default = spec.default_factory() if callable(spec.default_factory) else spec.default
             shown = meta["shown"] or json.dumps(_jsonable(default))
             key = f"{section}.{name}"
-            lines.append(f"| `{key}` | {meta['check'].expected} | {shown} | {meta['doc']} |")
+            doc = meta["doc"] if kind in (None, "program") else f"{kind} space: {meta['doc']}"
+            lines.append(f"| `{key}` | {meta['check'].expected} | {shown} | {doc} |")
     return "\n".join(lines) + "\n"
 
 

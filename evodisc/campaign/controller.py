@@ -240,6 +240,7 @@ class Controller:
                 config_key=self.screen.config_key,
                 wall_time=self.elapsed(),
                 program_json=self._program_json(cid),
+                genome=self.evolution.genotype_json(candidate),
                 **source,
             )
         )
@@ -323,9 +324,11 @@ def candidate_row(
     worker: str = "",
     node: str = "",
     program_json: str | None = None,
+    genome: str | None = None,
 ) -> dict:
     """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
-    ``program_json``: the program's JSON when already known (it is computed otherwise)."""
+    ``program_json``: the program's JSON when already known (it is computed otherwise);
+    ``genome``: the candidate's genotype JSON in a genome space."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     return {
@@ -335,6 +338,7 @@ def candidate_row(
         "island": candidate.island,
         "program": format_program(candidate.program),
         "program_json": program_json or program_to_json(candidate.program),
+        "genome": genome,
         "functional_hash": candidate.validity.functional_hash,
         "config_key": config_key,
         "cache_hit": cache_hit,

@@ -26,6 +26,9 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``island`` (int32): the island it lives on.
 - ``program`` (string): the program text.
 - ``program_json`` (string): the program's canonical JSON (IR).
+- ``genome`` (string, null): in a genome space, the genome the program was written from, as
+  canonical JSON (:func:`search_spaces.genome.genome_to_json`: the term weights by name, β₁,
+  β₂, ε, weight decay and the flags); null in the program space, and in logs written before.
 - ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
 - ``config_key`` (string): the fitness configuration's cache key.
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
@@ -85,6 +88,7 @@ LOG_SCHEMA = pa.schema(
         ("island", pa.int32()),
         ("program", pa.string()),
         ("program_json", pa.string()),
+        ("genome", pa.string()),
         ("functional_hash", pa.string()),
         ("config_key", pa.string()),
         ("cache_hit", pa.bool_()),
