@@ -11,9 +11,10 @@ The terms (:data:`TERMS`), with ``m`` and ``v`` the EMAs of ``g`` and ``g²`` (�
 A :class:`Genome` holds one weight α per term (0: the term is absent), β₁, β₂, ε, the decoupled
 weight decay and three flags: bias correction, warm-up and cosine decay. The learning rate is
 not a gene (the paper's ``lr_log10``): every candidate is trained with the fitness's
-learning-rate sweep. The warm-up and cosine-decay flags need the run's horizon, a program input
-evodisc does not have yet: they are genes (mutated, crossed, logged) that change nothing in
-the program for now, so the functional hash sees genomes that differ only in them as one.
+learning-rate sweep. The schedules scale the whole update (weight decay included, as the
+reference's ``p·(1 − lr·wd)`` with the scheduled ``lr``) and read the run's horizon ``T``: a
+linear warm-up over the first ``warmup_fraction`` of the run, ``min(t / (f·T), 1)``, and the
+reference search's cosine decay over the whole run, ``(1 + cos(π·(t − 1)/T)) / 2``.
 
 Operators, as in the reference where it says (module-level pure functions):
 
@@ -48,6 +49,7 @@ from evodisc.settings import (
     check_settings,
     int_between,
     list_of,
+    number_between,
     setting,
 )
 from evodisc.validity import Validity, check_candidate
@@ -144,8 +146,8 @@ def _weighted_sum(terms: Mapping[str, str], weights: Mapping[str, float]) -> str
     return text
 
 
-def program_text(g: Genome) -> str:
-    """The genome as program text: only the state, corrections and terms it uses."""
+def program_text(g: Genome, warmup_fraction: float = 0.1) -> str:
+    """The genome as program text: only the state, corrections, terms and schedules it uses."""
     present = g.terms
     reads_m, reads_v = bool(READS_M & set(present)), bool(READS_V & set(present))
     corrected_m = g.bias_correction and bool(READS_MHAT & set(present))
@@ -179,11 +181,19 @@ def program_text(g: Genome) -> str:
     if g.weight_decay:
         update += f" + {_number(g.weight_decay)} * w"
     body.append(f"update = {update}")
-    params = ["w"] * bool(g.weight_decay) + ["g", "lr"] + ["t"] * (corrected_m or corrected_v)
+    scale = ["lr"]
+    if g.warmup:
+        body.append(f"warmup = minimum(t / ({_number(warmup_fraction)} * T), 1.0)")
+        scale.append("warmup")
+    if g.cosine_decay:
+        body.append(f"decay = 0.5 * (1 + cos({_number(math.pi)} * (t - 1) / T))")
+        scale.append("decay")
+    reads_t = corrected_m or corrected_v or len(scale) > 1
+    params = ["w"] * bool(g.weight_decay) + ["g", "lr"] + ["t"] * reads_t + ["T"] * (len(scale) > 1)
     state = ["m"] * reads_m + ["v"] * reads_v
     lines = [f"def train({', '.join(params + state)}):"]
     lines += [f"    {line}" for line in body]
-    lines.append(f"    return {', '.join(['lr * update', *state])}")
+    lines.append(f"    return {', '.join([' * '.join([*scale, 'update']), *state])}")
     return "\n".join(lines) + "\n"
 
 
@@ -312,8 +322,6 @@ APPLIES: dict[str, Callable[[Genome, GenomeSpace], bool]] = {
     "perturb_beta2": _uses(READS_V),
     "perturb_eps": _uses(READS_V),
     "flip_bias_correction": _uses(READS_MHAT | READS_V),
-    "flip_warmup": lambda g, space: False,  # no horizon input yet: the flag changes nothing
-    "flip_cosine_decay": lambda g, space: False,
 }
 
 
@@ -353,6 +361,9 @@ class GenomeSpace:
     max_terms: int = setting(int_between(1, len(TERMS)), 4, "most terms a genome may have")
     alpha_sigma: float = setting(
         POSITIVE, 0.3, "σ of perturb_alpha: a weight is multiplied by exp(N(0, σ))"
+    )
+    warmup_fraction: float = setting(
+        number_between(0.001, 1), 0.1, "share of the run the warm-up flag's linear warm-up lasts"
     )
 
     kind: ClassVar[str] = "genome"
@@ -404,7 +415,8 @@ class GenomeSpace:
         return crossover(a, b, rng, self.max_terms)
 
     def to_program(self, genotype: Genome) -> Program:
-        return parse_program(program_text(genotype), filename="<genome>")
+        text = program_text(genotype, self.warmup_fraction)
+        return parse_program(text, filename="<genome>")
 
     def check(self, program: Program) -> Validity:
         return check_candidate(program)
