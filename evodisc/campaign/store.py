@@ -21,8 +21,8 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 
 - ``id`` (int64): campaign-wide candidate id, contiguous from 0.
 - ``parent_id`` (int64, null): the program it was mutated from; null for seeds and random ones.
-- ``mutation`` (string): ``seed:<name>``, ``random``, ``restart:<id>``, ``migration:<id>`` or
-  the mutation's name.
+- ``mutation`` (string): ``seed:<name>``, ``random``, ``restart:<id>``, ``migration:<id>``,
+  ``crossover:<id>+<mutation>`` (genome space) or the mutation's name.
 - ``island`` (int32): the island it lives on.
 - ``program`` (string): the program text.
 - ``program_json`` (string): the program's canonical JSON (IR).
