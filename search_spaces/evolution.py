@@ -5,6 +5,11 @@ Algorithm 1) as the program search of Chen et al., "Symbolic Discovery of Optimi
 Algorithms" (NeurIPS 2023, §2) uses it: warm start from AdamW, tournament selection, aging, and
 restarts from the best program. Islands with ring migration follow SymbolicRegression.jl.
 
+It works on the genotypes of a search space (:mod:`search_spaces.interface`: programs, or the
+genomes of :mod:`search_spaces.genome`) through that interface; a candidate carries its
+genotype and the program made from it, which is what is hashed and trained. Below, "program"
+is short for the candidate's genotype and its program.
+
 How an island evolves (candidate ``id`` belongs to island ``id % islands``, round-robin):
 
 1. Its first ``population`` asks are seeds: ``random_programs`` random programs, the rest the
@@ -13,8 +18,10 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
    warm-start programs, all seeds are random.
 2. While the island has no told member, further asks mutate one of its seeds.
 3. Then each ask is a tournament (:func:`tournament`) whose winner is mutated (a mutation drawn
-   by ``mutation_weights`` among those that apply). A child with its parent's functional hash is
-   mutated afresh, up to ``max_retries`` times. Invalid children are returned all the same: they
+   by ``mutation_weights`` among those that apply). With chance ``crossover`` (in a space that
+   defines it) a second tournament's winner is drawn, and the child is the crossover of the two,
+   then mutated (``"crossover:<second id>+<mutation>"``). A child with a parent's functional hash
+   is mutated afresh, up to ``max_retries`` times. Invalid children are returned all the same: they
    are evaluated as the worst, and the campaign log shows them.
 4. ``tell`` appends the member to its island's population and drops the oldest beyond
    ``population`` (:func:`age`; the oldest, not the worst). NaN and ±inf count as the worst.
@@ -26,7 +33,8 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
    unchanged copies (``"migration:<id>"``) which join its population once told.
 
 Determinism: all randomness comes from named sub-streams of the one seed (:func:`substream`:
-``selection`` for tournaments, ``mutation`` for mutations, ``init`` for random programs). In one
+``selection`` for tournaments, ``mutation`` for mutations, crossovers and the crossover coin
+(drawn only when ``crossover`` > 0), ``init`` for random programs). In one
 process or across processes, the same config and the same sequence of ask/tell calls give the
 same candidates, and ``from_state(config, state_dict())`` continues exactly as the original
 would. A campaign whose evaluators finish in varying order tells in varying order, so only its
