@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from evodisc.edit import substitute
 from evodisc.primitives import PRIMITIVES
-from evodisc.program import Assign, Call, Const, Expr, Program, Var
+from evodisc.program import RESERVED_INPUTS, Assign, Call, Const, Expr, Program, Var
 
 _PLACEHOLDER = "\0"  # prefix of a statement's name before names are final
 
@@ -119,7 +119,7 @@ def emit(
     """A program computing ``outputs`` (the update, then one new value per state slot, as
     trees over ``params``); ``names`` proposes names for sub-expressions (first claim wins)."""
     params = tuple(params)
-    state = [p for p in params if p not in ("w", "g", "lr", "t")]
+    state = [p for p in params if p not in RESERVED_INPUTS]
     scale, rest = split_scale(outputs[0], params)
     dag = _Dag()
     rest_node = dag.add(rest) if rest is not None else None

@@ -2,7 +2,8 @@
 
 A program is run (NumPy backend, float64) on fixed probe inputs for a few steps — a fresh
 gradient each step, the weight updated with ``w ← w − u``, ``lr`` and ``t`` varying over the steps,
-state slots zero-initialised — and the sequence of updates is quantised and digested with BLAKE2b.
+the horizon ``T`` fixed (:data:`PROBE_HORIZONS`), state slots zero-initialised — and the sequence
+of updates is quantised and digested with BLAKE2b.
 Only the updates are hashed, so dead code, unused state slots, statement order, variable names and
 any spelling that computes the same numbers give the same digest.
 
@@ -18,6 +19,7 @@ last-bit differences of a platform's libm landing on a rounding boundary: see do
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
@@ -28,7 +30,7 @@ from functools import cached_property
 import numpy as np
 
 from evodisc.interpreter import CompiledProgram, compile_program
-from evodisc.program import Program, ProgramError, parse_program
+from evodisc.program import RESERVED_INPUTS, Program, ProgramError, parse_program
 
 #: Bumped whenever the probe inputs or the quantisation change (it salts every digest).
 HASH_VERSION = "evodisc-functional-hash/1"
@@ -39,6 +41,14 @@ FLUSH_RELATIVE = 2.0**-40
 #: The step numbers ``t`` of the probe's steps: five steps (state slots chained that deep still
 #: reach the update), with ``t`` jumping late so that ``β ** t`` and friends are probed far out.
 PROBE_TS = (1.0, 2.0, 3.0, 10.0, 1000.0)
+#: The run's horizon ``T`` on the probes, at least the last probe step (``1 <= t <= T``): every
+#: probe runs with the first, twice the last step, so that ``t / T`` spans 0.0005 … 0.5 (a
+#: warm-up over the first 10 % of the run is still rising at ``t = 10``, a cosine decay is half
+#: way down at ``t = 1000``). A program whose update reads ``T`` runs the main probe again with
+#: the second; those updates are digested too when they differ, so such a program never hashes
+#: like itself with ``T`` replaced by a constant (only a ``T`` that reaches no update changes
+#: nothing, and programs that do not read ``T`` hash as they did before ``T`` existed).
+PROBE_HORIZONS = (2000.0, 1250.0)
 #: Probe sizes: the main probe; one run only for programs with reductions (so that ``norm(x)``
 #: and ``rms(x) * sqrt(n)`` differ); and a large one run only for *coarse* programs, whose
 #: updates take few distinct values on the main probe (sign-based rules like Lion: a 1 % change
@@ -69,12 +79,14 @@ class HashInfo:
 
 @dataclass(frozen=True)
 class Probe:
-    """Fixed inputs of one probe run: initial weight, one gradient per step, ``lr``, ``t``."""
+    """Fixed inputs of one probe run: initial weight, one gradient per step, ``lr``, ``t``, and
+    the run's horizon ``T``."""
 
     w0: np.ndarray
     grads: np.ndarray  # (steps, n)
     lrs: tuple[np.float64, ...]
     ts: tuple[np.float64, ...]
+    horizon: np.float64  # T, at least the last of ts
 
     @cached_property
     def sgd_path(self) -> np.ndarray:
@@ -107,20 +119,26 @@ def _signed_magnitudes(rng: random.Random, n: int) -> np.ndarray:
     return np.array([values[i] for i in order], dtype=np.float64)
 
 
-def make_probe(rng: random.Random, n: int, ts: tuple[float, ...] = PROBE_TS) -> Probe:
+def make_probe(
+    rng: random.Random, n: int, ts: tuple[float, ...] = PROBE_TS, horizon: float | None = None
+) -> Probe:
     """Probe inputs of ``n`` elements, one step per entry of ``ts``, drawn from ``rng``: the
-    hashing probes come from a fixed seed; fresh ones check hash collisions."""
+    hashing probes come from a fixed seed; fresh ones check hash collisions. ``horizon`` is
+    ``T`` (default: twice the last step; it draws nothing from ``rng``)."""
+    horizon = 2.0 * max(ts) if horizon is None else horizon
+    if not horizon >= max(ts):
+        raise ValueError(f"the horizon T={horizon} is before the last probe step {max(ts)}")
     w0 = _signed_magnitudes(rng, n)
     grads = np.stack([_signed_magnitudes(rng, n) for _ in ts])
     lrs = tuple(np.float64(10.0 ** (-3.0 + 2.0 * rng.random())) for _ in ts)
     for array in (w0, grads):
         array.flags.writeable = False
-    return Probe(w0, grads, lrs, tuple(np.float64(t) for t in ts))
+    return Probe(w0, grads, lrs, tuple(np.float64(t) for t in ts), np.float64(horizon))
 
 
 def _make_probes() -> tuple[Probe, ...]:
     rng = random.Random(_SEED)
-    return tuple(make_probe(rng, n) for n in SIZES)
+    return tuple(make_probe(rng, n, PROBE_TS, PROBE_HORIZONS[0]) for n in SIZES)
 
 
 PROBES: tuple[Probe, ...] = _make_probes()
@@ -133,6 +151,7 @@ class _Plan:
     compiled: CompiledProgram
     code: tuple[tuple[int, Callable, tuple[int, ...], bool], ...]
     live_slots: tuple[tuple[int, int], ...]  # (param register, output register) of needed slots
+    reads: frozenset[str]  # the parameters that reach the update (over any number of steps)
 
     @property
     def has_reduction(self) -> bool:
@@ -177,7 +196,8 @@ def _plan(compiled: CompiledProgram) -> _Plan:
             live.update(ins.args)
             code.append((ins.out, ins.fn, ins.args, ins.reduction))
     code.reverse()
-    return _Plan(compiled, tuple(code), live_slots)
+    reads = frozenset(p for i, p in enumerate(program.params) if needed >> i & 1)
+    return _Plan(compiled, tuple(code), live_slots, reads)
 
 
 def run_updates(compiled: CompiledProgram, probe: Probe) -> np.ndarray:
@@ -204,7 +224,9 @@ def _run(
     for reg, _ in plan.live_slots:
         regs[reg] = zeros
     named = dict(zip(compiled.program.params, compiled.param_registers, strict=True))
-    w_reg, g_reg, lr_reg, t_reg = (named.get(p) for p in ("w", "g", "lr", "t"))
+    w_reg, g_reg, lr_reg, t_reg, horizon_reg = (named.get(p) for p in RESERVED_INPUTS)
+    if horizon_reg is not None:
+        regs[horizon_reg] = probe.horizon
     update_reg = compiled.outputs[0]
     w = probe.w0
     with np.errstate(all="ignore"):
@@ -265,6 +287,12 @@ def functional_hash_info(program: Program | str) -> HashInfo:
     finite = bool(np.isfinite(updates).all())
     tokens = quantise(updates)
     digest.update(tokens.astype("<i8").tobytes())
+    if "T" in plan.reads:  # the same probe at another horizon (see PROBE_HORIZONS)
+        updates = _run(plan, dataclasses.replace(main, horizon=np.float64(PROBE_HORIZONS[1])))
+        other = quantise(updates)
+        if not np.array_equal(other, tokens):
+            finite = finite and bool(np.isfinite(updates).all())
+            digest.update(other.astype("<i8").tobytes())
     for probe in _extra_probes(plan, tokens, finite):
         updates = _run(plan, probe)
         finite = finite and bool(np.isfinite(updates).all())

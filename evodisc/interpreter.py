@@ -5,8 +5,8 @@
 The same compiled program runs on torch tensors (any shape, any device) or on NumPy arrays.
 
 Shapes: ``w``, ``g`` and the state slots share one shape. Many models can be stacked along
-``batch_dims`` leading dimensions; the scalar inputs ``lr`` and ``t`` may then be numbers or
-tensors of the batch shape (one learning rate per model), and reductions (``norm``, ``rms``,
+``batch_dims`` leading dimensions; the scalar inputs ``lr``, ``t`` and ``T`` may then be numbers
+or tensors of the batch shape (one learning rate per model), and reductions (``norm``, ``rms``,
 ``mean``) reduce each model's slice on its own.
 """
 
@@ -151,7 +151,7 @@ def init_state(program: Program, w) -> list:
 
 
 def _scalar(value, like, batch_dims: int):
-    """Make ``lr``/``t`` broadcast against ``like``: numbers stay numbers on NumPy, become
+    """Make ``lr``/``t``/``T`` broadcast against ``like``: numbers stay numbers on NumPy, become
     float64 scalars on torch; batch-shaped tensors get trailing singleton dimensions."""
     if not _is_numpy(like):
         import torch
@@ -175,18 +175,19 @@ def step(
     t,
     state: Sequence,
     batch_dims: int = 0,
+    T=None,
 ) -> tuple[object, list]:
     """One optimizer step: returns ``(update, new_state)``; the caller applies ``w ← w − update``.
 
-    ``t`` is the 1-based step number. ``state`` holds one tensor per state slot (see
-    :func:`init_state`).
+    ``t`` is the 1-based step number and ``T`` the run's horizon (its total number of steps,
+    ``1 <= t <= T``), needed only by a program that takes ``T``. ``state`` holds one tensor per
+    state slot (see :func:`init_state`).
     """
-    values = {
-        "w": w,
-        "g": g,
-        "lr": _scalar(lr, w, batch_dims),
-        "t": _scalar(t, w, batch_dims),
-    }
+    if T is None and "T" in compiled.program.params:
+        raise ValueError("the program reads T, the run's total number of steps: pass T")
+    values = {"w": w, "g": g, "lr": _scalar(lr, w, batch_dims), "t": _scalar(t, w, batch_dims)}
+    if T is not None:
+        values["T"] = _scalar(T, w, batch_dims)
     if len(state) != len(compiled.program.state):
         raise ValueError(
             f"the program has {len(compiled.program.state)} state slot(s), got {len(state)}"

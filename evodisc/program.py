@@ -19,8 +19,12 @@ from pathlib import Path
 from evodisc import primitives
 from evodisc.files import FileReadError, read_text
 
-#: Inputs with a fixed meaning; every other parameter of ``train`` is a state slot.
-RESERVED_INPUTS = ("w", "g", "lr", "t")
+#: Inputs with a fixed meaning; every other parameter of ``train`` is a state slot: the weight
+#: ``w`` and the gradient ``g`` (tensors), the learning rate ``lr``, the 1-based step ``t`` and
+#: the run's horizon ``T`` (its total number of optimizer steps, so ``1 <= t <= T``).
+RESERVED_INPUTS = ("w", "g", "lr", "t", "T")
+#: The reserved inputs that are numbers (one per run), not tensors shaped like ``w``.
+SCALAR_INPUTS = ("lr", "t", "T")
 
 #: How deeply an expression may nest (its tree's height: ``g`` is 1, ``sign(g)`` 2, a sum of
 #: 600 terms 600). The parser (and so every path from text or JSON) rejects deeper expressions,

@@ -71,6 +71,13 @@ def int_between(low: int, high: int) -> Check:
     return Check(f"an integer from {low} to {high}", lambda v: _is_int(v) and low <= v <= high)
 
 
+def number_between(low: float, high: float) -> Check:
+    """A number from ``low`` to ``high`` (a float once converted)."""
+    return Check(
+        f"a number from {low:g} to {high:g}", lambda v: _is_number(v) and low <= v <= high, float
+    )
+
+
 def table_of(item: Check, items: str, base: Callable[[], Mapping] = dict) -> Check:
     """A table of ``items`` by name; converted on top of ``base()`` (names left out keep their
     value there)."""

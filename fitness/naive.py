@@ -45,7 +45,7 @@ def train_naive(
         def update(k: int) -> None:
             with torch.no_grad():
                 for i, p in enumerate(params):
-                    u, state[i] = step(compiled, p, p.grad, lr, k + 1, state[i])
+                    u, state[i] = step(compiled, p, p.grad, lr, k + 1, state[i], T=task.steps)
                     p.sub_(u)
 
         return update

@@ -4,7 +4,9 @@ All ``B = P·L·S`` models of a task live in one flat tensor ``(B, N)`` (``N`` =
 model). Each step runs one vmapped forward/backward for all models (the gradient of the *sum* of
 the per-model losses is each model's own gradient), then each program updates its own
 ``(L·S, N)`` slice: one interpreter call on the whole slice when the program is elementwise, one
-call per parameter tensor when it uses per-tensor reductions (``norm``, ``rms``, ``mean``).
+call per parameter tensor when it uses per-tensor reductions (``norm``, ``rms``, ``mean``). The
+step number ``t`` runs from 1 to the task's step budget ``task.steps``, which is the horizon ``T``
+of the programs that read it.
 
 Divergence is per run: a run whose loss turns non-finite or explodes is frozen (its weights and
 state stop changing, so NaN never spreads) and reported as diverged; the others go on.
@@ -189,6 +191,7 @@ class BatchedRun:
         self.indices = torch.stack(idx, dim=1).to(dev)  # (steps, S, batch)
         self.current = self.indices[0].clone()
         self.t = torch.ones((), dtype=torch.float64, device=dev)
+        self.T = torch.tensor(float(task.steps), dtype=torch.float64, device=dev)  # the horizon
         lr = torch.tensor(self.lrs, dtype=dtype, device=dev)
         self.lr = lr.repeat_interleave(S).repeat(P)  # [p, l, s] flattened
 
@@ -229,7 +232,8 @@ class BatchedRun:
 
     def _train_step(self, first: bool = False) -> None:
         """One optimizer step of every live run; reads the batch from ``self.current`` and the
-        step number from ``self.t`` (so that a CUDA graph can replay it)."""
+        step number from ``self.t`` (so that a CUDA graph can replay it); the horizon ``T`` is
+        the task's step budget."""
         params = {k: v.detach().requires_grad_(True) for k, v in self._params(self.flat).items()}
         x, y = self.x_train[self.current], self.y_train[self.current]
         out = self._forward(params, x, per_seed=True)
@@ -275,12 +279,15 @@ class BatchedRun:
                     self.t,
                     [s[i] for s in segs[3:]],
                     1,
+                    self.T,
                 )
                 segs[2][i].copy_(u)
                 for target, value in zip(new_segs, ns, strict=True):
                     target[i].copy_(value)
         else:
-            update, new_state = step(self.compiled[p], w, g, lr, self.t, state, batch_dims=1)
+            update, new_state = step(
+                self.compiled[p], w, g, lr, self.t, state, batch_dims=1, T=self.T
+            )
         live = self.alive[rows].unsqueeze(1)
         w.copy_(torch.where(live, w - update, w))
         for slot, value in zip(state, new_state, strict=True):

@@ -5,6 +5,11 @@ Algorithm 1) as the program search of Chen et al., "Symbolic Discovery of Optimi
 Algorithms" (NeurIPS 2023, §2) uses it: warm start from AdamW, tournament selection, aging, and
 restarts from the best program. Islands with ring migration follow SymbolicRegression.jl.
 
+It works on the genotypes of a search space (:mod:`search_spaces.interface`: programs, or the
+genomes of :mod:`search_spaces.genome`) through that interface; a candidate carries its
+genotype and the program made from it, which is what is hashed and trained. Below, "program"
+is short for the candidate's genotype and its program.
+
 How an island evolves (candidate ``id`` belongs to island ``id % islands``, round-robin):
 
 1. Its first ``population`` asks are seeds: ``random_programs`` random programs, the rest the
@@ -13,8 +18,10 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
    warm-start programs, all seeds are random.
 2. While the island has no told member, further asks mutate one of its seeds.
 3. Then each ask is a tournament (:func:`tournament`) whose winner is mutated (a mutation drawn
-   by ``mutation_weights`` among those that apply). A child with its parent's functional hash is
-   mutated afresh, up to ``max_retries`` times. Invalid children are returned all the same: they
+   by ``mutation_weights`` among those that apply). With chance ``crossover`` (in a space that
+   defines it) a second tournament's winner is drawn, and the child is the crossover of the two,
+   then mutated (``"crossover:<second id>+<mutation>"``). A child with a parent's functional hash
+   is mutated afresh, up to ``max_retries`` times. Invalid children are returned all the same: they
    are evaluated as the worst, and the campaign log shows them.
 4. ``tell`` appends the member to its island's population and drops the oldest beyond
    ``population`` (:func:`age`; the oldest, not the worst). NaN and ±inf count as the worst.
@@ -26,7 +33,8 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
    unchanged copies (``"migration:<id>"``) which join its population once told.
 
 Determinism: all randomness comes from named sub-streams of the one seed (:func:`substream`:
-``selection`` for tournaments, ``mutation`` for mutations, ``init`` for random programs). In one
+``selection`` for tournaments, ``mutation`` for mutations, crossovers and the crossover coin
+(drawn only when ``crossover`` > 0), ``init`` for random programs). In one
 process or across processes, the same config and the same sequence of ask/tell calls give the
 same candidates, and ``from_state(config, state_dict())`` continues exactly as the original
 would. A campaign whose evaluators finish in varying order tells in varying order, so only its
@@ -57,19 +65,15 @@ from evodisc.settings import (
     check_settings,
     int_between,
     list_of,
+    number_between,
     setting,
     table_of,
 )
-from evodisc.validity import Validity, check_candidate
-from search_spaces.mutations import MUTATIONS, can_apply
-from search_spaces.space import DEFAULT_SPACE, ProgramSpace, random_program
-from search_spaces.zoo import load_known, zoo
-
-
-def default_weights() -> dict[str, float]:
-    """Every mutation at weight 1.0."""
-    return {name: 1.0 for name in MUTATIONS}
-
+from evodisc.validity import Validity
+from search_spaces.interface import Genotype, SearchSpace
+from search_spaces.space import DEFAULT_SPACE
+from search_spaces.spaces import SpaceSettings, open_space
+from search_spaces.zoo import zoo
 
 #: The fitness a NaN or ±inf result counts as (fitness is higher-is-better).
 WORST = -math.inf
@@ -84,11 +88,17 @@ class Candidate:
     """One program proposed by the evolution, with where it came from."""
 
     id: int  # campaign-wide, contiguous from 0, assigned by ``ask()``
-    program: Program
+    program: Program  # what is trained: the search space's to_program(genotype)
     parent_id: int | None  # None for seeds and random programs
-    mutation: str  # "seed:adamw", "random", "restart:<id>", "migration:<id>" or a mutation name
+    mutation: str  # "seed:adamw", "random", "restart:<id>", "migration:<id>",
+    # "crossover:<other parent's id>+<mutation name>" or a mutation name
     island: int
-    validity: Validity  # check_candidate(program, …), computed once here
+    validity: Validity  # the space's check(program), computed once here
+    genotype: Genotype = None  # the space's genotype; None: the program itself
+
+    def __post_init__(self) -> None:
+        if self.genotype is None:
+            object.__setattr__(self, "genotype", self.program)
 
 
 @dataclass(frozen=True)
@@ -104,18 +114,26 @@ class EvolutionConfig:
     """Everything that shapes the search: a campaign file's ``[evolution]`` (the fields declared
     with :func:`~evodisc.settings.setting`), its ``[space]`` and its seed.
 
-    ``mutation_weights`` is the whole table: a mutation left out is never used (a campaign
-    file's table is laid over the default, 1.0 each). ``space.max_state_slots`` bounds the state
-    slots mutations may add and the memory a valid candidate may need.
+    ``space`` is the search space's settings (:mod:`search_spaces.spaces`: a program space, by
+    default, or a genome space). ``mutation_weights`` is the whole table: a mutation left out is
+    never used (unset: each of the space's mutations at 1.0; a campaign file's table is laid
+    over that). In the program space, ``space.max_state_slots`` bounds the state slots
+    mutations may add and the memory a valid candidate may need.
     """
 
     population: int = setting(int_between(1, 100_000), 64, "programs alive per island")
     tournament: int = setting(POSITIVE_INT, 8, "programs drawn per tournament (<= population)")
     mutation_weights: Mapping[str, float] = setting(
-        table_of(NON_NEGATIVE, "numbers >= 0", base=default_weights),
-        default_weights,
-        "relative weight per mutation; unlisted mutations keep 1.0",
+        table_of(NON_NEGATIVE, "numbers >= 0"),
+        None,
+        "relative weight per mutation of the space; unlisted mutations keep 1.0",
         shown="1.0 each",
+    )
+    crossover: float = setting(
+        number_between(0, 1),
+        0.0,
+        "chance that a child is the crossover of two tournament winners, then mutated "
+        "(genome space)",
     )
     warm_start: tuple[str, ...] = setting(
         list_of(TEXT, "optimizer names", empty=True),
@@ -139,10 +157,14 @@ class EvolutionConfig:
         shown="true (false for directories written before it existed)",
     )
     seed: int = 0
-    space: ProgramSpace = DEFAULT_SPACE
+    space: SpaceSettings = DEFAULT_SPACE
 
     def __post_init__(self) -> None:
         check_settings(self)
+        search = self.search_space
+        if self.mutation_weights is None:
+            weights = {name: 1.0 for name in search.mutation_names()}
+            object.__setattr__(self, "mutation_weights", weights)
         population = self.population
         for key in ("tournament", "random_programs", "migration_size"):
             if getattr(self, key) > population:
@@ -154,17 +176,34 @@ class EvolutionConfig:
             expected = f"at most population - random_programs ({room}) names"
             raise SettingError("warm_start", expected, self.warm_start)
         check_known("warm_start", self.warm_start, zoo(), "optimizer")
-        check_known("mutation_weights", self.mutation_weights, MUTATIONS, "mutation")
+        expressible = search.warm_start_names()
+        for name in self.warm_start:
+            if name not in expressible:
+                detail = (
+                    f"{name!r} is not expressible in the {search.kind} space "
+                    f"(these are: {', '.join(expressible)})"
+                )
+                raise SettingError("warm_start", detail, unknown=True)
+        names = search.mutation_names()
+        check_known("mutation_weights", self.mutation_weights, names, "mutation")
         if not any(self.mutation_weights.values()):
             raise SettingError("mutation_weights", "at least one weight > 0", self.mutation_weights)
+        if self.crossover and not search.has_crossover:
+            expected = f"0: the {search.kind} space defines no crossover"
+            raise SettingError("crossover", expected, self.crossover)
+
+    @property
+    def search_space(self) -> SearchSpace:
+        """The search space ``space`` describes (:func:`search_spaces.spaces.open_space`)."""
+        return open_space(self.space)
 
 
 @dataclass(frozen=True)
 class Seed:
-    """``copies`` asks of an island still to come from ``program`` (None: random programs)."""
+    """``copies`` asks of an island still to come from ``genotype`` (None: random ones)."""
 
     label: str  # the candidates' mutation: "seed:<name>", "random", "restart:<id>", …
-    program: Program | None
+    genotype: Genotype
     parent_id: int | None
     copies: int
 
@@ -218,12 +257,12 @@ def migrants(populations: Sequence[Sequence[Member]], size: int) -> list[list[Me
     return [best[i - 1] for i in range(len(populations))]
 
 
-def initial_plan(config: EvolutionConfig) -> list[Seed]:
+def initial_plan(config: EvolutionConfig, space: SearchSpace) -> list[Seed]:
     """An island's first ``population`` asks (step 1 of the module docstring)."""
     names = config.warm_start
     zoo_places = config.population - config.random_programs if names else 0
     plan = [
-        Seed(f"seed:{name}", load_known(name), None, len(range(i, zoo_places, len(names))))
+        Seed(f"seed:{name}", space.warm_start(name), None, len(range(i, zoo_places, len(names))))
         for i, name in enumerate(names)
     ]
     random_places = config.population - zoo_places
@@ -238,9 +277,10 @@ class RegularizedEvolution:
 
     def __init__(self, config: EvolutionConfig):
         self.config = config
-        self._space = config.space
+        self._space = config.search_space
         self._rngs = {name: substream(config.seed, name) for name in STREAMS}
-        self._islands = [Island(plan=initial_plan(config)) for _ in range(config.islands)]
+        plan = initial_plan(config, self._space)
+        self._islands = [Island(plan=list(plan)) for _ in range(config.islands)]
         self._outstanding: dict[int, Candidate] = {}
         self._best: Member | None = None
         self._next_id = 0
@@ -289,7 +329,10 @@ class RegularizedEvolution:
         elif island.population:
             rng = self._rngs["selection"]
             parent = tournament(island.population, self.config.tournament, rng).candidate
-            candidate = self._child(parent, index)
+            other = None
+            if self.config.crossover and self._rngs["mutation"].random() < self.config.crossover:
+                other = tournament(island.population, self.config.tournament, rng).candidate
+            candidate = self._child(parent, index, other)
         else:
             candidate = self._child(self._rngs["selection"].choice(island.seeds), index)
         self._outstanding[candidate.id] = candidate
@@ -319,80 +362,83 @@ class RegularizedEvolution:
 
     def _new(
         self,
-        program: Program,
+        genotype: Genotype,
         parent_id: int | None,
         mutation: str,
         island: int,
+        program: Program | None = None,
         validity: Validity | None = None,
     ) -> Candidate:
+        """A candidate with the next id; ``program`` and ``validity`` when already known."""
+        if program is None:
+            program = self._space.to_program(genotype)
         if validity is None:
-            validity = self._check(program)
-        candidate = Candidate(self._next_id, program, parent_id, mutation, island, validity)
+            validity = self._space.check(program)
+        candidate = Candidate(
+            self._next_id, program, parent_id, mutation, island, validity, genotype
+        )
         self._next_id += 1
         return candidate
 
-    def _check(self, program: Program) -> Validity:
-        space = self._space
-        return check_candidate(program, space.max_statements, space.max_state_slots)
-
-    def _mutation_table(self, program: Program) -> tuple[list[str], list[float]]:
-        """The mutations :func:`~search_spaces.mutations.pick_mutation` draws from for
-        ``program``, and their weights: ``rng.choices(names, weights)[0]`` is its draw. Computed
-        once per parent rather than once per re-draw (the applicability checks walk the whole
-        program)."""
-        table = self.config.mutation_weights
-        weighted = [name for name in MUTATIONS if table.get(name, 0.0) > 0]
-        if not weighted:
-            raise ValueError("at least one mutation needs a positive weight")
-        names = [name for name in weighted if can_apply(name, program, self._space)] or weighted
-        return names, [table[name] for name in names]
-
     def _parent_facts(self, parent: Candidate) -> tuple[list[str], list[float], Program]:
-        """:meth:`_mutation_table` and the live code of ``parent``, kept while it is likely to
-        be drawn again (tournament winners are mutated many times)."""
+        """The space's mutation table for ``parent`` (names, weights: ``rng.choices(names,
+        weights)[0]`` is the draw) and its live code, kept while it is likely to be drawn again
+        (tournament winners are mutated many times; in the program space the applicability
+        checks walk the whole program)."""
         facts = self._parents.get(parent.id)
         if facts is None:
             if len(self._parents) >= 4 * self.config.population * self.config.islands:
                 self._parents.clear()
-            names, weights = self._mutation_table(parent.program)
+            table = self.config.mutation_weights
+            names, weights = self._space.mutation_table(parent.genotype, table)
             facts = names, weights, eliminate_dead_code(parent.program)
             self._parents[parent.id] = facts
         return facts
 
-    def _child(self, parent: Candidate, island: int) -> Candidate:
-        """A mutation of ``parent``, re-drawn while its functional hash equals the parent's.
+    def _child(self, parent: Candidate, island: int, other: Candidate | None = None) -> Candidate:
+        """A mutation of ``parent`` (of its crossover with ``other``, when given), re-drawn while
+        its functional hash equals a parent's.
 
-        A child whose live code (after dead-code elimination) is the parent's has the parent's
+        A child whose live code (after dead-code elimination) is a parent's has that parent's
         functional hash (the hash sees only the updates: :mod:`evodisc.hashing`), so it is
         re-drawn without hashing it; most re-draws are such mutations of dead code. The
         candidates are the same as when every child is hashed, and only the one returned is
-        checked (:meth:`_check`)."""
+        checked (the space's ``check``)."""
         rng = self._rngs["mutation"]
         names, weights, live = self._parent_facts(parent)
+        start, parents = parent.genotype, [parent]
+        if other is not None:
+            start = self._space.crossover(parent.genotype, other.genotype, rng)
+            names, weights = self._space.mutation_table(start, self.config.mutation_weights)
+            parents.append(other)
+        lives = [live] + [self._parent_facts(p)[2] for p in parents[1:]]
+        hashes = {p.validity.functional_hash for p in parents}
         validity = None
         for _ in range(self.config.max_retries + 1):
-            name = rng.choices(names, weights)[0]  # pick_mutation's draw, applicability hoisted
-            program = MUTATIONS[name](parent.program, rng, self._space)
-            if _same_code(eliminate_dead_code(program), live):
-                validity = None  # the parent's hash: re-draw
+            name = rng.choices(names, weights)[0]
+            genotype = self._space.mutate(name, start, rng)
+            program = self._space.to_program(genotype)
+            code = eliminate_dead_code(program)
+            if any(_same_code(code, known) for known in lives):
+                validity = None  # a parent's hash: re-draw
                 continue
-            validity = self._check(program)
-            if validity.functional_hash != parent.validity.functional_hash:
+            validity = self._space.check(program)
+            if validity.functional_hash not in hashes:
                 break
-        return self._new(program, parent.id, name, island, validity)
+        mutation = name if other is None else f"crossover:{other.id}+{name}"
+        return self._new(genotype, parent.id, mutation, island, program, validity)
 
     def _from_plan(self, island: Island, index: int) -> Candidate:
         seed, *rest = island.plan
         island.plan = ([replace(seed, copies=seed.copies - 1)] if seed.copies > 1 else []) + rest
-        if seed.program is None:
-            program = random_program(self._rngs["init"], self._space)
-            candidate = self._new(program, None, "random", index)
+        if seed.genotype is None:
+            candidate = self._new(self._space.random(self._rngs["init"]), None, "random", index)
             island.seeds.append(candidate)
             return candidate
         first = next((c for c in island.seeds if c.mutation == seed.label), None)
         if first is not None:
             return self._child(first, index)
-        candidate = self._new(seed.program, seed.parent_id, seed.label, index)
+        candidate = self._new(seed.genotype, seed.parent_id, seed.label, index)
         if not seed.label.startswith("migration:"):
             island.seeds.append(candidate)
         return candidate
@@ -401,7 +447,7 @@ class RegularizedEvolution:
         index = self._restarts % self.config.islands
         self._restarts += 1
         best = self._best.candidate
-        seed = Seed(f"restart:{best.id}", best.program, best.id, self.config.population)
+        seed = Seed(f"restart:{best.id}", best.genotype, best.id, self.config.population)
         self._islands[index] = Island(plan=[seed])
 
     def _migrate(self) -> None:
@@ -411,7 +457,7 @@ class RegularizedEvolution:
         arriving = migrants(populations, self.config.migration_size)
         for island, arrivals in zip(self._islands, arriving, strict=True):
             island.plan = [
-                Seed(f"migration:{m.candidate.id}", m.candidate.program, m.candidate.id, 1)
+                Seed(f"migration:{m.candidate.id}", m.candidate.genotype, m.candidate.id, 1)
                 for m in arrivals
             ] + island.plan
 
@@ -430,22 +476,30 @@ class RegularizedEvolution:
             texts[c.id] = known
             return known
 
+        codec = _Codec(self._space, text)
+        best = self._best
         state = {
             "format": STATE_FORMAT,
+            "space": self._space.kind,
             "next_id": self._next_id,
             "told": self._told,
             "restarts": self._restarts,
             "rngs": {name: _rng_to_json(rng) for name, rng in self._rngs.items()},
-            "islands": [_island_to_json(island, text) for island in self._islands],
-            "outstanding": [_candidate_to_json(c, text) for c in self._outstanding.values()],
-            "best": None if self._best is None else _member_to_json(self._best, text),
+            "islands": [codec.island_to_json(island) for island in self._islands],
+            "outstanding": [codec.candidate_to_json(c) for c in self._outstanding.values()],
+            "best": None if best is None else codec.member_to_json(best),
         }
         self._texts = texts  # only the candidates the state still holds
         return state
 
+    def genotype_json(self, candidate: Candidate) -> str | None:
+        """The candidate's genotype as JSON, or None where the genotype is the program."""
+        return None if self._space.genotype_is_program else self._space.to_json(candidate.genotype)
+
     @classmethod
     def from_state(cls, config: EvolutionConfig, state: dict) -> RegularizedEvolution:
-        """The evolution that :meth:`state_dict` described, continuing under ``config``."""
+        """The evolution that :meth:`state_dict` described, continuing under ``config`` (a
+        state without a space, written before there were several, is of the program space)."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not an evolution state in format {STATE_FORMAT!r}")
         if len(state["islands"]) != config.islands:
@@ -453,11 +507,16 @@ class RegularizedEvolution:
                 f"the state has {len(state['islands'])} island(s), the config {config.islands}"
             )
         evolution = cls(config)
+        space = evolution._space
+        if state.get("space", "program") != space.kind:
+            raise ValueError(f"the state is of a {state['space']} space, the config {space.kind}")
+        codec = _Codec(space)
         evolution._rngs = {name: _rng_from_json(value) for name, value in state["rngs"].items()}
-        evolution._islands = [_island_from_json(doc) for doc in state["islands"]]
-        outstanding = [_candidate_from_json(doc) for doc in state["outstanding"]]
+        evolution._islands = [codec.island_from_json(doc) for doc in state["islands"]]
+        outstanding = [codec.candidate_from_json(doc) for doc in state["outstanding"]]
         evolution._outstanding = {c.id: c for c in outstanding}
-        evolution._best = None if state["best"] is None else _member_from_json(state["best"])
+        best = state["best"]
+        evolution._best = None if best is None else codec.member_from_json(best)
         evolution._next_id = state["next_id"]
         evolution._told = state["told"]
         evolution._restarts = state["restarts"]
@@ -478,61 +537,83 @@ def _rng_from_json(doc: list) -> random.Random:
     return rng
 
 
-def _candidate_to_json(c: Candidate, text: Callable[[Candidate], str] | None = None) -> dict:
-    return {
-        "id": c.id,
-        "program_json": program_to_json(c.program) if text is None else text(c),
-        "parent_id": c.parent_id,
-        "mutation": c.mutation,
-        "island": c.island,
-        "functional_hash": c.validity.functional_hash,
-        "problems": list(c.validity.problems),
-    }
+def _program_json(c: Candidate) -> str:
+    return program_to_json(c.program)
 
 
-def _candidate_from_json(doc: dict) -> Candidate:
-    program = program_from_json(doc["program_json"])
-    validity = Validity(doc["functional_hash"], tuple(doc["problems"]), analyse(program), program)
-    return Candidate(doc["id"], program, doc["parent_id"], doc["mutation"], doc["island"], validity)
+@dataclass(frozen=True)
+class _Codec:
+    """The state's JSON in one search space. A candidate is stored with its program's JSON
+    (``text``) and, where the genotype is not the program, its genotype's JSON (``genotype``);
+    a seed of a plan with its genotype's JSON (``program_json`` in the program space, as in
+    states written before there were several spaces, else ``genotype``)."""
 
+    space: SearchSpace
+    text: Callable[[Candidate], str] = _program_json
 
-def _member_to_json(m: Member, text: Callable[[Candidate], str] | None = None) -> dict:
-    fitness = m.fitness if math.isfinite(m.fitness) else None
-    return {"fitness": fitness, "candidate": _candidate_to_json(m.candidate, text)}
+    @property
+    def _seed_key(self) -> str:
+        return "program_json" if self.space.genotype_is_program else "genotype"
 
+    def candidate_to_json(self, c: Candidate) -> dict:
+        doc = {
+            "id": c.id,
+            "program_json": self.text(c),
+            "parent_id": c.parent_id,
+            "mutation": c.mutation,
+            "island": c.island,
+            "functional_hash": c.validity.functional_hash,
+            "problems": list(c.validity.problems),
+        }
+        if not self.space.genotype_is_program:
+            doc["genotype"] = self.space.to_json(c.genotype)
+        return doc
 
-def _member_from_json(doc: dict) -> Member:
-    fitness = WORST if doc["fitness"] is None else doc["fitness"]
-    return Member(_candidate_from_json(doc["candidate"]), fitness)
+    def candidate_from_json(self, doc: dict) -> Candidate:
+        program = program_from_json(doc["program_json"])
+        problems = tuple(doc["problems"])
+        validity = Validity(doc["functional_hash"], problems, analyse(program), program)
+        genotype = None if self.space.genotype_is_program else self.space.from_json(doc["genotype"])
+        return Candidate(
+            doc["id"], program, doc["parent_id"], doc["mutation"], doc["island"], validity, genotype
+        )
 
+    def member_to_json(self, m: Member) -> dict:
+        fitness = m.fitness if math.isfinite(m.fitness) else None
+        return {"fitness": fitness, "candidate": self.candidate_to_json(m.candidate)}
 
-def _island_to_json(island: Island, text: Callable[[Candidate], str] | None = None) -> dict:
-    return {
-        "population": [_member_to_json(m, text) for m in island.population],
-        "plan": [
-            {
-                "label": s.label,
-                "program_json": None if s.program is None else program_to_json(s.program),
-                "parent_id": s.parent_id,
-                "copies": s.copies,
-            }
-            for s in island.plan
-        ],
-        "seeds": [_candidate_to_json(c, text) for c in island.seeds],
-    }
+    def member_from_json(self, doc: dict) -> Member:
+        fitness = WORST if doc["fitness"] is None else doc["fitness"]
+        return Member(self.candidate_from_json(doc["candidate"]), fitness)
 
+    def island_to_json(self, island: Island) -> dict:
+        key = self._seed_key
+        return {
+            "population": [self.member_to_json(m) for m in island.population],
+            "plan": [
+                {
+                    "label": s.label,
+                    key: None if s.genotype is None else self.space.to_json(s.genotype),
+                    "parent_id": s.parent_id,
+                    "copies": s.copies,
+                }
+                for s in island.plan
+            ],
+            "seeds": [self.candidate_to_json(c) for c in island.seeds],
+        }
 
-def _island_from_json(doc: dict) -> Island:
-    return Island(
-        population=[_member_from_json(m) for m in doc["population"]],
-        plan=[
-            Seed(
-                s["label"],
-                None if s["program_json"] is None else program_from_json(s["program_json"]),
-                s["parent_id"],
-                s["copies"],
-            )
-            for s in doc["plan"]
-        ],
-        seeds=[_candidate_from_json(c) for c in doc["seeds"]],
-    )
+    def island_from_json(self, doc: dict) -> Island:
+        key = self._seed_key
+        return Island(
+            population=[self.member_from_json(m) for m in doc["population"]],
+            plan=[
+                Seed(
+                    s["label"],
+                    None if s[key] is None else self.space.from_json(s[key]),
+                    s["parent_id"],
+                    s["copies"],
+                )
+                for s in doc["plan"]
+            ],
+            seeds=[self.candidate_from_json(c) for c in doc["seeds"]],
+        )

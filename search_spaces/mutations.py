@@ -260,22 +260,30 @@ def can_apply(name: str, program: Program, space: ProgramSpace = DEFAULT_SPACE) 
     return APPLIES.get(name, _always)(program, space)
 
 
+def mutation_table(
+    program: Program, space: ProgramSpace, weights: Mapping[str, float]
+) -> tuple[list[str], list[float]]:
+    """The mutations a draw for ``program`` chooses among, and their weights: those with a
+    positive weight (a name left out weighs 0) that can apply to ``program``, or all with a
+    positive weight when none of them can (they fall back)."""
+    weighted = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
+    if not weighted:
+        raise ValueError("at least one mutation needs a positive weight")
+    names = [name for name in weighted if can_apply(name, program, space)] or weighted
+    return names, [weights[name] for name in names]
+
+
 def pick_mutation(
     program: Program,
     rng: Rng,
     space: ProgramSpace = DEFAULT_SPACE,
     weights: Mapping[str, float] | None = None,
 ) -> str:
-    """A mutation name drawn with probability proportional to its weight (all 1 by default;
-    a name left out weighs 0) among those that can apply to ``program``. When none with a
-    positive weight can apply, among all with a positive weight (they fall back)."""
+    """A mutation name drawn with probability proportional to its weight (all 1 by default)
+    from :func:`mutation_table`."""
     rng = as_random(rng)
     weights = {name: 1.0 for name in MUTATIONS} if weights is None else weights
-    weighted = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
-    if not weighted:
-        raise ValueError("at least one mutation needs a positive weight")
-    names = [name for name in weighted if can_apply(name, program, space)] or weighted
-    return rng.choices(names, [weights[name] for name in names])[0]
+    return rng.choices(*mutation_table(program, space, weights))[0]
 
 
 def mutate(program: Program, rng: Rng, space: ProgramSpace = DEFAULT_SPACE) -> Program:

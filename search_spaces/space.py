@@ -33,6 +33,9 @@ from evodisc.settings import (
 
 Rng = random.Random | np.random.Generator
 
+#: The inputs random programs take: every reserved input but the horizon ``T``, which a space
+#: that wants schedules lists (without it, seeded random programs are those from before ``T``).
+DEFAULT_INPUTS = tuple(name for name in RESERVED_INPUTS if name != "T")
 #: Constants a random argument is drawn from (besides log-uniform random ones).
 DEFAULT_CONSTANTS = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 1e-8, 1e-3, 0.01, 0.1)
 
@@ -42,7 +45,7 @@ class ProgramSpace:
     """What random programs and mutations may contain (a campaign file's ``[space]``: the
     fields declared with :func:`~evodisc.settings.setting`)."""
 
-    inputs: tuple[str, ...] = RESERVED_INPUTS
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
     state: tuple[str, ...] = setting(
         list_of(TEXT, "names"), ("m", "v"), "state slots of random programs"
     )

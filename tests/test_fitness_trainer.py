@@ -33,6 +33,8 @@ NORMALISED = parse_program(
     "def train(g, lr, m):\n    m = interp(g, m, 0.9)\n    return lr * m / (rms(m) + 1e-8), m\n"
 )
 BLOW_UP = parse_program("def train(g, lr, t):\n    return -lr * g * exp(3 * t)\n")
+# SGD for the first half of the run (t <= T/2), then no update at all: reads the horizon T.
+HALF = parse_program("def train(g, lr, t, T):\n    return lr * relu(sign(0.5 * T + 0.5 - t)) * g\n")
 
 
 def short(name: str, steps: int):
@@ -69,6 +71,24 @@ def test_cnn_and_transformer_batched_equal_naive():
         for i, lr in enumerate((1e-2, 1e-3)):
             naive = train_naive(task, load_known("adamw"), lr, 3, dtype=torch.float64)
             assert batched.metric[0, i, 0] == pytest.approx(naive, rel=1e-9)
+
+
+def test_the_horizon_T_is_the_tasks_step_budget():
+    """HALF moves the weights for the first half of ``task.steps`` steps, exactly as SGD trained
+    for that many steps does, and not at all after; the naive loop agrees."""
+    sgd = load_known("sgd")
+    for steps in (10, 7):
+        run = BatchedRun(short("teacher_student", steps), [HALF, sgd], [0.05], dtype=torch.float64)
+        start = run.flat.clone()
+        run.train()
+        half = BatchedRun(short("teacher_student", steps // 2), [sgd], [0.05], dtype=torch.float64)
+        half.train()
+        assert not torch.equal(run.flat[0], start[0])
+        torch.testing.assert_close(run.flat[0], half.flat[0], rtol=1e-12, atol=1e-15)
+        assert not torch.allclose(run.flat[1], half.flat[0])  # SGD itself went on moving
+        task = short("teacher_student", steps)
+        batched = train_batch(task, [HALF], [0.05], dtype=torch.float64).metric[0, 0, 0]
+        assert train_naive(task, HALF, 0.05, dtype=torch.float64) == pytest.approx(batched, 1e-9)
 
 
 def test_a_diverging_program_is_isolated_from_the_others():

@@ -24,7 +24,9 @@ from evodisc.analysis import uses_reduction
 from evodisc.app.cli import main
 from evodisc.hashing import (
     HASH_VERSION,
+    PROBE_HORIZONS,
     PROBE_TS,
+    PROBES,
     _plan,
     functional_hash_info,
     make_probe,
@@ -401,3 +403,51 @@ def test_digests_are_pinned_because_caches_persist_them():
     assert functional_hash(load_known("adamw")) == "39277b960f33a688c6cae502670e31d4"
     assert functional_hash(load_known("lion")) == "f277471d1f299f62369e03e1cb12088b"
     assert functional_hash(load_known("sgd")) == "8e3a4d7cb02c5e5beba8df82f6627a9f"
+
+
+# ------------------------------------------------------------------------- the horizon T
+
+SCHEDULED = """
+def train(w, g, lr, t, T, m):
+    m = interp(g, m, 0.9)
+    warm = minimum(t / (0.1 * T), 1)
+    cosine = 0.5 * (1 + cos(3.141592653589793 * t / T))
+    return lr * warm * cosine * m, m
+"""
+
+
+def _with_constant_horizon(value: float) -> Program:
+    """:data:`SCHEDULED` with ``T`` replaced by the constant ``value``."""
+    text = SCHEDULED.replace("t, T, m", "t, m").replace("T)", f"{value!r})")
+    return parse_program(text.replace("* T", f"* {value!r}"))
+
+
+def test_the_probes_horizon_is_at_or_after_their_last_step():
+    assert all(probe.horizon == PROBE_HORIZONS[0] >= max(probe.ts) for probe in PROBES)
+    assert max(PROBE_TS) <= min(PROBE_HORIZONS)
+    with pytest.raises(ValueError, match="before the last probe step"):
+        make_probe(random.Random(0), 4, (1.0, 50.0), horizon=10.0)
+
+
+def test_a_program_reading_T_hashes_unlike_any_constant_horizon():
+    scheduled = functional_hash(SCHEDULED)
+    assert "T" not in format_program(_with_constant_horizon(500.0))
+    for value in (500.0, 1500.0, *PROBE_HORIZONS):  # even the probes' own horizons
+        assert functional_hash(_with_constant_horizon(value)) != scheduled, value
+    # spelled another way (parameter order, t / T as t * (1 / T)) it is the same program
+    other = SCHEDULED.replace("w, g, lr, t, T, m", "T, m, lr, g, t, w").replace(
+        "t / T)", "t * (1 / T))"
+    )
+    assert functional_hash(other) == scheduled
+
+
+def test_a_T_that_reaches_no_update_changes_no_hash():
+    sgd = "def train(g, lr):\n    return lr * g\n"
+    unread = "def train(g, lr, T):\n    return lr * g\n"
+    cancelled = "def train(g, lr, t, T):\n    return lr * g + (T - T) * 0.5\n"
+    dead_slot = "def train(g, lr, T, m):\n    m = m + T\n    return lr * g, m\n"
+    for text in (unread, cancelled, dead_slot):
+        assert functional_hash(text) == functional_hash(sgd), text
+    assert functional_hash("def train(g, lr, t, T):\n    return lr * g * t / T\n") != (
+        functional_hash(sgd)
+    )

@@ -123,3 +123,58 @@ def test_the_wrong_number_of_state_tensors_is_an_error():
     for state in ([w], [w, w, w]):
         with pytest.raises(ValueError, match="2 state slot"):
             step(compile_program(ADAMW), w, w, 0.1, 1, state)
+
+
+# Reads the horizon T (warm-up, cosine decay) and reduces per tensor: every scalar input and the
+# reductions at once.
+SCHEDULED = parse_program(
+    """\
+def train(w, g, lr, t, T, m):
+    m = interp(g, m, 0.9)
+    warm = minimum(t / (0.1 * T), 1)
+    cosine = 0.5 * (1 + cos(3.141592653589793 * t / T))
+    return lr * warm * cosine * (m / (rms(m) + 1e-8) + 0.01 * w) + (T - t) * 1e-6 * g, m
+"""
+)
+
+
+def test_the_horizon_T_runs_the_same_on_numpy_torch_and_batched_models():
+    rng = np.random.default_rng(4)
+    w_np = rng.normal(size=(2, 3, 5))
+    horizon = 20
+    c_np, c_t = compile_program(SCHEDULED, "numpy"), compile_program(SCHEDULED, "torch")
+    w_t = torch.from_numpy(w_np.copy())
+    lrs = torch.tensor([0.1, 0.01], dtype=torch.float64)
+    s_np = [init_state(SCHEDULED, w_np[i]) for i in range(2)]
+    s_t = [init_state(SCHEDULED, w_t[i]) for i in range(2)]
+    s_batch = init_state(SCHEDULED, w_t)
+    w_batch = w_t.clone()
+    T = torch.tensor(float(horizon), dtype=torch.float64)  # as the trainer passes it
+    for t in range(1, horizon + 1):
+        g_batch = torch.sin(w_batch * t)
+        u, s_batch = step(c_t, w_batch, g_batch, lrs, t, s_batch, batch_dims=1, T=T)
+        w_batch = w_batch - u
+        for i in range(2):
+            u_np, s_np[i] = step(
+                c_np, w_np[i], np.sin(w_np[i] * t), float(lrs[i]), t, s_np[i], T=horizon
+            )
+            u_t, s_t[i] = step(
+                c_t, w_t[i], torch.sin(w_t[i] * t), float(lrs[i]), t, s_t[i], T=horizon
+            )
+            w_np[i], w_t[i] = w_np[i] - u_np, w_t[i] - u_t
+    np.testing.assert_allclose(w_t.numpy(), w_np, rtol=1e-12)
+    torch.testing.assert_close(w_batch, w_t, rtol=1e-12, atol=1e-12)
+    # T is read: another horizon gives other weights
+    u_short, _ = step(c_t, w_t[0], w_t[0], 0.1, 2, init_state(SCHEDULED, w_t[0]), T=10)
+    u_long, _ = step(c_t, w_t[0], w_t[0], 0.1, 2, init_state(SCHEDULED, w_t[0]), T=40)
+    assert not torch.allclose(u_short, u_long)
+
+
+def test_a_program_that_takes_T_needs_it():
+    w = torch.zeros(3)
+    with pytest.raises(ValueError, match="reads T, the run's total number of steps"):
+        step(compile_program(SCHEDULED), w, w, 0.1, 1, init_state(SCHEDULED, w))
+    # one that does not take T ignores it
+    update, _ = step(compile_program(ADAMW), w, w + 1, 0.1, 1, init_state(ADAMW, w), T=5)
+    expected, _ = step(compile_program(ADAMW), w, w + 1, 0.1, 1, init_state(ADAMW, w))
+    assert torch.equal(update, expected)

@@ -47,6 +47,15 @@ def train(w, g, m, v, lr):
     return update, m, v
 """
 
+# Warm-up over the first 10 % of the run, then cosine decay to 0 at t = T: reads the horizon T.
+SCHEDULED = """\
+def train(w, g, lr, t, T, m):
+    m = interp(g, m, 0.9)
+    warm = minimum(t / (0.1 * T), 1)
+    cosine = 0.5 * (1 + cos(3.141592653589793 * t / T))
+    return lr * warm * cosine * m, m
+"""
+
 
 def test_adamw_parses_into_state_slots_and_update():
     program = parse_program(ADAMW)
@@ -66,7 +75,20 @@ def test_paper_listing_with_reassigned_inputs_parses():
     assert targets.count("g") == 2 and "lr" in targets
 
 
-@pytest.mark.parametrize("text", [ADAMW, LION_RAW])
+def test_the_horizon_T_is_a_reserved_input_not_a_state_slot():
+    program = parse_program(SCHEDULED)
+    assert program.params == ("w", "g", "lr", "t", "T", "m")
+    assert program.state == ("m",) and len(program.returns) == 2
+    assert format_program(program) == SCHEDULED
+    assert program_from_json(program_to_json(program)) == program
+    assert '"params":["w","g","lr","t","T","m"]' in program_to_json(program)
+    # T named a state slot before it was reserved: a new value returned for it is now an error
+    with pytest.raises(ProgramError, match=r"expected the update followed by .* \(1: m\)"):
+        parse_program("def train(g, lr, T, m):\n    return lr * g, T, m\n")
+    assert parse_program("def train(g, T):\n    T = T * 2\n    return g / T\n").state == ()
+
+
+@pytest.mark.parametrize("text", [ADAMW, LION_RAW, SCHEDULED])
 def test_text_ir_text_ir_round_trip_is_exact(text):
     program = parse_program(text)
     printed = format_program(program)

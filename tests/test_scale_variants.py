@@ -18,10 +18,10 @@ import pytest
 import torch
 from campaign_helpers import assert_complete, log_rows
 
-import search_spaces.evolution as evolution_module
+import search_spaces.programs as programs_module
 from evodisc.app.report import distinct_programs
 from evodisc.campaign import store
-from evodisc.campaign.config import Campaign
+from evodisc.campaign.config import ADDED_KEYS, ADDED_SECTIONS, Campaign
 from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
 from evodisc.fitness_cache import CachedFitness, FitnessCache, fitness_config_key
@@ -265,9 +265,9 @@ SCRIPTED = [SGD, scaled(SGD, 2.0), scaled(SGD, 0.37), scaled(SGD, -1.0), SIGN, s
 @pytest.fixture
 def scripted(monkeypatch):
     """The evolution's random programs are :data:`SCRIPTED`, in order (then random again)."""
-    programs, real = iter(SCRIPTED), evolution_module.random_program
+    programs, real = iter(SCRIPTED), programs_module.random_program
     monkeypatch.setattr(
-        evolution_module,
+        programs_module,
         "random_program",
         lambda rng, space: next(programs, None) or real(rng, space),
     )
@@ -337,9 +337,10 @@ def make_old(directory) -> None:
     (with the digest then computed), no identity or scale column in the log."""
     stored = store.read_campaign(directory)
     del stored["campaign"]["evolution"]["merge_scale_variants"]
-    for section in ("screen", "selection"):  # nor the funnel's keys, which came later still
+    for (section, key), old in ADDED_KEYS.items():  # nor the keys that came later still
+        assert stored["campaign"][section].pop(key) == old
+    for section in ADDED_SECTIONS:
         del stored["campaign"][section]
-    del stored["campaign"]["fitness"]["stop_stalled"]
     document = json.loads(json.dumps(stored["campaign"]))
     del document["campaign"]["name"]
     store.write_campaign(directory, stored["campaign"], fitness_config_key(document))

@@ -1,8 +1,10 @@
 """Campaign files (``experiments/*.toml``): read, validated in full before anything starts, and
 resolved into the real configuration classes with every default filled in.
 
-A section maps onto one class: ``[space]`` onto :class:`~search_spaces.space.ProgramSpace`,
-``[evolution]`` onto :class:`~search_spaces.evolution.EvolutionConfig`, ``[fitness]`` onto
+A section maps onto one class: ``[space]`` onto the settings of the search space its ``kind``
+names (:data:`search_spaces.spaces.SPACES`: :class:`~search_spaces.space.ProgramSpace` by
+default, :class:`~search_spaces.genome.GenomeSpace`), ``[evolution]`` onto
+:class:`~search_spaces.evolution.EvolutionConfig`, ``[fitness]`` onto
 :class:`~fitness.config.SuiteConfig`, ``[budget]``, ``[resources]``, ``[screen]`` and
 ``[selection]`` onto the classes below. ``[fitness]`` is the full protocol; ``[screen]`` and
 ``[selection]`` derive the funnel's other stages from it (:meth:`Campaign.stage_config`).
@@ -42,6 +44,7 @@ from evodisc.settings import (
     check_settings,
     int_between,
     list_of,
+    one_of,
     setting,
     settings_of,
     shown,
@@ -50,6 +53,7 @@ from evodisc.settings import (
 from fitness.config import MAX_SEEDS, SuiteConfig
 from search_spaces.evolution import EvolutionConfig
 from search_spaces.space import ProgramSpace
+from search_spaces.spaces import SPACES, SpaceSettings, open_space
 
 #: A campaign file is a regular file of at most this many bytes (a FIFO or a device is refused).
 MAX_CAMPAIGN_BYTES = 1 << 20
@@ -148,7 +152,8 @@ class SelectionSettings:
 
 
 #: The sections of a campaign file and the classes they map onto, in the order they are built
-#: (the evolution is given the space and the campaign's seed).
+#: (the evolution is given the space and the campaign's seed); ``[space]`` maps onto the class
+#: of its ``kind`` (:data:`SPACE_KIND`), the program space's by default.
 SECTIONS: dict[str, type] = {
     "space": ProgramSpace,
     "evolution": EvolutionConfig,
@@ -159,17 +164,24 @@ SECTIONS: dict[str, type] = {
     "selection": SelectionSettings,
 }
 
-#: Keys added after campaign directories were first written, by section (None: the whole
-#: section): left out of the campaign's digest while at their default, so that a directory
-#: written before them resumes with the file it was run with.
-LATER_KEYS: dict[str, tuple[str, ...] | None] = {
-    "fitness": ("stop_stalled",),
-    "screen": None,
-    "selection": None,
-}
 
 #: The funnel's stages, in order (``screen`` only when enabled, ``selection`` at the end).
 STAGES = ("screen", "full", "selection")
+
+
+#: ``[space] kind``: which search space the campaign searches.
+SPACE_KIND = Check(one_of(SPACES).expected, lambda v: v in SPACES)
+
+#: Keys added after campaign directories were first written, with the value that leaves a
+#: campaign as it was: at that value a key is left out of the digest, so that a campaign file
+#: of before keeps its digest and its directories resume.
+ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("space", "kind"): "program",
+    ("evolution", "crossover"): 0.0,
+    ("fitness", "stop_stalled"): 0.0,
+}
+#: Sections added later: left out of the digest while every key holds its default.
+ADDED_SECTIONS = ("screen", "selection")
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,7 @@ class Campaign:
     """A validated campaign (``[campaign]`` keys, then one field per section). Build it with
     :func:`load_campaign` or :meth:`from_dict`, which check everything."""
 
-    space: ProgramSpace
+    space: SpaceSettings
     evolution: EvolutionConfig
     budget: BudgetSettings
     fitness: SuiteConfig
@@ -224,12 +236,15 @@ class Campaign:
     def to_dict(self) -> dict:
         """The resolved campaign as JSON-able nested sections (the shape of the TOML file)."""
         sections = {"campaign": self, **{name: getattr(self, name) for name in SECTIONS}}
-        return {name: _keys(section) for name, section in sections.items()}
+        document = {name: _keys(section) for name, section in sections.items()}
+        document["space"] = {"kind": open_space(self.space).kind, **document["space"]}
+        return document
 
     def digest(self) -> str:
         """The campaign's identity: a stable digest of :meth:`to_dict` without the name (which
-        defaults to the file's name) and without the :data:`LATER_KEYS` at their defaults, key
-        order ignored: the same content under another file name is the same campaign."""
+        defaults to the file's name) and without the keys added later that leave the campaign
+        as it was (:meth:`_identity`), key order ignored: the same content under another file
+        name is the same campaign."""
         document = self._identity()
         del document["campaign"]["name"]
         return fitness_config_key(document)
@@ -253,14 +268,14 @@ class Campaign:
         return tuple(digests)
 
     def _identity(self) -> dict:
-        """:meth:`to_dict` without the :data:`LATER_KEYS` that hold their defaults."""
+        """:meth:`to_dict` without the keys added later that leave the campaign as it was: the
+        :data:`ADDED_KEYS` at their old value, the :data:`ADDED_SECTIONS` at their defaults."""
         document = self.to_dict()
-        for section, keys in LATER_KEYS.items():
-            defaults = _keys(SECTIONS[section]())
-            for key in defaults if keys is None else keys:
-                if document[section][key] == defaults[key]:
-                    del document[section][key]
-            if not document[section]:
+        for (section, key), old in ADDED_KEYS.items():
+            if document[section][key] == old:
+                del document[section][key]
+        for section in ADDED_SECTIONS:
+            if document[section] == _keys(SECTIONS[section]()):
                 del document[section]
         return document
 
@@ -340,16 +355,22 @@ def _parse(data: Mapping, source: str, default_name: str | None) -> Campaign:
         if isinstance(value, dict):
             hint = suggest(key, ["campaign", *SECTIONS], "[{}]")
             raise CampaignError(f"{source}: unknown section [{key}]{hint}")
-        owner = [name for name, cls in SECTIONS.items() if key in settings_of(cls)]
+        owner = [name for name, cls in _classes() if key in settings_of(cls)]
         hint = f" (it belongs in [{owner[0]}])" if owner else ""
         raise CampaignError(f"{source}: key {key!r} outside a section{hint}")
-    top = _section(Campaign, "campaign", data, source)
+    top = _section(Campaign, "campaign", data.get("campaign", {}), source)
     given = {"evolution": {"seed": top.get("seed", 0)}}
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
-        values = _section(cls, name, data, source) | given.get(name, {})
+        table = data.get(name, {})
+        if name == "space":
+            cls, table = _space_class(table, source)
+        values = _section(cls, name, table, source) | given.get(name, {})
         if name == "evolution":
             values["space"] = built["space"]
+            if "mutation_weights" in values:  # laid over the space's mutations at 1.0 each
+                names = open_space(built["space"]).mutation_names()
+                values["mutation_weights"] = dict.fromkeys(names, 1.0) | values["mutation_weights"]
         built[name] = _build(cls, name, values, source)
     campaign = Campaign(**top, **built)
     if campaign.name is None:
@@ -359,9 +380,36 @@ def _parse(data: Mapping, source: str, default_name: str | None) -> Campaign:
     return campaign
 
 
-def _section(cls: type, section: str, data: Mapping, source: str) -> dict[str, Any]:
-    """The keys given in ``data[section]``, checked and converted."""
-    table = data.get(section, {})
+def _classes() -> list[tuple[str, type]]:
+    """Each section's name and the classes it may map onto."""
+    return [
+        (name, owner)
+        for name, cls in SECTIONS.items()
+        for owner in (SPACES.values() if name == "space" else (cls,))
+    ]
+
+
+def _space_class(table: Any, source: str) -> tuple[type, Any]:
+    """The settings class of the kind ``[space]`` names, and its other keys; a key of another
+    kind of space is a :class:`CampaignError` saying so."""
+    if not isinstance(table, dict):
+        return ProgramSpace, table  # _section says what is wrong
+    kind = table.get("kind", "program")
+    if not SPACE_KIND.accepts(kind):
+        expected = SPACE_KIND.expected
+        raise CampaignError(f"{source}: space.kind: expected {expected}, got {shown(kind)}")
+    cls = SPACES[kind]
+    for key in table:
+        others = [k for k, c in SPACES.items() if k != kind and key in settings_of(c)]
+        if others and key not in settings_of(cls):
+            raise CampaignError(
+                f"{source}: space.{key}: a key of the {others[0]} space, not of kind {kind!r}"
+            )
+    return cls, {key: value for key, value in table.items() if key != "kind"}
+
+
+def _section(cls: type, section: str, table: Any, source: str) -> dict[str, Any]:
+    """The keys given in ``table`` (the section ``section``), checked and converted."""
     if not isinstance(table, dict):
         raise CampaignError(f"{source}: [{section}] must be a table, got {shown(table)}")
     known = settings_of(cls)
@@ -412,13 +460,18 @@ def _jsonable(value: Any) -> Any:
 def defaults_table() -> str:
     """Every key of a campaign file as a Markdown table: key, what it accepts, default, meaning."""
     lines = ["| key | accepts | default | meaning |", "| --- | --- | --- | --- |"]
-    for section, cls in {"campaign": Campaign, **SECTIONS}.items():
+    kind_row = f"| `space.kind` | {SPACE_KIND.expected} | \"program\" | the search space |"
+    for section, cls in [("campaign", Campaign), *_classes()]:
+        kind = next((k for k, c in SPACES.items() if c is cls), None)
+        if kind == "program":
+            lines.append(kind_row)
         for name, spec in settings_of(cls).items():
             meta = spec.metadata
             default = spec.default_factory() if callable(spec.default_factory) else spec.default
             shown = meta["shown"] or json.dumps(_jsonable(default))
             key = f"{section}.{name}"
-            lines.append(f"| `{key}` | {meta['check'].expected} | {shown} | {meta['doc']} |")
+            doc = meta["doc"] if kind in (None, "program") else f"{kind} space: {meta['doc']}"
+            lines.append(f"| `{key}` | {meta['check'].expected} | {shown} | {doc} |")
     return "\n".join(lines) + "\n"
 
 

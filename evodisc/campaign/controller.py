@@ -321,6 +321,7 @@ class Controller:
                 program_json=self._program_json(cid),
                 stage=stage,
                 screened=screened,
+                genome=self.evolution.genotype_json(candidate),
                 **source,
             )
         )
@@ -430,12 +431,14 @@ def candidate_row(
     program_json: str | None = None,
     stage: str = "full",
     screened: CachedFitness | None = None,
+    genome: str | None = None,
 ) -> dict:
     """One row of the candidate log (columns: :data:`evodisc.campaign.store.LOG_SCHEMA`);
     ``program_json``: the program's JSON when already known (it is computed otherwise);
     ``stage``: the funnel stage whose result ``result`` is; ``screened``: its screen result
     (kept in ``details["screen"]``, and its fitness as ``screen_fitness``); ``rule``: its rule
-    identity when the campaign merges scale variants."""
+    identity when the campaign merges scale variants; ``genome``: the candidate's genotype JSON
+    in a genome space."""
     info = candidate.validity.info
     fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
     details = {key: value for key, value in result.details.items() if key != "screen"}
@@ -448,6 +451,7 @@ def candidate_row(
         "island": candidate.island,
         "program": format_program(candidate.program),
         "program_json": program_json or program_to_json(candidate.program),
+        "genome": genome,
         "functional_hash": candidate.validity.functional_hash,
         "identity": None if rule is None else rule.digest,
         "scale": None if rule is None else rule.scale,

@@ -21,11 +21,14 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 
 - ``id`` (int64): campaign-wide candidate id, contiguous from 0.
 - ``parent_id`` (int64, null): the program it was mutated from; null for seeds and random ones.
-- ``mutation`` (string): ``seed:<name>``, ``random``, ``restart:<id>``, ``migration:<id>`` or
-  the mutation's name.
+- ``mutation`` (string): ``seed:<name>``, ``random``, ``restart:<id>``, ``migration:<id>``,
+  ``crossover:<id>+<mutation>`` (genome space) or the mutation's name.
 - ``island`` (int32): the island it lives on.
 - ``program`` (string): the program text.
 - ``program_json`` (string): the program's canonical JSON (IR).
+- ``genome`` (string, null): in a genome space, the genome the program was written from, as
+  canonical JSON (:func:`search_spaces.genome.genome_to_json`: the term weights by name, β₁,
+  β₂, ε, weight decay and the flags); null in the program space, and in logs written before.
 - ``functional_hash`` (string): identity of its behaviour; equal hashes are evaluated once.
 - ``identity`` (string, null): its rule identity, when the campaign merges scale variants
   (``[evolution] merge_scale_variants``): equal for ``u`` and ``c·u`` (``c > 0``) when ``u`` is
@@ -102,6 +105,7 @@ LOG_SCHEMA = pa.schema(
         ("island", pa.int32()),
         ("program", pa.string()),
         ("program_json", pa.string()),
+        ("genome", pa.string()),
         ("functional_hash", pa.string()),
         ("identity", pa.string()),
         ("scale", pa.float64()),

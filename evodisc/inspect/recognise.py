@@ -23,7 +23,8 @@ family is scored with its fitted hyper-parameters (``default_score``: with the z
 The probe models training long enough for slow moving averages (β = 0.999) to matter: 300
 steps of 128 coordinates whose gradients have a persistent mean plus twice as much noise, with
 scales spread over three decades (momentum, adaptive and sign-based rules all differ there);
-weights ~ N(0, 0.1²), updated by each program's own updates; ``lr`` = 1e-3; ``t`` = 1 … 300.
+weights ~ N(0, 0.1²), updated by each program's own updates; ``lr`` = 1e-3; ``t`` = 1 … 300;
+``T`` = 300 (the whole run).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def _make_probe(seed: int = 20250101, n: int = 128, steps: int = 300) -> Probe:
     for array in (w0, grads):
         array.flags.writeable = False
     lrs = tuple(np.float64(1e-3) for _ in range(steps))
-    return Probe(w0, grads, lrs, tuple(np.float64(k) for k in range(1, steps + 1)))
+    ts = tuple(np.float64(k) for k in range(1, steps + 1))
+    return Probe(w0, grads, lrs, ts, np.float64(steps))  # a run of ``steps`` steps: T = steps
 
 
 #: The inputs every similarity and approximate-step check runs on.
