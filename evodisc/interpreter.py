@@ -186,7 +186,7 @@ def step(
     if T is None and "T" in compiled.program.params:
         raise ValueError("the program reads T, the run's total number of steps: pass T")
     values = {"w": w, "g": g, "lr": _scalar(lr, w, batch_dims), "t": _scalar(t, w, batch_dims)}
-    if T is not None:
+    if T is not None and "T" in compiled.program.params:
         values["T"] = _scalar(T, w, batch_dims)
     if len(state) != len(compiled.program.state):
         raise ValueError(
