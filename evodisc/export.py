@@ -209,23 +209,40 @@ class ProgramOptimizer(torch.optim.Optimizer):
     state tensors, in place and returns the new state lists; ``constants``: its numbers and their
     defaults (``__init__`` arguments besides ``lr``); ``ranges``: the interval each constant
     must stay in, where the rule's code needs one; ``slots``: the keys of a parameter's state
-    tensors. A step calls ``_update`` once per param group, device, dtype and step count (on CPU,
-    per chunk of about ``chunk_bytes``), with the group's ``lr`` and constants as floats.
+    tensors; ``reads_horizon``: the rule reads ``T``, the run's total number of steps, which
+    ``__init__`` then requires as ``total_steps`` and ``_update`` takes after ``t``. A step calls
+    ``_update`` once per param group, device, dtype and step count (on CPU, per chunk of about
+    ``chunk_bytes``), with the group's ``lr`` and constants as floats.
     """
 
     constants: dict[str, float] = {}
     ranges: dict[str, tuple[float, float, str]] = {}  # (0.0, 1.0, "[)"): 0 <= x < 1
     slots: tuple[str, ...] = ()
+    reads_horizon: bool = False
     #: On CPU, a chunk's tensors (weights, gradients, state, temporaries) stay in cache across
     #: the calls of a step; one call over a large model streams it from memory once per
     #: operation, 1.2-1.4x slower than chunks of 1 MiB.
     chunk_bytes: int = 1 << 20
 
-    def __init__(self, params, lr: float = 1e-3, **constants: float):
+    def __init__(self, params, lr: float = 1e-3, *, total_steps=None, **constants: float):
+        name = type(self).__name__
         for key in constants:
             if key not in self.constants:
-                name = type(self).__name__
                 raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")
+        if total_steps is None and self.reads_horizon:
+            raise TypeError(
+                f"{name}() needs total_steps, the number of optimizer steps of the run: "
+                "its update rule reads T, the run's horizon"
+            )
+        if total_steps is not None:
+            try:
+                valid = int(total_steps) == total_steps >= 1 and not isinstance(total_steps, bool)
+            except (TypeError, ValueError, OverflowError):
+                valid = False
+            if not valid:
+                raise ValueError(f"Invalid total_steps value: {total_steps!r} (a whole number ≥ 1)")
+            total_steps = int(total_steps)
+        self.total_steps = total_steps  # T; a rule that does not read it ignores it
         super().__init__(params, {"lr": lr, **self.constants, **constants})
 
     def add_param_group(self, param_group: dict) -> None:
@@ -259,6 +276,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        horizon = (self.total_steps,) if self.reads_horizon else ()
         for group in self.param_groups:
             lr = float(group["lr"])
             constants = [float(group[key]) for key in self.constants]
@@ -273,6 +291,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     for key in self.slots:
                         state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if horizon and state["step"] >= self.total_steps:
+                    raise ValueError(
+                        f"{type(self).__name__}: step {state['step'] + 1} is past total_steps="
+                        f"{self.total_steps} (its update rule reads T: 1 <= t <= T)"
+                    )
                 state["step"] += 1
                 buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
             for (device, _, t), params in buckets.items():
@@ -283,6 +306,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
                         [p.grad for p in chunk],
                         lr,
                         t,
+                        *horizon,
                         *constants,
                         *[[s[key] for s in states] for key in self.slots],
                     )
@@ -311,6 +335,11 @@ def _class_doc(program: Program, name: str, plan: Plan, named: dict[str, Constan
     listing = [f"    {line}" for line in format_program(program).splitlines()]
     ranges = plan.assumptions()
     arguments = ["- ``lr=0.001``: the learning rate, at least 0."]
+    if plan.reads_horizon:
+        arguments += [
+            "- ``total_steps`` (required): the number of optimizer steps of the run, ``T`` in",
+            "  the rule; a step past it is an error.",
+        ]
     for key, constant in named.items():
         within = f", in {ProgramOptimizer._interval_text(*ranges[key])}" if key in ranges else ""
         arguments.append(f"- ``{key}={constant.value!r}``{within}: {_ROLES[constant.role]}.")
@@ -351,6 +380,7 @@ def to_torch_optimizer(program: Program, name: str | None = None) -> type[Progra
         constants = dict(plan.constants)
         ranges = plan.assumptions()
         slots = state_keys(rule)
+        reads_horizon = plan.reads_horizon
         _update = staticmethod(plan.run)
 
     Exported.__name__ = Exported.__qualname__ = name
@@ -376,7 +406,7 @@ import torch
 $helpers
 
 def _update($signature):
-    """One step for the parameters ``w`` (a list: one device, one dtype, step ``t``) with
+    """One step for the parameters ``w`` (a list: one device, one dtype, step ``t``$horizon) with
     gradients ``g``: updates ``w`` and the state tensors in place; returns the state lists."""
 $body
 
@@ -388,7 +418,7 @@ class $name(ProgramOptimizer):
 
     constants = $constants
     ranges = $ranges
-    slots = $slots
+    slots = $slots$reads_horizon
     _update = staticmethod(_update)
 ''')
 
@@ -423,4 +453,6 @@ def torch_source(program: Program, class_name: str | None = None) -> str:
         constants=f"{{{constants}}}",
         ranges=f"{{{ranges}}}",
         slots="(" + ", ".join(f'"{k}"' for k in keys) + ("," if len(keys) == 1 else "") + ")",
+        horizon=" of ``T``" if plan.reads_horizon else "",
+        reads_horizon="\n    reads_horizon = True" if plan.reads_horizon else "",
     )

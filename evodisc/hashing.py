@@ -142,6 +142,8 @@ def _make_probes() -> tuple[Probe, ...]:
 
 
 PROBES: tuple[Probe, ...] = _make_probes()
+#: The main probe at the second horizon, for programs whose update reads ``T``.
+_MAIN_LATER_HORIZON = dataclasses.replace(PROBES[0], horizon=np.float64(PROBE_HORIZONS[1]))
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ def functional_hash_info(program: Program | str) -> HashInfo:
     tokens = quantise(updates)
     digest.update(tokens.astype("<i8").tobytes())
     if "T" in plan.reads:  # the same probe at another horizon (see PROBE_HORIZONS)
-        updates = _run(plan, dataclasses.replace(main, horizon=np.float64(PROBE_HORIZONS[1])))
+        updates = _run(plan, _MAIN_LATER_HORIZON)
         other = quantise(updates)
         if not np.array_equal(other, tokens):
             finite = finite and bool(np.isfinite(updates).all())

@@ -183,10 +183,10 @@ def step(
     ``1 <= t <= T``), needed only by a program that takes ``T``. ``state`` holds one tensor per
     state slot (see :func:`init_state`).
     """
-    if T is None and "T" in compiled.program.params:
-        raise ValueError("the program reads T, the run's total number of steps: pass T")
     values = {"w": w, "g": g, "lr": _scalar(lr, w, batch_dims), "t": _scalar(t, w, batch_dims)}
-    if T is not None:
+    if "T" in compiled.program.params:
+        if T is None:
+            raise ValueError("the program reads T, the run's total number of steps: pass T")
         values["T"] = _scalar(T, w, batch_dims)
     if len(state) != len(compiled.program.state):
         raise ValueError(

@@ -3,10 +3,10 @@
 * one ``torch._foreach_*`` call per operation for all the tensors, as the primitive's entry
   says (its ``foreach`` form, else its ``expansion`` in other primitives); an operation that has
   neither runs tensor by tensor, through its ``source``;
-* numbers — whatever is computed from ``lr``, ``t``, constants and the *named constants* (the
-  numbers an exported optimizer takes as arguments, ``beta1``, ``eps``, …) — are Python floats,
-  computed once per step (:mod:`evodisc.plan_numbers`); sub-expressions of unnamed constants are
-  folded when the plan is made;
+* numbers — whatever is computed from ``lr``, ``t``, ``T``, constants and the *named constants*
+  (the numbers an exported optimizer takes as arguments, ``beta1``, ``eps``, …) — are Python
+  floats, computed once per step (:mod:`evodisc.plan_numbers`); sub-expressions of unnamed
+  constants are folded when the plan is made;
 * a sum of scaled terms (``a + c*b``, ``interp``, ``x / n``, ``c*x*y``, ``c*x/y``) is accumulated
   (:mod:`evodisc.linear_terms`) in place in a buffer whose value is no longer needed (a state
   slot being replaced, a temporary);
@@ -42,7 +42,17 @@ from evodisc.linear_terms import (
 from evodisc.plan import Plan, Step, reserved_names
 from evodisc.plan_numbers import expansion, number, source_function, substitute
 from evodisc.primitives import PRIMITIVES, Primitive
-from evodisc.program import Call, Const, Expr, Program, Var, names_used, walk
+from evodisc.program import (
+    RESERVED_INPUTS,
+    SCALAR_INPUTS,
+    Call,
+    Const,
+    Expr,
+    Program,
+    Var,
+    names_used,
+    walk,
+)
 
 #: Kinds of list values: one 0-dim tensor per parameter (a reduction), or full tensors.
 SCALARS, TENSORS = 1, 2
@@ -106,7 +116,7 @@ class _Lowering:
         self.uses = _use_counts(program, self.body)
         self.steps: list[Step] = []
         self.statement = 0
-        self.taken = set(idents.values()) | reserved_names() | {"w", "g", "lr", "t", *constants}
+        self.taken = set(idents.values()) | reserved_names() | {*RESERVED_INPUTS, *constants}
         self.named = {idents[p] for p in program.params}  # program identifiers in use
         self.temps: set[str] = set()  # registers not named after a program variable (yet)
         self.names: dict[str, str] = {}  # temporary register -> the program variable it holds
@@ -115,7 +125,7 @@ class _Lowering:
         self.refs: Counter = Counter()
         self.env: dict[str, Value] = {}
         for p in program.params:
-            if p in ("lr", "t"):
+            if p in SCALAR_INPUTS:
                 self.env[p] = Number(Var(p))
                 continue
             if p not in ("w", "g"):
@@ -140,7 +150,10 @@ class _Lowering:
         if not update_first:
             self.apply_update(update)
         steps, names = tuple(self.steps), dict(self.names)
-        return Plan(self.program, dict(self.idents), steps, tuple(outputs), names, self.constants)
+        horizon = self.uses["T"] > 0  # a live statement or the return reads the parameter T
+        return Plan(
+            self.program, dict(self.idents), steps, tuple(outputs), names, self.constants, horizon
+        )
 
     def bind(self, target: str, value: Value, uses: int) -> None:
         """``target = value``, read ``uses`` times from now on."""

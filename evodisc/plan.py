@@ -59,6 +59,7 @@ class Plan:
     outputs: tuple[str, ...]  # the registers holding the new state slots
     names: dict[str, str]  # register -> its name in the source (a program variable it holds)
     constants: dict[str, float]  # the named constants (numbers ``_update`` takes) and defaults
+    reads_horizon: bool = False  # the plan reads ``T``, the run's total number of steps
 
     def __post_init__(self):
         getters = []
@@ -72,8 +73,10 @@ class Plan:
 
     @cached_property
     def parameters(self) -> tuple[str, ...]:
-        """``_update``'s parameters: ``w, g, lr, t``, the named constants, the state slots."""
-        return ("w", "g", "lr", "t", *self.constants, *self.slots)
+        """``_update``'s parameters: ``w, g, lr, t``, ``T`` where the plan reads it, the named
+        constants, the state slots."""
+        horizon = ("T",) if self.reads_horizon else ()
+        return ("w", "g", "lr", "t", *horizon, *self.constants, *self.slots)
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -88,9 +91,10 @@ class Plan:
         return {name: found[name] for name in self.constants if name in found}
 
     def run(self, *args) -> tuple[list, ...]:
-        """``_update(w, g, lr, t, <constants>, <slots>)``: one step for the parameters ``w`` (a
-        list: one device, dtype and step ``t``) with gradients ``g``; updates ``w`` and the state
-        tensors in place and returns the new state lists."""
+        """``_update(w, g, lr, t, [T], <constants>, <slots>)``: one step for the parameters ``w``
+        (a list: one device, dtype and step ``t``; ``T`` the run's total number of steps, where
+        the plan reads it) with gradients ``g``; updates ``w`` and the state tensors in place and
+        returns the new state lists."""
         env = dict(zip(self.parameters, args, strict=True))
         for out, fn, getters in self._compiled:
             value = fn(*[get(env) for get in getters])
@@ -99,7 +103,7 @@ class Plan:
         return tuple(env[r] for r in self.outputs)
 
     def source(self) -> list[str]:
-        """The body of ``_update(w, g, lr, t, <constants>, <slots>)``: the plan as lines of
+        """The body of ``_update(w, g, lr, t, [T], <constants>, <slots>)``: the plan as lines of
         Python, each block under a comment with the program statement it comes from."""
         program = self.program
         body = live_statements(program.body, program.returns)

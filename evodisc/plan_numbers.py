@@ -1,7 +1,7 @@
 """The numbers of a multi-tensor plan (:mod:`evodisc.plan`): Python floats, computed once per step.
 
-A number is an expression (program IR) over constants, ``lr``, ``t``, named constants and named
-numbers. It is evaluated with Python arithmetic where that cannot raise (``lr / t``,
+A number is an expression (program IR) over constants, ``lr``, ``t``, ``T``, named constants and
+named numbers. It is evaluated with Python arithmetic where that cannot raise (``lr / t``,
 ``0.9 ** t``) and otherwise on a float64 tensor, as the interpreter does (``1 / (t - t)`` is
 inf, not an error). A *named constant* (``beta1``: a number of the rule that the optimizer takes
 as an argument) is judged by its default; a decision that relies on it records the interval the
@@ -67,11 +67,12 @@ def _either(expr: Expr, a: Interval, b: Interval, constants: dict[str, float]) -
 
 
 def _is_step(expr: Expr) -> bool:
-    return expr == Var("t")
+    """``t`` or ``T``: a step number or the run's number of steps, a whole number ≥ 1."""
+    return isinstance(expr, Var) and expr.name in ("t", "T")
 
 
 def _nonzero(expr: Expr, constants: dict[str, float]) -> Assumptions:
-    """``expr`` cannot be 0: a non-zero constant, ``t``, ``c - b ** t`` or ``c - b`` (c ≥ 1,
+    """``expr`` cannot be 0: a non-zero constant, ``t``, ``T``, ``c - b ** t`` or ``c - b`` (c ≥ 1,
     0 ≤ b < 1: a bias correction), and products of such factors that cannot underflow."""
     if _is_step(expr):
         return ()
@@ -99,7 +100,7 @@ def _nonzero(expr: Expr, constants: dict[str, float]) -> Assumptions:
 
 
 def _nonnegative(expr: Expr, constants: dict[str, float]) -> Assumptions:
-    """``expr`` is ≥ 0 for sure: built from ``t``, (named) constants ≥ 0, ``+`` and ``*``."""
+    """``expr`` is ≥ 0 for sure: built from ``t``, ``T``, (named) constants ≥ 0, ``+`` and ``*``."""
     if _is_step(expr):
         return ()
     if not isinstance(expr, Call):
@@ -161,7 +162,7 @@ def _float64(x):
 
 
 def number_function(expr: Expr, constants: dict[str, float]) -> Callable[[dict], float]:
-    """``expr`` as a function of the number registers (``{"lr": …, "t": …, …}``); it computes
+    """``expr`` as a function of the number registers (``{"lr": …, "t": …, "T": …}``); it computes
     exactly what :func:`number_source` writes. ``constants``: the named constants' defaults."""
     if isinstance(expr, Const):
         value = expr.value

@@ -103,6 +103,8 @@ def test_sections_map_onto_the_evolution_config(tmp_path):
          "max_state_slots (3) names"),
         ("[space]\nstate = ['g']\n", "space.state: expected distinct names, none an input "
          "(w, g, lr, t, T), 'update', a keyword or a primitive, got ('g',)"),
+        ("[space]\nstate = ['m', 'T']\n", "space.state: expected distinct names, none an input "
+         "(w, g, lr, t, T)"),
         ("[space]\nstate = ['m', 'm']\n", "space.state: expected distinct names"),
         ("[space]\nstate = ['sqrt']\n", "space.state: expected distinct names"),
         ("[space]\nconstants = []\n", "space.constants: expected a non-empty list of numbers"),

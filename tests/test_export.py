@@ -25,9 +25,17 @@ from evodisc.app.cli import main
 from evodisc.export import class_name_from_path, named_constants, state_keys
 from evodisc.interpreter import compile_program, init_state, step
 from evodisc.lowering import lower
-from evodisc.program import Assign, Call, Const, Program, format_program, parse_program
+from evodisc.program import (
+    RESERVED_INPUTS,
+    Assign,
+    Call,
+    Const,
+    Program,
+    format_program,
+    parse_program,
+)
 from fitness.device import available_devices
-from search_spaces.space import random_program
+from search_spaces.space import DEFAULT_SPACE, ProgramSpace, random_program
 from search_spaces.zoo import load_known, zoo
 
 LION = """
@@ -74,6 +82,17 @@ def train(w, g, lr, t, m, n):
     m = interp(a, m, 0.9) / (rms(m) + 1)
     n = mean(g) * lr + n * 0.5 - clip(m, 0.5) * g / (abs(n) + 1)
     return lr * (a + b) * 0.01 + k * 1e-3 * g + lr * n + 1e-4 * w, m, n
+"""
+
+# Reads the run's horizon T: a warm-up and a cosine decay (numbers), T in tensor arithmetic, in a
+# primitive without a foreach form, beside a reduction and as a power's exponent.
+SCHEDULED = """
+def train(w, g, lr, t, T, m):
+    m = interp(g, m, 0.9)
+    warm = minimum(t / (0.1 * T), 1)
+    cosine = 0.5 * (1 + cos(3.141592653589793 * t / T))
+    decay = 0.01 * (1 - t / T) * w + clip(g, T * 0.001) * 0.9 ** T
+    return lr * (warm * cosine * m / (rms(m) + 1e-8) + decay + arctan(g * T) * 0.001), m
 """
 
 # A helper function that only a number calls: the source defines it all the same.
@@ -192,7 +211,9 @@ def test_exported_adamw_matches_torch_adamw(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text", [LION, TRICKY, NUMBERS, NUMBER_HELPER], ids=["lion", "tricky", "numbers", "helper"]
+    "text",
+    [LION, TRICKY, NUMBERS, NUMBER_HELPER, SCHEDULED],
+    ids=["lion", "tricky", "numbers", "helper", "scheduled"],
 )
 def test_generated_source_imports_only_torch_and_equals_the_class(text, tmp_path):
     program = parse_program(text)
@@ -206,7 +227,7 @@ def test_generated_source_imports_only_torch_and_equals_the_class(text, tmp_path
     results = []
     for cls in (runtime, generated):
         ps = [torch.nn.Parameter(p.clone()) for p in params]
-        opt = cls(ps, lr=0.05)
+        opt = cls(ps, lr=0.05, total_steps=25)  # T: only SCHEDULED reads it
         gen = torch.Generator().manual_seed(1)
         for _ in range(25):
             for p in ps:
@@ -236,17 +257,19 @@ def exported_and_interpreted(
     tmp_path: Path,
     start: torch.Tensor = START,
     lr: float = 0.01,
+    total_steps: int | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.optim.Optimizer]]:
     """The weights after one step per gradient at ``lr`` from ``start``: by each exported class
-    (:func:`both_classes`), and by the interpreter; and the exported optimizers."""
+    (:func:`both_classes`), and by the interpreter; and the exported optimizers. ``total_steps``
+    is the horizon ``T``."""
     compiled, w, state = compile_program(program), start.clone(), init_state(program, start)
     for t, g in enumerate(grads, start=1):
-        update, state = step(compiled, w, g, lr, t, state)
+        update, state = step(compiled, w, g, lr, t, state, T=total_steps)
         w = w - update
     finals, optimizers = [], []
     for cls in both_classes(program, tmp_path):
         p = torch.nn.Parameter(start.clone())
-        opt = cls([p], lr=lr)
+        opt = cls([p], lr=lr, total_steps=total_steps)
         for g in grads:
             p.grad = g.clone()
             opt.step()
@@ -263,6 +286,54 @@ def test_every_zoo_optimizer_exports_to_code_that_matches_the_interpreter(tmp_pa
         assert not torch.equal(finals[0], START), name
         assert torch.equal(finals[0], finals[1]), name
         torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14, msg=name)
+
+
+def test_a_rule_reading_T_takes_total_steps_and_matches_the_interpreter(tmp_path):
+    program = parse_program(SCHEDULED)
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(10)]
+    finals, w, optimizers = exported_and_interpreted(program, grads, tmp_path, total_steps=10)
+    assert torch.equal(finals[0], finals[1])
+    torch.testing.assert_close(finals[0], w, rtol=1e-12, atol=1e-14)
+    longer, w_longer, _ = exported_and_interpreted(program, grads, tmp_path, total_steps=40)
+    torch.testing.assert_close(longer[0], w_longer, rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(longer[0], finals[0])  # T reaches the update
+    source = torch_source(program)
+    assert "def _update(w, g, lr, t, T, " in source and "reads_horizon = True" in source
+    assert "``total_steps`` (required)" in source
+    for cls, opt in zip(both_classes(program, tmp_path / "again"), optimizers, strict=True):
+        assert opt.total_steps == 10 and cls.reads_horizon
+        p = opt.param_groups[0]["params"][0]
+        before = p.detach().clone()
+        with pytest.raises(ValueError, match=r"step 11 is past total_steps=10 \(its update rule"):
+            opt.step()  # the eleventh step of a ten-step run
+        assert torch.equal(p.detach(), before) and opt.state[p]["step"] == 10
+        with pytest.raises(TypeError, match=r"Exported\(\) needs total_steps, the number of"):
+            cls([torch.nn.Parameter(START.clone())], lr=0.01)
+        for bad in (0, -3, 2.5, True, float("inf"), "ten"):
+            with pytest.raises(ValueError, match="Invalid total_steps value"):
+                cls([torch.nn.Parameter(START.clone())], total_steps=bad)
+        assert cls([torch.nn.Parameter(START.clone())], total_steps=10.0).total_steps == 10
+
+
+def test_total_steps_is_optional_where_the_rule_does_not_read_T(tmp_path):
+    """Where T reaches nothing the plan computes (the rule does not take it, or only a dead
+    statement reads it), the class needs no total_steps; given one, it ignores it."""
+    unread = parse_program("def train(g, lr, t, T):\n    junk = g * T\n    return lr * sign(g)\n")
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(5)]
+    for program in (parse_program(SIGN_SGD), unread):
+        assert "T" not in lower(program).parameters
+        plain, _, _ = exported_and_interpreted(program, grads, tmp_path / "plain", total_steps=5)
+        for cls in both_classes(program, tmp_path):
+            assert not cls.reads_horizon
+            for total_steps in (None, 3):  # not even a step past it is an error
+                p = torch.nn.Parameter(START.clone())
+                opt = cls([p], lr=0.01, total_steps=total_steps)
+                for g in grads:
+                    p.grad = g.clone()
+                    opt.step()
+                assert torch.equal(p.detach(), plain[0])
 
 
 # The references of tests/test_zoo.py that are libraries, at their defaults (the zoo files).
@@ -311,25 +382,31 @@ def test_exported_optimizers_match_torch_and_lion_pytorch_in_float64(name, tmp_p
         assert_same_tensors(run(cls), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_random_programs_step_like_the_interpreter():
-    """200 random programs (the search space's), three steps each from the interpreter's own
-    states: the plan computes the same update and state up to rounding, whatever it folds,
-    fuses or updates in place. (Compared step by step: over many steps, chaotic programs turn
-    rounding differences into anything.)"""
+@pytest.mark.parametrize(
+    "space, count",
+    [(DEFAULT_SPACE, 200), (ProgramSpace(inputs=RESERVED_INPUTS), 100)],
+    ids=["default", "reading-T"],
+)
+def test_random_programs_step_like_the_interpreter(space, count):
+    """200 random programs (the search space's; 100 more that may read the horizon T), three
+    steps each from the interpreter's own states: the plan computes the same update and state
+    up to rounding, whatever it folds, fuses or updates in place. (Compared step by step: over
+    many steps, chaotic programs turn rounding differences into anything.)"""
     rng = random.Random(5)
     gen = torch.Generator().manual_seed(5)
     shapes = [(3, 4), (5,)]
-    for _ in range(200):
-        program = random_program(rng)
+    for _ in range(count):
+        program = random_program(rng, space)
         compiled, plan = compile_program(program), lower(program)
+        horizon = (7,) if plan.reads_horizon else ()
         w = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
         states = [init_state(program, x) for x in w]
         for t in (1, 2, 3):
             g = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-            expected = [step(compiled, w[i], g[i], 0.01, t, states[i]) for i in range(2)]
+            expected = [step(compiled, w[i], g[i], 0.01, t, states[i], T=7) for i in range(2)]
             w_plan = [x.clone() for x in w]
             slots = [[states[i][k].clone() for i in range(2)] for k in range(len(program.state))]
-            slots = plan.run(w_plan, [x.clone() for x in g], 0.01, t, *slots)
+            slots = plan.run(w_plan, [x.clone() for x in g], 0.01, t, *horizon, *slots)
             for i in range(2):
                 update, new_state = expected[i]
                 got = [w_plan[i], *[s[i] for s in slots]]
@@ -747,21 +824,23 @@ def test_a_slot_that_keeps_g_is_a_copy_not_the_gradient_itself(tmp_path):
 @pytest.mark.parametrize("device", [str(d) for d in available_devices()])
 def test_exported_optimizers_agree_with_the_numpy_interpreter_on_every_device(device, tmp_path):
     """Both classes, on each device present (CUDA where there is one), follow the NumPy-backend
-    interpreter: lr and t scalars, constants and reductions all work on the parameter's device."""
+    interpreter: lr, t and T scalars, constants and reductions all work on the parameter's
+    device."""
     start = np.linspace(-1, 1, 12).reshape(3, 4)
     grads = np.random.default_rng(0).normal(size=(10, 3, 4))
     programs = {name: entry.load() for name, entry in zoo().items()}
     programs["tricky"] = parse_program(TRICKY)
     programs["numbers"] = parse_program(NUMBERS)
+    programs["scheduled"] = parse_program(SCHEDULED)  # reads T
     for name, program in programs.items():
         compiled, w = compile_program(program, "numpy"), start.copy()
         state = init_state(program, w)
         for t, g in enumerate(grads, start=1):
-            update, state = step(compiled, w, g, 0.01, t, state)
+            update, state = step(compiled, w, g, 0.01, t, state, T=len(grads))
             w = w - update
         for cls in both_classes(program, tmp_path / name):
             p = torch.nn.Parameter(torch.tensor(start, device=device))
-            opt = cls([p], lr=0.01)
+            opt = cls([p], lr=0.01, total_steps=len(grads))  # the others ignore it
             for g in grads:
                 p.grad = torch.tensor(g, device=device)
                 opt.step()

@@ -60,6 +60,20 @@ def test_a_lion_with_other_betas_is_equivalent_to_that_family_member():
     assert match.describe() == "equivalent to Lion with β₁ = 0.899, β₂ = 0.997"
 
 
+def test_a_lion_on_a_cosine_schedule_of_T_is_lion_but_where_the_schedule_ends():
+    """The probe is one run: T = its 300 steps. The schedule scales Lion's update, which keeps
+    its direction at every step but the last, where the cosine reaches 0."""
+    scheduled = """\
+def train(g, lr, t, T, m):
+    update = sign(interp(g, m, 0.9)) * 0.5 * (1 + cos(3.141592653589793 * t / T))
+    m = interp(g, m, 0.99)
+    return lr * update, m
+"""
+    match = closest_known(parse_program(scheduled))
+    assert match.name == "lion" and not match.exact
+    assert match.score == pytest.approx(299 / 300, abs=1e-9)
+
+
 def test_constants_are_read_off_a_differently_written_program():
     """0.1·g + 0.9·m spelled out, 1 - 0.85 unfolded: simplification brings it to the family's
     form, and the fit reads β₁ = 0.85."""

@@ -118,6 +118,22 @@ def test_bad_replay_input_is_one_line_exit_2(argv, message, capsys):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_replay_gives_a_program_reading_T_each_tasks_own_steps(tmp_path):
+    """The rule is SGD where T = 30 and makes no update elsewhere: on the user's task of 30
+    steps it is SGD exactly, on a 20-step copy it does not train."""
+    path = tmp_path / "x.py"
+    shorter = "def shorter():\n    task = Blobs()\n    task.name, task.steps = 'blobs20', 20\n"
+    path.write_text(f"{USER_TASK}\n\n{shorter}    return task\n")
+    rule = "def train(g, lr, T):\n    return lr * relu(1 - abs(T - 30)) * g\n"
+    program = evodisc.parse_program(rule)
+    tasks = [f"{path}:factory", f"{path}:shorter"]
+    result = evodisc.replay(program, tasks, baselines=["sgd"], lrs=(0.1,), extend=False)
+    thirty, twenty = result.rows
+    assert (thirty.task, twenty.task) == ("blobs", "blobs20")
+    assert thirty.ratios["sgd"] == 1.0 and thirty.baselines["sgd"] == (thirty.metric, 0.1)
+    assert twenty.metric != twenty.baselines["sgd"][0]
+
+
 def test_a_diverging_program_shows_as_diverged(tmp_path, capsys):
     path = tmp_path / "boom.py"
     path.write_text("def train(g, lr, t):\n    return -lr * g * exp(3 * t)\n")

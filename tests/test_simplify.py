@@ -181,6 +181,28 @@ def test_math_lines_and_latex():
     assert "10^{-8}" in adamw.latex
 
 
+def test_the_horizon_T_is_a_positive_symbol_of_its_own():
+    """A warm-up and cosine schedule: T stays T (positive, like lr and t) in the simplified
+    program, the math and the LaTeX; a T that nothing reads is removed like any input."""
+    text = """
+def train(w, g, lr, t, T, m, junk):
+    m = interp(g, m, 0.9)
+    junk = junk + T
+    warm = minimum(t / (0.1 * T), 1)
+    cosine = 0.5 * (1 + cos(3.141592653589793 * t / T))
+    return lr * warm * cosine * m * abs(T) / T, m, junk
+"""
+    result = simplify(parse_program(text), recognise=False)
+    assert result.exact and result.program.params == ("g", "lr", "t", "T", "m")
+    assert "abs" not in format_program(result.program)  # |T| / T = 1: T > 0
+    assert result.math[0] == "m_t = 0.1 g_t + 0.9 m_{t-1}"
+    assert "t/T" in result.math[1] and "min(1, 10 t/T)" in result.math[1]
+    assert "\\frac{10 t}{T}" in result.latex
+    unread = simplify(parse_program("def train(g, lr, t, T):\n    return lr * g\n"))
+    assert unread.program.params == ("g", "lr")
+    assert "input t, T is never read" in unread.report()
+
+
 def test_approximate_steps_are_opt_in_labelled_and_within_tolerance():
     program = parse_program(RAW)
     exact = simplify(program, recognise=False)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,8 +209,9 @@ def train_reference(model, batches, make_optimizer, lr) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def train_program(model, batches, program: Program, lr) -> list[torch.Tensor]:
-    """Train by applying ``program`` per parameter tensor; return the final parameters."""
+def train_program(model, batches, program: Program, lr, T=None) -> list[torch.Tensor]:
+    """Train by applying ``program`` per parameter tensor (``T``: the horizon, where it reads
+    it); return the final parameters."""
     model = copy.deepcopy(model)
     compiled = compile_program(program)
     params = list(model.parameters())
@@ -218,7 +221,7 @@ def train_program(model, batches, program: Program, lr) -> list[torch.Tensor]:
         _loss(model, batch).backward()
         with torch.no_grad():
             for i, p in enumerate(params):
-                update, states[i] = step(compiled, p.detach(), p.grad, lr, t, states[i])
+                update, states[i] = step(compiled, p.detach(), p.grad, lr, t, states[i], T=T)
                 p.sub_(update)
     return [p.detach().clone() for p in params]
 
@@ -240,6 +243,35 @@ def test_program_matches_reference_over_100_steps(name, task):
         for p, value in zip(trained.parameters(), expected, strict=True):
             p.copy_(value)
         assert _loss(trained, batches[-1]) < _loss(model, batches[-1])
+
+
+def test_the_scheduled_adamw_of_the_docs_is_adamw_under_its_lambda_lr(task):
+    """docs/zoo.md's example of a program reading the horizon T (warm-up, cosine decay) trains
+    like torch.optim.AdamW under the LambdaLR schedule its docstring gives, with T = 100."""
+    docs = (Path(__file__).parents[1] / "docs" / "zoo.md").read_text()
+    (text,) = [b for b in re.findall(r"```python\n(.*?)```", docs, re.S) if "t, T," in b]
+    program = parse_program(text)
+    assert program.state == ("m", "v") and "T" in program.params
+
+    def schedule(k: int) -> float:  # the docstring's f, for the 0-based step k
+        return min((k + 1) / (0.05 * STEPS), 1) * (1 + math.cos(math.pi * (k + 1) / STEPS)) / 2
+
+    model, batches = task
+    reference = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(reference.parameters(), 3e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    for batch in batches:
+        optimizer.zero_grad()
+        _loss(reference, batch).backward()
+        optimizer.step()
+        scheduler.step()
+    actual = train_program(model, batches, program, 3e-3, T=STEPS)
+    initial = [p.detach() for p in model.parameters()]
+    for got, want, start in zip(actual, reference.parameters(), initial, strict=True):
+        assert (want - start).norm() > 1e-3 * start.norm()
+        torch.testing.assert_close(got, want.detach(), rtol=RTOL, atol=ATOL)
+    unscheduled = train_program(model, batches, load_known("adamw"), 3e-3)
+    assert not torch.allclose(unscheduled[0], actual[0])
 
 
 def _scaled_tensor_run(name: str, steps: int = 30) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,8 @@
 * :func:`to_sympy` — an IR expression as a SymPy expression, through each primitive's ``.sympy``
   form (the registry is the single source of truth): ``interp`` becomes ``(1-β)·a + β·b``,
   ``clip`` becomes ``Max(-|c|, Min(x, |c|))``. Tensors are *elementwise*: every name is a real
-  scalar symbol (``lr`` and ``t`` positive), reductions stay opaque functions (``mean(x)``).
+  scalar symbol (``lr``, ``t`` and ``T`` positive), reductions stay opaque functions
+  (``mean(x)``).
 * :func:`from_sympy` — back to primitives: a primitive whose SymPy form is one SymPy function
   or one power is read off its entry (``Min`` → ``minimum``, ``x**2`` → ``square``); rules
   recognise what SymPy spells as sums, products and nests of ``Max``/``Min``: ``x/|x|`` and
@@ -32,10 +33,10 @@ from sympy.printing.str import StrPrinter
 
 from evodisc.edit import make_call
 from evodisc.primitives import PRIMITIVES, Primitive
-from evodisc.program import Call, Const, Expr, Program, Var, format_constant
+from evodisc.program import SCALAR_INPUTS, Call, Const, Expr, Program, Var, format_constant
 
-#: Inputs that are positive scalars (the learning rate, the 1-based step).
-POSITIVE = ("lr", "t")
+#: Inputs that are positive scalars (the learning rate, the 1-based step, the run's horizon).
+POSITIVE = SCALAR_INPUTS
 #: Relative distance within which a constant is replaced by a shorter decimal (float noise only:
 #: the functional hash resolves 1e-6).
 TIDY_RELATIVE = 1e-13
@@ -57,7 +58,7 @@ def tidy(value: float) -> float:
 
 
 def symbols(params: Sequence[str], display: Callable[[str], str] | None = None) -> dict:
-    """One SymPy symbol per parameter: real, and positive for ``lr`` and ``t``; ``display``
+    """One SymPy symbol per parameter: real, and positive for ``lr``, ``t`` and ``T``; ``display``
     names them (the math lines use ``m_{t-1}`` for ``m``)."""
     made = {}
     for name in params:
