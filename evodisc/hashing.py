@@ -156,6 +156,13 @@ class _Plan:
     reads: frozenset[str]  # the parameters that reach the update (over any number of steps)
 
     @property
+    def has_step(self) -> bool:
+        """True if a live instruction is piecewise constant (``sign``): its output changes
+        only where its input crosses zero, which the main probe's few elements may never show
+        (see :func:`_extra_probes`)."""
+        return any(fn is np.sign for _, fn, _, _ in self.code)
+
+    @property
     def has_reduction(self) -> bool:
         """True if a live instruction is a reduction (its result depends on the tensor size):
         :func:`evodisc.analysis.uses_reduction` on registers, ~40 µs cheaper per program
@@ -304,11 +311,15 @@ def functional_hash_info(program: Program | str) -> HashInfo:
 
 def _extra_probes(plan: _Plan, tokens: np.ndarray, finite: bool) -> list[Probe]:
     """The probes run after the main one (whose quantised updates are ``tokens``): the
-    reduction probe for a program with a reduction, the fine one for a coarse program."""
+    reduction probe for a program with a reduction, the fine one for a coarse program — one
+    whose updates take few distinct values, or one that takes a ``sign`` (``sign(m)`` with
+    β = 0.93 or 0.86 can agree on every element of the main probe while ``0.01·w`` beside it
+    makes the update look continuous: two rules, one hash, before this)."""
     _, reduction, fine = PROBES
     extra = [reduction] if plan.has_reduction else []
     varies = bool((tokens != tokens[:, :1]).any())  # not the same value in every element
-    if finite and varies and _distinct(tokens) <= COARSE_SHARE * tokens.size:
+    coarse = _distinct(tokens) <= COARSE_SHARE * tokens.size
+    if finite and varies and (coarse or plan.has_step):
         extra.append(fine)
     return extra
 

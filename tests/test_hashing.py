@@ -143,6 +143,13 @@ def train(w, g, lr, t, m, v):
 }
 
 DIFFERENT = {
+    # sign(m) with another β: the weight-decay term hid it from the coarse test (genome space)
+    "sign_momentum_with_decay": (
+        "def train(w, g, lr, m):\n    m = interp(g, m, 0.93459)\n"
+        "    return lr * (0.7705 * sign(m) + 0.01 * w), m\n",
+        "def train(w, g, lr, m):\n    m = interp(g, m, 0.863)\n"
+        "    return lr * (0.7705 * sign(m) + 0.01 * w), m\n",
+    ),
     "beta1 0.9 -> 0.91 (Lion)": (
         LION_SPELLINGS["zoo"],
         LION_SPELLINGS["zoo"].replace("interp(g, m, 0.9)", "interp(g, m, 0.91)"),
