@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+from dataclasses import replace
 
 import pytest
 import torch
@@ -173,10 +174,6 @@ crossover = 0.7
 warm_start = ["adam", "signum", "sgd"]
 random_programs = 0
 
-[evolution.mutation_weights]   # no schedules: the export of T is not there yet
-flip_warmup = 0
-flip_cosine_decay = 0
-
 [budget]
 evaluations = {evaluations}
 
@@ -203,9 +200,7 @@ def write_genome_campaign(tmp_path, evaluations=40, seed=0, task="ill_conditione
 def test_a_genome_campaign_file_resolves_and_round_trips(tmp_path):
     campaign = load_campaign(write_genome_campaign(tmp_path))
     assert campaign.space == GenomeSpace(max_terms=3)
-    weights = campaign.evolution.mutation_weights
-    off = {"flip_warmup": 0.0, "flip_cosine_decay": 0.0}
-    assert weights == {name: 1.0 for name in MUTATIONS} | off
+    assert campaign.evolution.mutation_weights == {name: 1.0 for name in MUTATIONS}
     document = json.loads(json.dumps(campaign.to_dict()))
     assert document["space"]["kind"] == "genome" and document["evolution"]["crossover"] == 0.7
     assert Campaign.from_dict(document) == campaign
@@ -265,15 +260,23 @@ def test_a_genome_campaign_runs_and_its_best_is_simplified_recognised_and_export
     adam = evodisc.simplify(GENOMES.to_program(KNOWN["adam"]))
     assert (adam.closest.name, adam.closest.exact) == ("adam", True)
 
-    optimizer_class = evodisc.to_torch_optimizer(simplified.program)
+    assert_exports_like_the_interpreter(simplified.program)
+    scheduled = replace(KNOWN["adam"], warmup=True, cosine_decay=True)  # reads the horizon T
+    assert_exports_like_the_interpreter(GENOMES.to_program(scheduled))
+
+
+def assert_exports_like_the_interpreter(program, steps: int = 5) -> None:
+    """The exported optimizer moves a weight as the interpreter does, for ``steps`` steps of a
+    run of that many (its horizon ``T``, for a rule that reads it)."""
+    optimizer_class = evodisc.to_torch_optimizer(program)
     compiled = compile_program(program)
     gen = torch.Generator().manual_seed(1)
     weight = torch.nn.Parameter(torch.randn(20, generator=gen, dtype=torch.float64))
-    optimizer = optimizer_class([weight], lr=0.01)
+    optimizer = optimizer_class([weight], lr=0.01, total_steps=steps)
     w, state = weight.detach().clone(), init_state(program, weight.detach())
-    for t in range(1, 6):
+    for t in range(1, steps + 1):
         weight.grad = torch.randn(20, generator=gen, dtype=torch.float64)
-        update, state = step(compiled, w, weight.grad, 0.01, t, state)
+        update, state = step(compiled, w, weight.grad, 0.01, t, state, T=steps)
         w = w - update
         optimizer.step()
         torch.testing.assert_close(weight.detach(), w, rtol=1e-9, atol=1e-12)
