@@ -308,6 +308,10 @@ class RegularizedEvolution:
         """Each island's population, oldest first."""
         return [list(island.population) for island in self._islands]
 
+    def population(self, island: int) -> list[Member]:
+        """The population of island ``island``, oldest first."""
+        return list(self._islands[island].population)
+
     @property
     def told(self) -> int:
         """How many results were told."""

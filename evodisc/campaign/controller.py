@@ -233,7 +233,7 @@ class Controller:
         """Whether a screen result lets the candidate on (see :func:`screen_bar`)."""
         if candidate.mutation.startswith(UNSCREENED):
             return True
-        population = self.evolution.populations[candidate.island]
+        population = self.evolution.population(candidate.island)
         known = [self.screen_fitness.get(m.candidate.id) for m in population]
         bar = screen_bar([x for x in known if x is not None], self.campaign.screen.quantile)
         margin = result.uncertainty if result.uncertainty is not None else 0.0
