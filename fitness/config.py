@@ -20,6 +20,7 @@ from evodisc.settings import (
     one_of,
     setting,
 )
+from fitness.aggregate import AGGREGATES
 from fitness.tasks import task_fingerprint, task_names
 from search_spaces.zoo import load_known
 
@@ -53,6 +54,10 @@ DEFAULT_CHECKPOINTS = 8
 
 DTYPES = ("float32", "float64")
 
+#: How the tasks' ratios make one fitness (:data:`fitness.aggregate.AGGREGATES`; measured:
+#: docs/fitness.md, *Aggregates*).
+DEFAULT_AGGREGATE = "geomean"
+
 #: The most seeds a replay trains per learning rate (each seed is a full set of models).
 MAX_SEEDS = 64
 
@@ -60,8 +65,10 @@ MAX_SEEDS = 64
 @dataclass(frozen=True)
 class SuiteConfig:
     """What a fitness evaluation trains — tasks, learning-rate grid, seeds, precision, the
-    baseline's seeds and the validation checkpoints of a run: one stage of evaluation (stages
-    that differ in tasks or seeds are different configurations, each with its own cache key).
+    baseline's seeds and the validation checkpoints of a run — and how the tasks' ratios make
+    one fitness (``aggregate``; the baselines do not depend on it): one stage of evaluation
+    (stages that differ in tasks or seeds are different configurations, each with its own cache
+    key).
     A campaign file's ``[fitness]`` (the task names are checked by
     :func:`evodisc.campaign.config.check_tasks`, which may load a user's task file)."""
 
@@ -88,6 +95,11 @@ class SuiteConfig:
     checkpoints: int = setting(
         POSITIVE_INT, DEFAULT_CHECKPOINTS, "validations per run; the metric is their mean"
     )
+    aggregate: str = setting(
+        one_of(AGGREGATES),
+        DEFAULT_AGGREGATE,
+        "how the tasks' ratios make the fitness (docs/fitness.md#aggregates)",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -113,11 +125,15 @@ class SuiteConfig:
         everything that changes a value — the device type (CPU and CUDA kernels round
         differently), the dtype, each task's fingerprint (for a user's task its file, data and
         model: :func:`fitness.tasks.task_fingerprint`, which loads it and so imports torch),
-        the grid, the seeds (the baseline's too), the checkpoints, the protocol version and
-        the baseline program."""
+        the grid, the seeds (the baseline's too), the checkpoints, the aggregate (left out for
+        the geometric mean, so that the keys written before there was a choice stay valid), the
+        protocol version and the baseline program."""
+        fields = self.to_dict()
+        if fields["aggregate"] == "geomean":
+            del fields["aggregate"]
         return fitness_config_key(
             {
-                **self.to_dict(),
+                **fields,
                 "tasks": [task_fingerprint(t) for t in self.tasks],
                 "device": device_type,
                 "protocol": PROTOCOL_VERSION,

@@ -1,0 +1,187 @@
+"""Selection that one task cannot carry: which aggregate of the suite's per-task ratios ranks the
+zoo as the held-out tasks do? (issue 19, item 5)
+
+The zoo's ten optimizers are trained once on every task, with the seeds of the fitness-quality
+study (``tools/bench_fitness_quality.py``: 16 seeds per suite task, 5 per held-out task), and
+the arrays are reused for every aggregate: per optimizer its per-task ratios at the default
+settings (candidate seeds 0-2 against the baseline on 0-7, as a search scores it), then the
+suite's value under each aggregate of :mod:`fitness.aggregate` (the registered ones, and the
+power means and worst-k means around them), and Spearman's ρ between the suite's ranking and
+the held-out ranking — held out under the geometric mean, and under the same aggregate. The
+Pareto ranking across the tasks' ratios (DEAP's non-dominated sort) is measured alone (its
+ties at their average rank) and with the geometric mean breaking its ties.
+
+    python tools/bench_aggregates.py --threads 1 --save zoo.npz   # trains (~15 min on a CPU)
+    python tools/bench_aggregates.py --load zoo.npz               # the table again, no training
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from bench_fitness_quality import DEFAULT_ZOO
+
+from fitness.aggregate import AGGREGATES, Aggregate, pareto_ranks, power_mean, worst
+from fitness.config import BASELINE, DEFAULT_BASELINE_SEEDS, DEFAULT_LRS, DEFAULT_SEEDS
+from fitness.normalise import suite_value
+from fitness.quality import fitness_on_seeds, spearman
+from fitness.suite import Fitness
+from fitness.tasks import heldout_task_names, load_task, task_names
+from fitness.trainer import BatchResult, train_batch
+from search_spaces.zoo import load_known
+
+#: Aggregates measured beside the registered ones (name → function).
+VARIANTS: dict[str, Aggregate] = {
+    **{f"power mean p = {p:g}": power_mean(p) for p in (-0.5, -1.0, -2.0, -4.0, -8.0)},
+    **{f"worst {k} of the tasks": worst(lambda tasks, k=k: k) for k in (2, 3)},
+}
+
+_FIELDS = ("metric", "diverged")
+
+
+def save(path: str, results: Mapping[str, BatchResult]) -> None:
+    """The trained arrays and what they mean, in one ``.npz`` file."""
+    meta = {
+        task: {
+            "metric_name": r.metric_name,
+            "higher_is_better": r.higher_is_better,
+            "lrs": list(r.lrs),
+            "seeds": list(r.seeds),
+            "seconds": r.seconds,
+        }
+        for task, r in results.items()
+    }
+    arrays = {f"{task}/{f}": getattr(r, f) for task, r in results.items() for f in _FIELDS}
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load(path: str) -> dict[str, BatchResult]:
+    """What :func:`save` wrote (no pickles: plain arrays and JSON)."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        return {
+            task: BatchResult(
+                task,
+                m["metric_name"],
+                m["higher_is_better"],
+                tuple(m["lrs"]),
+                tuple(m["seeds"]),
+                data[f"{task}/metric"],
+                data[f"{task}/diverged"],
+                m["seconds"],
+            )
+            for task, m in meta.items()
+        }
+
+
+def train(names: Sequence[str], suite_seeds: int, heldout_seeds: int) -> dict[str, BatchResult]:
+    """Every optimizer of ``names`` on every task, one batched run per task."""
+    programs = [load_known(n) for n in names]
+    heldout = heldout_task_names()
+    results = {}
+    for task in [*task_names(), *heldout]:
+        seeds = tuple(range(heldout_seeds if task in heldout else suite_seeds))
+        started = time.perf_counter()
+        results[task] = train_batch(load_task(task), programs, DEFAULT_LRS, seeds, "cpu")
+        print(f"# {task}: {time.perf_counter() - started:.0f} s", flush=True)
+    return results
+
+
+def _ratios(fits: Mapping[str, Fitness], names: Sequence[str]) -> list[list[float]]:
+    return [[t.ratio for t in fits[n].tasks.values()] for n in names]
+
+
+def _pareto_scores(ratios: list[list[float]], tie_break: bool) -> list[float]:
+    """Higher is better: minus the Pareto rank, ties broken by the geometric mean if asked."""
+    ranks = pareto_ranks(ratios)
+    if not tie_break:
+        return [-float(r) for r in ranks]
+    order = sorted(range(len(ranks)), key=lambda i: (ranks[i], -suite_value(ratios[i])))
+    return [-float(order.index(i) + 1) for i in range(len(ranks))]
+
+
+def fidelity_table(
+    results: Mapping[str, BatchResult], names: Sequence[str]
+) -> list[tuple[str, list[float], float, float, float]]:
+    """Per aggregate: its suite values at the default settings, ρ against the held-out ranking
+    under the geometric mean and under the same aggregate, and ρ on all suite seeds."""
+    suite, heldout = task_names(), heldout_task_names()
+    cand, base = len(DEFAULT_SEEDS), len(DEFAULT_BASELINE_SEEDS)
+    on_suite = {t: results[t] for t in suite}
+    every = len(results[suite[0]].seeds)
+    default = fitness_on_seeds(on_suite, names, BASELINE, range(cand), range(base))
+    all_seeds = fitness_on_seeds(on_suite, names, BASELINE, range(every), range(every))
+    held_seeds = range(len(results[heldout[0]].seeds))
+    held = fitness_on_seeds(
+        {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds
+    )
+    suite_r, all_r, held_r = (_ratios(f, names) for f in (default, all_seeds, held))
+    held_geomean = [suite_value(r) for r in held_r]
+    scorers: dict[str, Callable[[list[list[float]]], list[float]]] = {
+        **{
+            f"{name} (registered)": lambda rs, a=aggregate: [suite_value(r, a) for r in rs]
+            for name, aggregate in AGGREGATES.items()
+        },
+        **{name: lambda rs, a=a: [suite_value(r, a) for r in rs] for name, a in VARIANTS.items()},
+        "Pareto rank (ties averaged)": lambda rs: _pareto_scores(rs, tie_break=False),
+        "Pareto rank, geomean breaks ties": lambda rs: _pareto_scores(rs, tie_break=True),
+    }
+    rows = []
+    for name, score in scorers.items():
+        values = score(suite_r)
+        rows.append(
+            (
+                name,
+                values,
+                spearman(values, held_geomean),
+                spearman(values, score(held_r)),
+                spearman(score(all_r), held_geomean),
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per suite task")
+    parser.add_argument("--heldout-seeds", type=int, default=5, help="seeds per held-out task")
+    parser.add_argument("--save", default=None, help="write the trained arrays here (.npz)")
+    parser.add_argument("--load", default=None, help="read them from here instead of training")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = list(DEFAULT_ZOO)
+    started = time.perf_counter()
+    results = load(args.load) if args.load else train(names, args.seeds, args.heldout_seeds)
+    if args.save:
+        save(args.save, results)
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} thread(s), cpu; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{time.perf_counter() - started:.0f} s{' (arrays loaded)' if args.load else ''}"
+    )
+    print()
+    header = ["aggregate", *names, "ρ vs held out (geomean)", "ρ vs held out (same)"]
+    header.append("ρ, all suite seeds")
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for name, values, rho, rho_same, rho_all in fidelity_table(results, names):
+        cells = [f"{v:.3f}" if not name.startswith("Pareto") else f"{-v:g}" for v in values]
+        row = [name, *cells, *(f"{x:.2f}" if math.isfinite(x) else "nan" for x in (rho, rho_same))]
+        row.append(f"{rho_all:.2f}")
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
