@@ -8,9 +8,11 @@ tasks' noise into the value's uncertainty (:func:`fitness.uncertainty.suite_unce
 
 - ``geomean``: the geometric mean, ``w_t = 1/T``. A task twice as good and one half as good
   cancel — so one task's large ratio can outweigh small losses on all the others.
-- ``softmin``: the power mean with exponent :data:`SOFTMIN_POWER` (< 0), ``(mean r^p)^(1/p)``:
-  between the geometric mean (p → 0) and the worst task (p → −∞); ``w_t ∝ r_t^p``, so the worse
-  a task the more it counts.
+- ``softmin`` (the default, :data:`fitness.config.DEFAULT_AGGREGATE`): the power mean with
+  exponent :data:`SOFTMIN_POWER` (< 0), ``(mean r^p)^(1/p)``: between the geometric mean
+  (p → 0) and the worst task (p → −∞); ``w_t ∝ r_t^p``, so the worse a task the more it counts.
+  It ranks the zoo closest to the held-out tasks at the geometric mean's uncertainty
+  (docs/fitness.md, *Aggregates*).
 - ``worst_half``: the geometric mean of the worse half of the tasks (⌈T/2⌉ of them): a rule's
   best tasks do not count at all (a lower-tail mean, as CVaR is).
 - ``min``: the worst task's ratio.

@@ -56,7 +56,7 @@ DTYPES = ("float32", "float64")
 
 #: How the tasks' ratios make one fitness (:data:`fitness.aggregate.AGGREGATES`; measured:
 #: docs/fitness.md, *Aggregates*).
-DEFAULT_AGGREGATE = "geomean"
+DEFAULT_AGGREGATE = "softmin"
 
 #: The most seeds a replay trains per learning rate (each seed is a full set of models).
 MAX_SEEDS = 64

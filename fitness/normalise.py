@@ -1,7 +1,8 @@
 """Normalisation: a program's metric relative to the baseline's, as a ratio where > 1 is better,
 and the suite's value: an aggregate of its tasks' ratios (:mod:`fitness.aggregate`; by default
-the geometric mean), each clipped to ``[RATIO_FLOOR, RATIO_CAP]`` so that no task — not one far
-better, not one far worse or diverged — dominates it.
+:data:`~fitness.config.DEFAULT_AGGREGATE`, the soft minimum), each clipped to
+``[RATIO_FLOOR, RATIO_CAP]`` so that no task — not one far better, not one far worse or
+diverged — dominates it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import numpy as np
 
 from evodisc.screen import WORST_FITNESS
 from fitness.aggregate import AGGREGATES, Aggregate
+from fitness.config import DEFAULT_AGGREGATE
 
 #: A per-task ratio is clipped to [0, RATIO_CAP] so that one task cannot dominate the mean.
 RATIO_CAP = 10.0
-#: ... and counts at least RATIO_FLOOR in the suite's geometric mean (a diverged task's ratio, 0,
+#: ... and counts at least RATIO_FLOOR in the suite's value (a diverged task's ratio, 0,
 #: would make it 0; a tenth of the baseline is as bad as the suite distinguishes).
 RATIO_FLOOR = 0.1
 
@@ -43,7 +45,7 @@ def ratio(metric: float, baseline: float, higher_is_better: bool) -> float:
 
 
 def suite_weights(
-    ratios: Sequence[float], aggregate: str | Aggregate = "geomean"
+    ratios: Sequence[float], aggregate: str | Aggregate = DEFAULT_AGGREGATE
 ) -> tuple[float, list[float]]:
     """The suite's value of per-task ratios under ``aggregate`` (a name of
     :data:`~fitness.aggregate.AGGREGATES`, or an aggregate function), each ratio clipped to
@@ -61,6 +63,6 @@ def suite_weights(
     return math.exp(log_value), [float(w) for w in weights]
 
 
-def suite_value(ratios: Sequence[float], aggregate: str | Aggregate = "geomean") -> float:
+def suite_value(ratios: Sequence[float], aggregate: str | Aggregate = DEFAULT_AGGREGATE) -> float:
     """The suite's value of per-task ratios (:func:`suite_weights` without the sensitivities)."""
     return suite_weights(ratios, aggregate)[0]

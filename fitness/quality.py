@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fitness.baselines import baseline_of
-from fitness.config import DEFAULT_CHECKPOINTS
+from fitness.config import DEFAULT_AGGREGATE, DEFAULT_CHECKPOINTS
 from fitness.normalise import ratio
 from fitness.suite import Fitness, task_fitness
 from fitness.tasks import load_task
@@ -138,7 +138,7 @@ def fitness_on_seeds(
     baseline: str,
     seeds: Sequence[int],
     baseline_seeds: Sequence[int],
-    aggregate: str = "geomean",
+    aggregate: str = DEFAULT_AGGREGATE,
 ) -> dict[str, Fitness]:
     """Every program's suite fitness — exactly what :func:`fitness.suite.evaluate` computes
     with ``aggregate`` — from results that trained them all on a superset of the seeds: the

@@ -1,7 +1,7 @@
 """The fitness function: per task the best (anytime) validation metric over the learning-rate
 grid, mean over the seeds, normalised against the tuned baseline (1.0 = AdamW); the suite's
 value is an aggregate of the tasks' ratios (the ``aggregate`` of :class:`SuiteConfig`, by
-default their geometric mean: :mod:`fitness.normalise`, :mod:`fitness.aggregate`), with its
+default their soft minimum: :mod:`fitness.normalise`, :mod:`fitness.aggregate`), with its
 uncertainty from the seed-to-seed noise (:mod:`fitness.uncertainty`). All programs are trained
 together, one batched run per task."""
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program
+from fitness.aggregate import Aggregate
 from fitness.baselines import tuned_baseline
-from fitness.config import SuiteConfig
+from fitness.config import DEFAULT_AGGREGATE, SuiteConfig
 from fitness.messages import Baseline
 from fitness.normalise import ratio, suite_weights
 from fitness.tasks import load_task
@@ -38,7 +39,7 @@ class TaskFitness:
 @dataclass(frozen=True)
 class Fitness:
     """A program's fitness: the aggregate of its per-task ratios (1.0 = tuned AdamW; by default
-    their geometric mean), and its uncertainty (the repeatability limit,
+    their soft minimum), and its uncertainty (the repeatability limit,
     :mod:`fitness.uncertainty`; NaN when a task's noise is unknown: one seed and a one-seed
     baseline)."""
 
@@ -47,9 +48,11 @@ class Fitness:
     uncertainty: float = math.nan
 
     @classmethod
-    def of(cls, tasks: dict[str, TaskFitness], aggregate: str = "geomean") -> Fitness:
-        """The suite's fitness from its tasks' results, under ``aggregate``
-        (:data:`fitness.aggregate.AGGREGATES`)."""
+    def of(
+        cls, tasks: dict[str, TaskFitness], aggregate: str | Aggregate = DEFAULT_AGGREGATE
+    ) -> Fitness:
+        """The suite's fitness from its tasks' results, under ``aggregate`` (a name of
+        :data:`fitness.aggregate.AGGREGATES`, or an aggregate function)."""
         value, weights = suite_weights([t.ratio for t in tasks.values()], aggregate)
         uncertainty = suite_uncertainty(value, [t.error for t in tasks.values()], weights)
         return cls(value, tasks, uncertainty)

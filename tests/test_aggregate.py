@@ -116,7 +116,7 @@ def test_fitness_of_uses_the_aggregate():
         fitness = Fitness.of(tasks, name)
         assert fitness.value == pytest.approx(suite_value(CARRIED, name))
         assert fitness.as_cached().details["tasks"]["t0"]["ratio"] == 1.6  # per-task ratios kept
-    assert Fitness.of(tasks).value == Fitness.of(tasks, "geomean").value
+    assert Fitness.of(tasks).value == Fitness.of(tasks, "softmin").value  # the default
 
 
 def test_pareto_ranks_across_tasks():
@@ -134,13 +134,14 @@ def test_pareto_ranks_across_tasks():
 
 
 def test_the_aggregate_changes_the_cache_key_but_not_the_baselines():
-    geomean = SuiteConfig(tasks=("ill_conditioned",))
+    default = SuiteConfig(tasks=("ill_conditioned",))
+    geomean = SuiteConfig(tasks=("ill_conditioned",), aggregate="geomean")
     keys = {
         name: SuiteConfig(tasks=("ill_conditioned",), aggregate=name).cache_key("cpu")
         for name in AGGREGATES
     }
     assert len(set(keys.values())) == len(AGGREGATES)
-    assert keys["geomean"] == geomean.cache_key("cpu")  # the default is geomean
+    assert keys["softmin"] == default.cache_key("cpu")  # the default is the soft minimum
     task = load_task("ill_conditioned")
     softmin = SuiteConfig(tasks=("ill_conditioned",), aggregate="softmin")
     assert baseline_path(task, softmin, "cpu") == baseline_path(task, geomean, "cpu")

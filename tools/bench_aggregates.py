@@ -23,7 +23,8 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -95,12 +96,25 @@ def train(names: Sequence[str], suite_seeds: int, heldout_seeds: int) -> dict[st
     return results
 
 
-def _ratios(fits: Mapping[str, Fitness], names: Sequence[str]) -> list[list[float]]:
-    return [[t.ratio for t in fits[n].tasks.values()] for n in names]
+@dataclass(frozen=True)
+class Row:
+    """One aggregate (or ranking): the zoo's suite values at the default settings, Spearman's ρ
+    against the held-out ranking under the geometric mean, under the same aggregate, and with
+    all suite seeds; for an aggregate also the median relative uncertainty of the values and how
+    many optimizers a re-run on other seeds moved by less than it."""
+
+    name: str
+    values: list[float]
+    rho: float
+    rho_same: float
+    rho_all: float
+    uncertainty: float = math.nan
+    within: int | None = None
 
 
-def _pareto_scores(ratios: list[list[float]], tie_break: bool) -> list[float]:
+def _pareto_scores(fits: Mapping[str, Fitness], names: Sequence[str], tie_break: bool):
     """Higher is better: minus the Pareto rank, ties broken by the geometric mean if asked."""
+    ratios = [[t.ratio for t in fits[n].tasks.values()] for n in names]
     ranks = pareto_ranks(ratios)
     if not tie_break:
         return [-float(r) for r in ranks]
@@ -108,45 +122,65 @@ def _pareto_scores(ratios: list[list[float]], tie_break: bool) -> list[float]:
     return [-float(order.index(i) + 1) for i in range(len(ranks))]
 
 
-def fidelity_table(
-    results: Mapping[str, BatchResult], names: Sequence[str]
-) -> list[tuple[str, list[float], float, float, float]]:
-    """Per aggregate: its suite values at the default settings, ρ against the held-out ranking
-    under the geometric mean and under the same aggregate, and ρ on all suite seeds."""
+def fidelity_table(results: Mapping[str, BatchResult], names: Sequence[str]) -> list[Row]:
+    """A :class:`Row` per aggregate of :data:`AGGREGATES` and :data:`VARIANTS`, then the Pareto
+    rankings."""
     suite, heldout = task_names(), heldout_task_names()
     cand, base = len(DEFAULT_SEEDS), len(DEFAULT_BASELINE_SEEDS)
+    other = max(cand, base)
     on_suite = {t: results[t] for t in suite}
     every = len(results[suite[0]].seeds)
     default = fitness_on_seeds(on_suite, names, BASELINE, range(cand), range(base))
+    later = range(other, other + cand), range(other, other + base)
+    second = fitness_on_seeds(on_suite, names, BASELINE, *later)
     all_seeds = fitness_on_seeds(on_suite, names, BASELINE, range(every), range(every))
     held_seeds = range(len(results[heldout[0]].seeds))
     held = fitness_on_seeds(
         {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds
     )
-    suite_r, all_r, held_r = (_ratios(f, names) for f in (default, all_seeds, held))
-    held_geomean = [suite_value(r) for r in held_r]
-    scorers: dict[str, Callable[[list[list[float]]], list[float]]] = {
-        **{
-            f"{name} (registered)": lambda rs, a=aggregate: [suite_value(r, a) for r in rs]
-            for name, aggregate in AGGREGATES.items()
-        },
-        **{name: lambda rs, a=a: [suite_value(r, a) for r in rs] for name, a in VARIANTS.items()},
-        "Pareto rank (ties averaged)": lambda rs: _pareto_scores(rs, tie_break=False),
-        "Pareto rank, geomean breaks ties": lambda rs: _pareto_scores(rs, tie_break=True),
-    }
+    held_geomean = [held[n].value for n in names]
     rows = []
-    for name, score in scorers.items():
-        values = score(suite_r)
+    aggregates = {f"{name} (registered)": a for name, a in AGGREGATES.items()} | VARIANTS
+    for name, aggregate in aggregates.items():
+        first, again, on_all, out = (
+            [Fitness.of(fits[n].tasks, aggregate) for n in names]
+            for fits in (default, second, all_seeds, held)
+        )
+        values = [f.value for f in first]
+        within = sum(
+            abs(a.value - b.value) < math.hypot(a.uncertainty, b.uncertainty) / math.sqrt(2)
+            for a, b in zip(first, again, strict=True)
+        )
         rows.append(
-            (
+            Row(
                 name,
                 values,
                 spearman(values, held_geomean),
-                spearman(values, score(held_r)),
-                spearman(score(all_r), held_geomean),
+                spearman(values, [f.value for f in out]),
+                spearman([f.value for f in on_all], held_geomean),
+                float(np.median([f.uncertainty / f.value for f in first])),
+                within,
+            )
+        )
+    for name, tie_break in (
+        ("Pareto rank (ties averaged)", False),
+        ("Pareto rank, geomean breaks ties", True),
+    ):
+        values = _pareto_scores(default, names, tie_break)
+        rows.append(
+            Row(
+                name,
+                values,
+                spearman(values, held_geomean),
+                spearman(values, _pareto_scores(held, names, tie_break)),
+                spearman(_pareto_scores(all_seeds, names, tie_break), held_geomean),
             )
         )
     return rows
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}" if math.isfinite(x) else "nan"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,14 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     header = ["aggregate", *names, "ρ vs held out (geomean)", "ρ vs held out (same)"]
-    header.append("ρ, all suite seeds")
+    header += ["ρ, all suite seeds", "median uncertainty", "re-run within"]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
-    for name, values, rho, rho_same, rho_all in fidelity_table(results, names):
-        cells = [f"{v:.3f}" if not name.startswith("Pareto") else f"{-v:g}" for v in values]
-        row = [name, *cells, *(f"{x:.2f}" if math.isfinite(x) else "nan" for x in (rho, rho_same))]
-        row.append(f"{rho_all:.2f}")
-        print("| " + " | ".join(row) + " |")
+    for row in fidelity_table(results, names):
+        pareto = row.name.startswith("Pareto")
+        cells = [f"{-v:g}" if pareto else f"{v:.3f}" for v in row.values]
+        cells += [_fmt(row.rho), _fmt(row.rho_same), _fmt(row.rho_all)]
+        cells.append("-" if pareto else f"{100 * row.uncertainty:.1f} %")
+        cells.append("-" if row.within is None else f"{row.within} of {len(names)}")
+        print("| " + " | ".join([row.name, *cells]) + " |")
     return 0
 
 
