@@ -111,8 +111,12 @@ def test_the_verdict_words():
     assert not Against("adamw", known["adamw"], 1.05, math.nan).better  # unknown: never better
 
 
-def _row(i: int, program, fitness: float, uncertainty: float = 0.05) -> dict:
+def _row(i: int, program, fitness: float, ratios=(1.0, 1.0)) -> dict:
     info = analyse(program)
+    tasks = {
+        name: {"ratio": r, "metric": 0.1 / r, "best_lr": 0.01}
+        for name, r in zip(("a", "b"), ratios, strict=True)
+    }
     return {
         "id": i,
         "mutation": "random",
@@ -122,8 +126,8 @@ def _row(i: int, program, fitness: float, uncertainty: float = 0.05) -> dict:
         "cache_hit": False,
         "status": "ok",
         "fitness": fitness,
-        "uncertainty": uncertainty,
-        "details": json.dumps({"tasks": {}}),
+        "uncertainty": 0.05,
+        "details": json.dumps({"tasks": tasks}),
         "statements": info.statements,
         "state_slots": len(program.state),
         "memory": info.memory,
@@ -143,11 +147,11 @@ def campaign_dir(tmp_path, short_task, fresh_cache):
     log.append(
         [
             _row(0, momentum(0.5), 0.7),
-            _row(1, momentum(0.8), 1.3),
-            _row(2, parse_program(TANH_MOMENTUM), 1.2),
+            _row(1, momentum(0.8), 1.3, (1.5, 1.1)),
+            _row(2, parse_program(TANH_MOMENTUM), 1.2, (1.0, 1.4)),
             _row(3, momentum(0.95), 0.9),
             _row(4, load_known("adamw"), 1.0),
-            _row(5, momentum(0.8), 1.3),  # the same program again
+            _row(5, momentum(0.8), 1.3, (1.5, 1.1)),  # the same program again
             {**_row(6, momentum(0.3), 0.0), "status": "invalid"},
         ]
     )
@@ -173,7 +177,11 @@ def test_the_report_lists_rules_and_their_tuned_comparison(campaign_dir, capsys)
     ]
     assert report.rules[2][1].verdict == "no gain"  # AdamW at its own constants
     assert report.rules[1][1].verdict is None  # a new structure, no tuned reference
-    assert "rule of 3 variant(s) up to constants, 4 candidate(s)" in "\n".join(report.summary)
+    summary = "\n".join(report.summary)
+    assert "rule of 3 variant(s) up to constants, 4 candidate(s)" in summary
+    # Pareto ranks across the tasks among the top rules: AdamW's (1, 1) is below momentum's
+    fronts = [line.split(": ")[1] for line in report.summary if "Pareto rank" in line]
+    assert fronts == ["1", "1", "2"]
 
     # `report --tune` tunes the family of the top rule (cheap here), then it is in the cache
     assert cached_tune(load_known("momentum"), config) is None

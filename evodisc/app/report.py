@@ -33,6 +33,7 @@ from evodisc.files import DamagedFileWarning
 from evodisc.inspect.rules import rule_key
 from evodisc.inspect.simplify import Simplified, simplify
 from evodisc.program import format_program, program_from_json
+from fitness.aggregate import pareto_ranks
 from fitness.config import SuiteConfig
 
 REPORT_DIR = "report"
@@ -154,9 +155,10 @@ def write_report(directory: str | Path, top: int = 5, tune: bool = False) -> Rep
     best = [r.best for r in rules]
     simplified = [simplify(program_from_json(p.program_json)) for p in best]
     assessments = _assessments(campaign, rules, simplified, tune)
-    notes = [_rule_lines(r, a) for r, a in zip(rules, assessments, strict=True)]
+    fronts = _pareto_fronts(rules)
+    notes = [_rule_lines(r, a, f) for r, a, f in zip(rules, assessments, fronts, strict=True)]
     summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified, notes)
-    page = _page(campaign, summary, figures, best, simplified, rules, assessments)
+    page = _page(campaign, summary, figures, best, simplified, notes)
     (out / "index.html").write_text(page)
     return Report(
         out,
@@ -189,9 +191,26 @@ def _assessments(
     ]
 
 
-def _rule_lines(rule: Rule, assessment: Assessment | None) -> list[str]:
-    """A top rule's variants and its assessment (lines under its line of the summary)."""
-    lines = [_variants_text(rule), *(assessment.lines() if assessment else [])]
+def _pareto_fronts(rules: list[Rule]) -> list[int | None]:
+    """Each top rule's Pareto rank across the tasks' ratios among the top rules (1: no other
+    top rule is better on every task); None when the rules do not have the same two or more
+    tasks. Information only: as a ranking it follows the held-out tasks less than any
+    aggregate does (docs/fitness.md, *Aggregates*)."""
+    tasks = [b.details.get("tasks", {}) for b in (r.best for r in rules)]
+    if not tasks or len(tasks[0]) < 2 or any(t.keys() != tasks[0].keys() for t in tasks):
+        return [None] * len(rules)
+    return pareto_ranks([[t[name]["ratio"] for name in tasks[0]] for t in tasks])
+
+
+def _rule_lines(rule: Rule, assessment: Assessment | None, front: int | None) -> list[str]:
+    """A top rule's variants, Pareto rank and assessment (lines under its summary line)."""
+    lines = [_variants_text(rule)]
+    if front is not None:
+        lines.append(f"Pareto rank across the tasks among the top rules: {front}")
+    if assessment is None:
+        lines.append("against the zoo with tuned constants: no campaign file, no suite to say")
+    else:
+        lines += assessment.lines()
     return [f"   {line}" for line in lines]
 
 
@@ -331,8 +350,7 @@ def _page(
     figures,
     best: list[Program],
     simplified: list,
-    rules: list[Rule],
-    assessments: list[Assessment | None],
+    notes: list[list[str]],
 ) -> str:
     figure_html = "".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
@@ -344,10 +362,8 @@ def _page(
         summary="<br>".join(html.escape(line) for line in summary),
         figures=figure_html,
         programs="".join(
-            _program_html(rank, p, s) + _rule_html(rule, assessment)
-            for rank, (p, s, rule, assessment) in enumerate(
-                zip(best, simplified, rules, assessments, strict=True), 1
-            )
+            _program_html(rank, p, s) + _rule_html(note)
+            for rank, (p, s, note) in enumerate(zip(best, simplified, notes, strict=True), 1)
         )
         or "<p>none</p>",
         campaign=html.escape(json.dumps(campaign, indent=1)),
@@ -378,14 +394,9 @@ def _program_html(rank: int, program: Program, simplified: Simplified) -> str:
     )
 
 
-def _rule_html(rule: Rule, assessment: Assessment | None) -> str:
-    """The rule's variants and its assessment against the zoo with tuned constants."""
-    lines = [_variants_text(rule)]
-    if assessment is None:
-        lines.append("against the zoo with tuned constants: no campaign file, no suite to say")
-    else:
-        lines += assessment.lines()
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+def _rule_html(note: list[str]) -> str:
+    """A top rule's lines of the summary (:func:`_rule_lines`) as a list."""
+    items = "".join(f"<li>{html.escape(line.strip())}</li>" for line in note)
     return f'<ul class="rule">{items}</ul>'
 
 
