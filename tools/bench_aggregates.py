@@ -33,11 +33,10 @@ from bench_fitness_quality import DEFAULT_ZOO
 from fitness.aggregate import AGGREGATES, Aggregate, pareto_ranks, power_mean, worst
 from fitness.config import BASELINE, DEFAULT_BASELINE_SEEDS, DEFAULT_LRS, DEFAULT_SEEDS
 from fitness.normalise import suite_value
-from fitness.quality import fitness_on_seeds, spearman
+from fitness.quality import fitness_on_seeds, spearman, study
 from fitness.suite import Fitness
-from fitness.tasks import heldout_task_names, load_task, task_names
-from fitness.trainer import BatchResult, train_batch
-from search_spaces.zoo import load_known
+from fitness.tasks import heldout_task_names, task_names
+from fitness.trainer import BatchResult
 
 #: Aggregates measured beside the registered ones (name → function).
 VARIANTS: dict[str, Aggregate] = {
@@ -84,16 +83,18 @@ def load(path: str) -> dict[str, BatchResult]:
 
 
 def train(names: Sequence[str], suite_seeds: int, heldout_seeds: int) -> dict[str, BatchResult]:
-    """Every optimizer of ``names`` on every task, one batched run per task."""
-    programs = [load_known(n) for n in names]
-    heldout = heldout_task_names()
-    results = {}
-    for task in [*task_names(), *heldout]:
-        seeds = tuple(range(heldout_seeds if task in heldout else suite_seeds))
-        started = time.perf_counter()
-        results[task] = train_batch(load_task(task), programs, DEFAULT_LRS, seeds, "cpu")
-        print(f"# {task}: {time.perf_counter() - started:.0f} s", flush=True)
-    return results
+    """Every optimizer of ``names`` on every task: the fitness-quality study's runs."""
+    return study(
+        names,
+        task_names(),
+        heldout_task_names(),
+        DEFAULT_LRS,
+        seeds=suite_seeds,
+        heldout_seeds=heldout_seeds,
+        candidate_seeds=len(DEFAULT_SEEDS),
+        baseline_seeds=len(DEFAULT_BASELINE_SEEDS),
+        trained=lambda task, seconds: print(f"# {task}: {seconds:.0f} s", flush=True),
+    ).results
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _pareto_scores(fits: Mapping[str, Fitness], names: Sequence[str], tie_break:
     ranks = pareto_ranks(ratios)
     if not tie_break:
         return [-float(r) for r in ranks]
-    order = sorted(range(len(ranks)), key=lambda i: (ranks[i], -suite_value(ratios[i])))
+    order = sorted(range(len(ranks)), key=lambda i: (ranks[i], -suite_value(ratios[i], "geomean")))
     return [-float(order.index(i) + 1) for i in range(len(ranks))]
 
 
@@ -136,7 +137,7 @@ def fidelity_table(results: Mapping[str, BatchResult], names: Sequence[str]) -> 
     all_seeds = fitness_on_seeds(on_suite, names, BASELINE, range(every), range(every))
     held_seeds = range(len(results[heldout[0]].seeds))
     held = fitness_on_seeds(
-        {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds
+        {t: results[t] for t in heldout}, names, BASELINE, held_seeds, held_seeds, "geomean"
     )
     held_geomean = [held[n].value for n in names]
     rows = []
