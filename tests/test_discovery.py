@@ -102,7 +102,8 @@ def test_the_verdict_words():
     unknown = assess(tanh, 1.3, 0.05, config, closest="momentum", known={})
     assert unknown.verdict is None
     assert unknown.lines()[-1] == (
-        "verdict: unknown, no tuned zoo optimizer known (evodisc tune momentum, or --tune)"
+        "verdict: unknown, no tuned zoo optimizer known for this suite (tune momentum: "
+        "report --tune, simplify --tuned)"
     )
     # the rule's fitness unknown (simplify without --tuned): the tuned references, no ratio
     bare = assess(tanh, None, math.nan, config, known=known)

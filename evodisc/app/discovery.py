@@ -135,8 +135,15 @@ def assess(
     if value is None:
         return Assessment(None, False, chosen, None, "this rule's fitness is not known")
     if not chosen:
-        how = f"evodisc tune {reference}, or --tune" if reference else "evodisc tune NAME"
-        return Assessment(None, False, chosen, None, f"no tuned zoo optimizer known ({how})")
+        what = reference or "a zoo optimizer"
+        return Assessment(
+            None,
+            False,
+            chosen,
+            None,
+            f"no tuned zoo optimizer known for this suite (tune {what}: report --tune, "
+            "simplify --tuned)",
+        )
     return Assessment(None, False, chosen, "new" if chosen[-1].better else "no gain")
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def distinct_programs(rows: list[dict]) -> list[Program]:
     return sorted(programs, key=lambda p: (-p.fitness, p.first_id))
 
 
-def distinct_rules(programs: list[Program], key=rule_key) -> list[Rule]:
+def distinct_rules(programs: list[Program], key: Callable[..., str] = rule_key) -> list[Rule]:
     """The rules of ``programs`` (fittest first), grouped by ``key`` (a function of the parsed
     program), fittest rule first; each rule's variants fittest first."""
     groups: dict[str, list[Program]] = {}
@@ -175,7 +176,8 @@ def _assessments(
     every rule when the campaign file is missing)."""
     if "fitness" not in campaign:
         return [None] * len(rules)
-    config = SuiteConfig.from_dict(campaign["fitness"])
+    # a campaign written before there was a choice of aggregate was scored by the geometric mean
+    config = SuiteConfig.from_dict({"aggregate": "geomean", **campaign["fitness"]})
     known = tuned_zoo(config)
     return [
         assess(
