@@ -21,6 +21,7 @@ from evodisc.settings import (
     one_of,
     setting,
 )
+from fitness.aggregate import AGGREGATES
 from fitness.tasks import task_fingerprint, task_names
 from search_spaces.zoo import load_known
 
@@ -54,6 +55,10 @@ DEFAULT_CHECKPOINTS = 8
 
 DTYPES = ("float32", "float64")
 
+#: How the tasks' ratios make one fitness (:data:`fitness.aggregate.AGGREGATES`; measured:
+#: docs/fitness.md, *Aggregates*).
+DEFAULT_AGGREGATE = "softmin"
+
 #: The most seeds a replay trains per learning rate (each seed is a full set of models).
 MAX_SEEDS = 64
 
@@ -61,8 +66,10 @@ MAX_SEEDS = 64
 @dataclass(frozen=True)
 class SuiteConfig:
     """What a fitness evaluation trains — tasks, learning-rate grid, seeds, precision, the
-    baseline's seeds and the validation checkpoints of a run: one stage of evaluation (stages
-    that differ in tasks or seeds are different configurations, each with its own cache key).
+    baseline's seeds and the validation checkpoints of a run — and how the tasks' ratios make
+    one fitness (``aggregate``; the baselines do not depend on it): one stage of evaluation
+    (stages that differ in tasks or seeds are different configurations, each with its own cache
+    key).
     A campaign file's ``[fitness]`` (the task names are checked by
     :func:`evodisc.campaign.config.check_tasks`, which may load a user's task file)."""
 
@@ -95,6 +102,11 @@ class SuiteConfig:
         "stop a run whose validation metric has not improved after this fraction of its steps; "
         "0 never",
     )
+    aggregate: str = setting(
+        one_of(AGGREGATES),
+        DEFAULT_AGGREGATE,
+        "how the tasks' ratios make the fitness (docs/fitness.md#aggregates)",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -120,11 +132,15 @@ class SuiteConfig:
         everything that changes a value — the device type (CPU and CUDA kernels round
         differently), the dtype, each task's fingerprint (for a user's task its file, data and
         model: :func:`fitness.tasks.task_fingerprint`, which loads it and so imports torch),
-        the grid, the seeds (the baseline's too), the checkpoints, the protocol version and
-        the baseline program."""
+        the grid, the seeds (the baseline's too), the checkpoints, early stopping and the
+        aggregate (each left out at the value that was the only one before there was a choice —
+        no early stopping, the geometric mean — so that keys written before stay valid), the
+        protocol version and the baseline program."""
         fields = self.to_dict()
-        if not self.stop_stalled:  # keys from before early stopping existed stay valid
+        if not self.stop_stalled:
             del fields["stop_stalled"]
+        if fields["aggregate"] == "geomean":
+            del fields["aggregate"]
         return fitness_config_key(
             {
                 **fields,

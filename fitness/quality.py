@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fitness.baselines import baseline_of
-from fitness.config import DEFAULT_CHECKPOINTS
+from fitness.config import DEFAULT_AGGREGATE, DEFAULT_CHECKPOINTS
 from fitness.normalise import ratio
 from fitness.suite import Fitness, task_fitness
 from fitness.tasks import load_task
@@ -138,10 +138,12 @@ def fitness_on_seeds(
     baseline: str,
     seeds: Sequence[int],
     baseline_seeds: Sequence[int],
+    aggregate: str = DEFAULT_AGGREGATE,
 ) -> dict[str, Fitness]:
-    """Every program's suite fitness — exactly what :func:`fitness.suite.evaluate` computes —
-    from results that trained them all on a superset of the seeds: the programs on ``seeds``,
-    normalised by the baseline (one of ``names``) tuned on ``baseline_seeds``."""
+    """Every program's suite fitness — exactly what :func:`fitness.suite.evaluate` computes
+    with ``aggregate`` — from results that trained them all on a superset of the seeds: the
+    programs on ``seeds``, normalised by the baseline (one of ``names``) tuned on
+    ``baseline_seeds``."""
     per_program: dict[str, dict] = {n: {} for n in names}
     for task, result in results.items():
         index = {s: i for i, s in enumerate(result.seeds)}
@@ -151,7 +153,7 @@ def fitness_on_seeds(
         trained = result.select_seeds([index[s] for s in seeds])
         for i, name in enumerate(names):
             per_program[name][task] = task_fitness(trained, i, tuned)
-    return {name: Fitness.of(tasks) for name, tasks in per_program.items()}
+    return {name: Fitness.of(tasks, aggregate) for name, tasks in per_program.items()}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The fitness function: per task the best (anytime) validation metric over the learning-rate
 grid, mean over the seeds, normalised against the tuned baseline (1.0 = AdamW); the suite's
-value is the geometric mean of the tasks' ratios (:mod:`fitness.normalise`), with its
+value is an aggregate of the tasks' ratios (the ``aggregate`` of :class:`SuiteConfig`, by
+default their soft minimum: :mod:`fitness.normalise`, :mod:`fitness.aggregate`), with its
 uncertainty from the seed-to-seed noise (:mod:`fitness.uncertainty`). All programs are trained
 together, one batched run per task."""
 
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 
 from evodisc.fitness_cache import CachedFitness
 from evodisc.program import Program
+from fitness.aggregate import Aggregate
 from fitness.baselines import tuned_baseline
-from fitness.config import SuiteConfig
+from fitness.config import DEFAULT_AGGREGATE, SuiteConfig
 from fitness.messages import Baseline
-from fitness.normalise import ratio, suite_value
+from fitness.normalise import ratio, suite_weights
 from fitness.tasks import load_task
 from fitness.trainer import BatchResult, train_batch
 from fitness.uncertainty import RatioError, log_ratio_error, suite_uncertainty
@@ -38,19 +40,23 @@ class TaskFitness:
 
 @dataclass(frozen=True)
 class Fitness:
-    """A program's fitness: the geometric mean of its per-task ratios (1.0 = tuned AdamW),
-    and its uncertainty (the repeatability limit, :mod:`fitness.uncertainty`; NaN when a
-    task's noise is unknown: one seed and a one-seed baseline)."""
+    """A program's fitness: the aggregate of its per-task ratios (1.0 = tuned AdamW; by default
+    their soft minimum), and its uncertainty (the repeatability limit,
+    :mod:`fitness.uncertainty`; NaN when a task's noise is unknown: one seed and a one-seed
+    baseline)."""
 
     value: float
     tasks: dict[str, TaskFitness]
     uncertainty: float = math.nan
 
     @classmethod
-    def of(cls, tasks: dict[str, TaskFitness]) -> Fitness:
-        """The suite's fitness from its tasks' results."""
-        value = suite_value([t.ratio for t in tasks.values()])
-        uncertainty = suite_uncertainty(value, [t.error for t in tasks.values()])
+    def of(
+        cls, tasks: dict[str, TaskFitness], aggregate: str | Aggregate = DEFAULT_AGGREGATE
+    ) -> Fitness:
+        """The suite's fitness from its tasks' results, under ``aggregate`` (a name of
+        :data:`fitness.aggregate.AGGREGATES`, or an aggregate function)."""
+        value, weights = suite_weights([t.ratio for t in tasks.values()], aggregate)
+        uncertainty = suite_uncertainty(value, [t.error for t in tasks.values()], weights)
         return cls(value, tasks, uncertainty)
 
     @property
@@ -138,4 +144,4 @@ def evaluate(
         )
         for i in range(len(programs)):
             per_program[i][task.name] = task_fitness(result, i, baseline)
-    return [Fitness.of(tasks) for tasks in per_program]
+    return [Fitness.of(tasks, config.aggregate) for tasks in per_program]

@@ -135,6 +135,13 @@ def tuning_path(program: Program, config: SuiteConfig, device=None, rounds: int 
     return cache_dir() / "tuned" / f"{fitness_config_key(key)}.json"
 
 
+def cached_tune(
+    program: Program, config: SuiteConfig | None = None, device=None, rounds: int = 2
+) -> Tuned | None:
+    """:func:`tune`'s result when it is in the cache, else None: nothing is trained."""
+    return _read(tuning_path(program, config or SuiteConfig(), device, rounds))
+
+
 def tune(
     program: Program,
     config: SuiteConfig | None = None,

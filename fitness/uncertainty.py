@@ -12,13 +12,15 @@ learning rate is near its edge of stability) its own — never less than what it
 Each estimate has degrees of freedom (seeds − 1, summed when pooled); Welch–Satterthwaite gives
 those of a sum of such terms.
 
-The suite's value is ``exp(mean_t log r_t)``, so its relative standard error is
-``sqrt(Σ_t se_t²) / T``. The reported uncertainty is the *repeatability limit* (ISO 5725) at
-:data:`CONFIDENCE`: ``t × √2`` standard errors, where ``t`` is Student's quantile for the
-combined degrees of freedom (1.96 when the noise is well known, 4.3 when it rests on three
-seeds): the difference that two evaluations of the same program with other seeds stay below
-95 % of the time (√2: each of the two carries the noise). Two candidates whose fitness differs
-by less than it are not told apart by this evaluation.
+The suite's value under the geometric mean is ``exp(mean_t log r_t)``, so its relative standard
+error is ``sqrt(Σ_t se_t²) / T``; under another aggregate (:mod:`fitness.aggregate`) each task
+counts with its sensitivity ``w_t = ∂ log value / ∂ log r_t``: ``sqrt(Σ_t w_t² se_t²)``.
+The reported uncertainty is the *repeatability limit* (ISO 5725) at :data:`CONFIDENCE`:
+``t × √2`` standard errors, where ``t`` is Student's quantile for the combined degrees of
+freedom (1.96 when the noise is well known, 4.3 when it rests on three seeds): the difference
+that two evaluations of the same program with other seeds stay below 95 % of the time (√2: each
+of the two carries the noise). Two candidates whose fitness differs by less than it are not told
+apart by this evaluation.
 """
 
 from __future__ import annotations
@@ -112,14 +114,32 @@ def coverage_factor(dof: float) -> float:
     return float(t.ppf(0.5 + CONFIDENCE / 2, dof)) * math.sqrt(2)
 
 
-def suite_uncertainty(value: float, errors: Sequence[RatioError]) -> float:
-    """The repeatability limit of a geometric mean ``value`` of ratios whose logs have the
-    ``errors`` (NaN when one of them is unknown)."""
-    if not errors or any(not math.isfinite(e.se) for e in errors):
+def suite_uncertainty(
+    value: float, errors: Sequence[RatioError], weights: Sequence[float] | None = None
+) -> float:
+    """The repeatability limit of a suite's ``value`` from ratios whose logs have the
+    ``errors``, each counting with its sensitivity ``∂ log value / ∂ log ratio`` in ``weights``
+    (default ``1/T`` each: the geometric mean; :func:`fitness.normalise.suite_weights` gives
+    them for every aggregate); NaN when an error that counts is unknown."""
+    weights = [1 / len(errors)] * len(errors) if weights is None else list(weights)
+    counted = [(w, e) for w, e in zip(weights, errors, strict=True) if w]
+    if not errors or any(not math.isfinite(e.se) for _, e in counted):
         return math.nan
-    variances = [e.se**2 / len(errors) ** 2 for e in errors]
+    variances = [(w * e.se) ** 2 for w, e in counted]
     relative = math.sqrt(sum(variances))
     if relative == 0:
         return 0.0
-    dof = welch_dof(variances, [e.dof for e in errors])
+    dof = welch_dof(variances, [e.dof for _, e in counted])
     return coverage_factor(dof) * value * relative
+
+
+def ratio_uncertainty(
+    value: float, limit: float, reference: float, reference_limit: float
+) -> float:
+    """The repeatability limit of ``value / reference`` for two fitnesses evaluated apart, each
+    with its own repeatability limit: its relative standard error is the two relative ones
+    combined (each limit is √2 of them, so the root sum of squares is divided by √2, as a
+    re-run is judged in :meth:`fitness.quality.QualityStudy.within`)."""
+    if reference == 0 or value == 0:
+        return math.nan
+    return value / reference * math.hypot(limit / value, reference_limit / reference) / math.sqrt(2)

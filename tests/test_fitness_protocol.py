@@ -19,7 +19,7 @@ from evodisc.program import parse_program
 from fitness.baselines import tuned_baseline
 from fitness.config import DEFAULT_BASELINE_SEEDS, DEFAULT_SEEDS, SuiteConfig
 from fitness.naive import train_naive
-from fitness.normalise import RATIO_CAP, RATIO_FLOOR, WORST_FITNESS, suite_value
+from fitness.normalise import RATIO_CAP, RATIO_FLOOR, WORST_FITNESS, suite_value, suite_weights
 from fitness.quality import fitness_on_seeds
 from fitness.runs import checkpoint_steps
 from fitness.suite import evaluate
@@ -76,13 +76,18 @@ def test_the_anytime_metric_is_the_mean_of_the_curve_and_equals_the_naive_loop()
 
 
 def test_the_suite_value_is_a_geometric_mean_with_a_floor_and_a_cap():
-    assert suite_value([2.0, 0.5]) == pytest.approx(1.0)  # an arithmetic mean would say 1.25
-    assert suite_value([4.0, 1.0, 0.25, 1.0]) == pytest.approx(1.0)
+    def geomean(ratios):
+        return suite_value(ratios, "geomean")
+
+    assert geomean([2.0, 0.5]) == pytest.approx(1.0)  # an arithmetic mean would say 1.25
+    assert geomean([4.0, 1.0, 0.25, 1.0]) == pytest.approx(1.0)
     # a task far worse (or diverged: ratio 0) counts as RATIO_FLOOR, one far better as the cap
-    assert suite_value([0.0, 1.0]) == pytest.approx(math.sqrt(RATIO_FLOOR))
-    assert suite_value([1e-6, 1.0]) == suite_value([0.0, 1.0])
-    assert suite_value([1e6, 1.0]) == pytest.approx(math.sqrt(RATIO_CAP))
-    assert suite_value([0.0, 0.0]) == WORST_FITNESS == suite_value([])  # diverged everywhere
+    assert geomean([0.0, 1.0]) == pytest.approx(math.sqrt(RATIO_FLOOR))
+    assert geomean([1e-6, 1.0]) == geomean([0.0, 1.0])
+    assert geomean([1e6, 1.0]) == pytest.approx(math.sqrt(RATIO_CAP))
+    assert geomean([0.0, 0.0]) == WORST_FITNESS == geomean([])  # diverged everywhere
+    # the default is the soft minimum: the power mean with exponent -2 (fitness.aggregate)
+    assert suite_value([2.0, 0.5]) == pytest.approx((0.5 * (2.0**-2 + 0.5**-2)) ** -0.5)
 
 
 def test_pooled_noise_and_standard_errors():
@@ -113,16 +118,20 @@ def test_pooled_noise_and_standard_errors():
     assert math.isnan(suite_uncertainty(1.0, [known[0], RatioError(math.nan, math.nan)]))
 
 
+@pytest.mark.parametrize("aggregate", ["geomean", "softmin", "worst_half"])
 @pytest.mark.parametrize(
     ("noisier", "tolerance", "repeatable"),
     [(1.0, 0.15, (0.92, 0.99)), (3.0, 0.25, (0.85, 0.99))],
 )
-def test_the_uncertainty_matches_the_spread_of_simulated_reruns(noisier, tolerance, repeatable):
+def test_the_uncertainty_matches_the_spread_of_simulated_reruns(
+    noisier, tolerance, repeatable, aggregate
+):
     """Metrics drawn with a known seed-to-seed noise per task — the program as noisy as the
     baseline, or three times noisier (its own spread must then count, not the baseline's) —
     and the fitness computed the way the suite computes it, re-run many times: it spreads as
     its standard error says, and two re-runs differ by less than the reported uncertainty (the
-    repeatability limit) about 95 % of the time."""
+    repeatability limit) about 95 % of the time — under each aggregate, whose sensitivities
+    weigh the tasks' noise."""
     rng = np.random.default_rng(0)
     noise = np.array([0.02, 0.05, 0.10])  # per task: CV of one seed's metric
     program_level = np.array([0.9, 1.1, 0.7])  # the program's true metric / the baseline's
@@ -135,9 +144,9 @@ def test_the_uncertainty_matches_the_spread_of_simulated_reruns(noisier, toleran
             mine = program_level[t] * np.exp(rng.normal(0, noisier * noise[t], seeds))
             ratios.append(base.mean() / mine.mean())  # a loss: lower is better
             errors.append(log_ratio_error(mine, cv(base), baseline_seeds))
-        value = suite_value(ratios)
-        se = value * math.sqrt(sum(e.se**2 for e in errors)) / len(errors)
-        return value, se, suite_uncertainty(value, errors)
+        value, weights = suite_weights(ratios, aggregate)
+        se = value * math.sqrt(sum((w * e.se) ** 2 for w, e in zip(weights, errors, strict=True)))
+        return value, se, suite_uncertainty(value, errors, weights)
 
     # value, standard error, uncertainty: of a run, and of a re-run with other seeds
     runs = np.array([[*rerun(), *rerun()] for _ in range(3000)])

@@ -21,7 +21,7 @@ from campaign_helpers import assert_complete, log_rows
 import search_spaces.programs as programs_module
 from evodisc.app.report import distinct_programs
 from evodisc.campaign import store
-from evodisc.campaign.config import ADDED_KEYS, ADDED_SECTIONS, Campaign
+from evodisc.campaign.config import ADDED_KEYS, ADDED_SECTIONS, EARLIER_VALUES, Campaign
 from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
 from evodisc.fitness_cache import CachedFitness, FitnessCache, fitness_config_key
@@ -336,7 +336,8 @@ def make_old(directory) -> None:
     """Make ``directory`` look written before rule identities: no key in the campaign file
     (with the digest then computed), no identity or scale column in the log."""
     stored = store.read_campaign(directory)
-    del stored["campaign"]["evolution"]["merge_scale_variants"]
+    for section, key in EARLIER_VALUES:  # merge_scale_variants, and any key added since
+        del stored["campaign"][section][key]
     for (section, key), old in ADDED_KEYS.items():  # nor the keys that came later still
         assert stored["campaign"][section].pop(key) == old
     for section in ADDED_SECTIONS:

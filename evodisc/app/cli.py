@@ -6,6 +6,7 @@ Errors are reported as one sentence on stderr with exit code 2, never as a trace
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -87,10 +88,38 @@ def cmd_simplify(args: argparse.Namespace, out: Console) -> None:
         raise UsageError(f"--tolerance must be a number ≥ 0, not {args.tolerance}")
     if not args.deadline > 0:
         raise UsageError(f"--deadline must be a positive number of seconds, not {args.deadline}")
+    config = _suite_config(args)
     result = simplify(
         program, approximate=args.approximate, tolerance=args.tolerance, deadline=args.deadline
     )
-    sys.stdout.write(result.report(latex=args.latex))
+    closest = result.closest.name if result.closest else None
+    against = _against_tuned(program, closest, config, args)
+    sys.stdout.write(result.report(latex=args.latex, against=against))
+
+
+def _against_tuned(program, closest: str | None, config, args: argparse.Namespace) -> list[str]:
+    """``simplify``'s assessment of ``program`` against the zoo with tuned constants: from the
+    cache, or (``--tuned``) with the program evaluated and its reference tuned now."""
+    from evodisc.app.discovery import assess
+    from fitness.device import DeviceError
+    from fitness.suite import evaluate
+    from fitness.tasks import TaskError
+
+    try:
+        fitness = evaluate([program], config, args.device)[0] if args.tuned else None
+        assessment = assess(
+            program,
+            None if fitness is None else fitness.value,
+            math.nan if fitness is None else fitness.uncertainty,
+            config,
+            closest=closest,
+            device=args.device,
+            tune_now=args.tuned,
+        )
+    except (TaskError, DeviceError) as exc:
+        raise UsageError(str(exc)) from None
+    lines = [] if fitness is None else [f"fitness: {_fitness_text(fitness)}"]
+    return lines + assessment.lines()
 
 
 def cmd_hash(args: argparse.Namespace, out: Console) -> None:
@@ -171,21 +200,17 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
 def cmd_tune(args: argparse.Namespace, out: Console) -> None:
     from evodisc.export import named_constants
     from evodisc.files import atomic_write
-    from fitness.config import MAX_SEEDS, SuiteConfig
     from fitness.device import DeviceError
     from fitness.tasks import TaskError
     from fitness.tuning import tune
 
     program = resolve_program(args.program)
-    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
-        raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS}, not {args.seeds}")
+    config = _suite_config(args)
     if args.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, not {args.rounds}")
     if not named_constants(program):
         out.print(f"{args.program}: no named constants to tune (whole numbers stay in the code)")
         return
-    overrides = {"seeds": tuple(range(args.seeds))} if args.seeds is not None else {}
-    config = SuiteConfig(**({"tasks": tuple(args.task)} if args.task else {}), **overrides)
     try:
         result = tune(program, config, args.device, rounds=args.rounds)
     except (TaskError, DeviceError) as exc:
@@ -204,6 +229,17 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> None:
         except OSError as exc:
             raise UsageError(f"cannot write {args.output} ({exc.strerror or exc})") from None
         out.print(f"wrote {args.output}")
+
+
+def _suite_config(args: argparse.Namespace):
+    """The suite of ``--task`` (default: the search suite) and ``--seeds`` (default: the
+    suite's), as ``tune`` and ``simplify`` take them."""
+    from fitness.config import MAX_SEEDS, SuiteConfig
+
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS}, not {args.seeds}")
+    overrides = {"seeds": tuple(range(args.seeds))} if args.seeds is not None else {}
+    return SuiteConfig(**({"tasks": tuple(args.task)} if args.task else {}), **overrides)
 
 
 def _fitness_text(fitness) -> str:
@@ -273,10 +309,12 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
 def cmd_report(args: argparse.Namespace, out: Console) -> None:
     from evodisc.app.report import write_report
     from evodisc.campaign.store import StoreError
+    from fitness.device import DeviceError
+    from fitness.tasks import TaskError
 
     try:
-        report = write_report(args.directory, top=args.top)
-    except StoreError as exc:
+        report = write_report(args.directory, top=args.top, tune=args.tune)
+    except (StoreError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     for line in report.summary:
         out.print(line)
@@ -284,13 +322,22 @@ def cmd_report(args: argparse.Namespace, out: Console) -> None:
 
 
 def _task_argument(parser: argparse.ArgumentParser) -> None:
-    """``--task T`` (repeatable), as replay and tune take it."""
+    """``--task T`` (repeatable), as replay, tune and simplify take it."""
     parser.add_argument(
         "--task",
         action="append",
         metavar="T",
         help="task name or FILE.py:FACTORY (repeatable; default: the search suite)",
     )
+
+
+def _suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task``, ``--seeds`` and ``--device``: the suite a program is tuned or scored on."""
+    _task_argument(parser)
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds per learning rate (default: the suite's, 3)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     simplify.add_argument(
         "--deadline", type=float, default=10.0, help="seconds SymPy may take (default 10)"
     )
+    simplify.add_argument(
+        "--tuned",
+        action="store_true",
+        help="score the program and tune its family (or closest optimizer) if not cached (trains)",
+    )
+    _suite_arguments(simplify)
     simplify.set_defaults(run=cmd_simplify)
 
     hash_ = sub.add_parser("hash", help="functional hash per program (equal for equivalent ones)")
@@ -366,12 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tune", help="tune a program's named constants (β, ε, weight decay, …) on the suite"
     )
     tune.add_argument("program", help="program file, or the name of a known optimizer")
-    _task_argument(tune)
-    tune.add_argument(
-        "--seeds", type=int, default=None, help="seeds per learning rate (default: the suite's, 3)"
-    )
+    _suite_arguments(tune)
     tune.add_argument("--rounds", type=int, default=2, help="passes over the constants (2)")
-    tune.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     tune.add_argument("-o", "--output", default=None, help="write the tuned program here")
     tune.set_defaults(run=cmd_tune)
 
@@ -389,7 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="plots, top programs and an archive of a campaign")
     report.add_argument("directory", help="campaign directory (evodisc run --out DIR)")
-    report.add_argument("--top", type=int, default=5, help="programs shown (default 5)")
+    report.add_argument("--top", type=int, default=5, help="rules shown (default 5)")
+    report.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune the zoo optimizer each top rule is compared with, when not cached (trains)",
+    )
     report.set_defaults(run=cmd_report)
     return parser
 

@@ -4,17 +4,23 @@ Reads the campaign directory (``campaign.json`` and the candidate log; a campaig
 or cut by a crash, is reported as far as it is logged) and writes ``DIR/report/``:
 ``index.html`` (no network needed: plain HTML and CSS, the plots beside it as PNG files), the
 plots (:mod:`evodisc.app.plots`) and ``archive.csv``, every distinct program with its fitness.
-The top programs are shown simplified (:func:`evodisc.inspect.simplify.simplify`: exact steps only,
-the raw program beside it) with their math and the closest known optimizers.
+The top programs are distinct *rules* — one per program up to its constants
+(:func:`evodisc.inspect.rules.rule_key`), shown by its fittest variant with how many variants
+were seen — simplified (:func:`evodisc.inspect.simplify.simplify`: exact steps only, the raw
+program beside it), with their math, the closest known optimizers, their family up to constants
+and their fitness against the zoo with tuned constants (:mod:`evodisc.app.discovery`: from the
+cache, or tuned when asked).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import statistics
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +29,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from evodisc.app import plots
+from evodisc.app.discovery import Assessment, assess, tuned_zoo
 from evodisc.campaign import store
 from evodisc.campaign.selection import read_selection
 from evodisc.files import DamagedFileWarning
+from evodisc.inspect.rules import rule_key
 from evodisc.inspect.simplify import Simplified, simplify
 from evodisc.program import format_program, program_from_json
+from fitness.aggregate import pareto_ranks
+from fitness.config import SuiteConfig
 
 REPORT_DIR = "report"
 
@@ -57,13 +67,33 @@ class Program:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """One rule of the campaign: its distinct programs (constant variants) that share a
+    :func:`~evodisc.inspect.rules.rule_key`, fittest first."""
+
+    key: str
+    variants: tuple[Program, ...]
+
+    @property
+    def best(self) -> Program:
+        return self.variants[0]
+
+    @property
+    def candidates(self) -> int:
+        return sum(p.count for p in self.variants)
+
+
+@dataclass(frozen=True)
 class Report:
-    """Where the report went, its summary lines, its top programs (fittest first) with their
-    simplified forms, and the lines about the funnel's stages (also in the summary)."""
+    """Where the report went, its summary lines, its top programs (the best variant of each of
+    the top rules, fittest first) with their simplified forms, the top rules with their
+    assessments against the zoo with tuned constants (None: no campaign file to say which
+    suite the fitness is on), and the lines about the funnel's stages (also in the summary)."""
 
     directory: Path
     summary: list[str]
     top: list[tuple[Program, Simplified]] = field(default_factory=list)
+    rules: list[tuple[Rule, Assessment | None]] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)  # the funnel's screen and selection
 
 
@@ -95,8 +125,22 @@ def distinct_programs(rows: list[dict]) -> list[Program]:
     return sorted(programs, key=lambda p: (-p.fitness, p.first_id))
 
 
-def write_report(directory: str | Path, top: int = 5) -> Report:
-    """Write ``DIR/report/`` for the campaign in ``directory``; see the module docstring."""
+def distinct_rules(programs: list[Program], key: Callable[..., str] = rule_key) -> list[Rule]:
+    """The rules of ``programs`` (fittest first), grouped by ``key`` (a function of the parsed
+    program), fittest rule first; each rule's variants fittest first."""
+    groups: dict[str, list[Program]] = {}
+    for program in programs:
+        groups.setdefault(key(program_from_json(program.program_json)), []).append(program)
+    return sorted(
+        (Rule(k, tuple(group)) for k, group in groups.items()),
+        key=lambda r: (-r.best.fitness, r.best.first_id),
+    )
+
+
+def write_report(directory: str | Path, top: int = 5, tune: bool = False) -> Report:
+    """Write ``DIR/report/`` for the campaign in ``directory``; see the module docstring.
+    ``tune`` tunes the zoo optimizer each top rule is compared with when its tuned result is
+    not cached (:func:`evodisc.app.discovery.assess`): that trains."""
     directory = Path(directory)
     log = store.CandidateLog(directory)
     try:
@@ -115,12 +159,78 @@ def write_report(directory: str | Path, top: int = 5) -> Report:
     programs = distinct_programs(rows)
     figures = _plots(rows, programs, out) if rows else []
     _write_archive(programs, out / "archive.csv")
-    best = [p for p in programs if p.status == "ok"][:top]
+    rules = distinct_rules([p for p in programs if p.status == "ok"])[:top]
+    best = [r.best for r in rules]
     simplified = [simplify(program_from_json(p.program_json)) for p in best]
+    assessments = _assessments(campaign, rules, simplified, tune)
+    fronts = _pareto_fronts(rules)
+    notes = [_rule_lines(r, a, f) for r, a, f in zip(rules, assessments, fronts, strict=True)]
     stages = funnel_lines(rows) + selection_lines(read_selection(directory))
-    summary = _summary(campaign["campaign"]["name"], rows, programs, best, simplified) + stages
-    (out / "index.html").write_text(_page(campaign, summary, figures, best, simplified))
-    return Report(out, summary, list(zip(best, simplified, strict=True)), stages)
+    name = campaign["campaign"]["name"]
+    summary = _summary(name, rows, programs, best, simplified, notes) + stages
+    page = _page(campaign, summary, figures, best, simplified, notes)
+    (out / "index.html").write_text(page)
+    return Report(
+        out,
+        summary,
+        list(zip(best, simplified, strict=True)),
+        list(zip(rules, assessments, strict=True)),
+        stages,
+    )
+
+
+def _assessments(
+    campaign: dict, rules: list[Rule], simplified: list[Simplified], tune: bool
+) -> list[Assessment | None]:
+    """Each top rule against the zoo with tuned constants on the campaign's suite (None for
+    every rule when the campaign file is missing)."""
+    if "fitness" not in campaign:
+        return [None] * len(rules)
+    # a campaign written before there was a choice of aggregate was scored by the geometric mean
+    config = SuiteConfig.from_dict({"aggregate": "geomean", **campaign["fitness"]})
+    known = tuned_zoo(config)
+    return [
+        assess(
+            program_from_json(rule.best.program_json),
+            rule.best.fitness,
+            math.nan if rule.best.uncertainty is None else rule.best.uncertainty,
+            config,
+            closest=s.closest.name if s.closest else None,
+            tune_now=tune,
+            known=known,
+        )
+        for rule, s in zip(rules, simplified, strict=True)
+    ]
+
+
+def _pareto_fronts(rules: list[Rule]) -> list[int | None]:
+    """Each top rule's Pareto rank across the tasks' ratios among the top rules (1: no other
+    top rule is better on every task); None when the rules do not have the same two or more
+    tasks. Information only: as a ranking it follows the held-out tasks less than any
+    aggregate does (docs/fitness.md, *Aggregates*)."""
+    tasks = [b.details.get("tasks", {}) for b in (r.best for r in rules)]
+    if not tasks or len(tasks[0]) < 2 or any(t.keys() != tasks[0].keys() for t in tasks):
+        return [None] * len(rules)
+    return pareto_ranks([[t[name]["ratio"] for name in tasks[0]] for t in tasks])
+
+
+def _rule_lines(rule: Rule, assessment: Assessment | None, front: int | None) -> list[str]:
+    """A top rule's variants, Pareto rank and assessment (lines under its summary line)."""
+    lines = [_variants_text(rule)]
+    if front is not None:
+        lines.append(f"Pareto rank across the tasks among the top rules: {front}")
+    if assessment is None:
+        lines.append("against the zoo with tuned constants: no campaign file, no suite to say")
+    else:
+        lines += assessment.lines()
+    return [f"   {line}" for line in lines]
+
+
+def _variants_text(rule: Rule) -> str:
+    return (
+        f"rule of {len(rule.variants)} variant(s) up to constants, "
+        f"{rule.candidates} candidate(s); the fittest shown"
+    )
 
 
 def _plots(rows: list[dict], programs: list[Program], out: Path) -> list[tuple[str, str]]:
@@ -193,6 +303,7 @@ def _summary(
     programs: list[Program],
     best: list[Program],
     simplified: list[Simplified],
+    notes: list[list[str]],
 ) -> list[str]:
     n = len(rows)
     if not n:
@@ -203,11 +314,12 @@ def _summary(
         f"campaign {name}: {n} candidates, {len(programs)} distinct programs, "
         f"{hits / n:.0%} cache hits, {invalid / n:.0%} invalid",
     ]
-    for rank, (p, s) in enumerate(zip(best, simplified, strict=True), 1):
+    for rank, (p, s, note) in enumerate(zip(best, simplified, notes, strict=True), 1):
         closest = f"; {s.closest.describe()}" if s.closest else ""
         lines.append(
             f"#{rank} fitness {p.fitness_text} (candidate {p.first_id}, {p.count}×){closest}"
         )
+        lines += note
     return lines
 
 
@@ -291,7 +403,12 @@ window.addEventListener("load", () => {
 
 
 def _page(
-    campaign: dict, summary: list[str], figures, best: list[Program], simplified: list
+    campaign: dict,
+    summary: list[str],
+    figures,
+    best: list[Program],
+    simplified: list,
+    notes: list[list[str]],
 ) -> str:
     figure_html = "".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
@@ -303,8 +420,8 @@ def _page(
         summary="<br>".join(html.escape(line) for line in summary),
         figures=figure_html,
         programs="".join(
-            _program_html(rank, p, s)
-            for rank, (p, s) in enumerate(zip(best, simplified, strict=True), 1)
+            _program_html(rank, p, s) + _rule_html(note)
+            for rank, (p, s, note) in enumerate(zip(best, simplified, notes, strict=True), 1)
         )
         or "<p>none</p>",
         campaign=html.escape(json.dumps(campaign, indent=1)),
@@ -333,6 +450,12 @@ def _program_html(rank: int, program: Program, simplified: Simplified) -> str:
         "<table><tr><th>task</th><th>vs AdamW</th><th>metric</th><th>best lr</th></tr>"
         f"{rows}</table>"
     )
+
+
+def _rule_html(note: list[str]) -> str:
+    """A top rule's lines of the summary (:func:`_rule_lines`) as a list."""
+    items = "".join(f"<li>{html.escape(line.strip())}</li>" for line in note)
+    return f'<ul class="rule">{items}</ul>'
 
 
 def _metric(value: float | None) -> str:

@@ -300,7 +300,10 @@ class Campaign:
 #: Keys added after campaign directories were first written, with the value that reproduces how
 #: a directory written before them ran: such a directory resumes with that value
 #: (:meth:`Campaign.as_stored`), and its digest is the one without the key.
-EARLIER_VALUES: dict[tuple[str, str], Any] = {("evolution", "merge_scale_variants"): False}
+EARLIER_VALUES: dict[tuple[str, str], Any] = {
+    ("evolution", "merge_scale_variants"): False,
+    ("fitness", "aggregate"): "geomean",
+}
 
 
 # Loading and validation -------------------------------------------------------------------------

@@ -42,8 +42,8 @@ Log columns, one row per candidate (:data:`LOG_SCHEMA`):
 - ``cache_hit`` (bool): the fitness came from the cache, not from an evaluation.
 - ``status`` (string): ``ok``, ``invalid``, ``diverged``, ``error``, ``timeout`` or
   ``rejected`` (stopped by the funnel's screening stage: its fitness is the worst, 0).
-- ``fitness`` (float64): geometric mean of the tasks' ratios (1.0 = tuned AdamW; higher is
-  better; :mod:`fitness.normalise`).
+- ``fitness`` (float64): the aggregate of the tasks' ratios (``[fitness] aggregate``, by default
+  their soft minimum; 1.0 = tuned AdamW; higher is better; :mod:`fitness.normalise`).
 - ``uncertainty`` (float64, null): the repeatability limit of ``fitness`` (from the seeds'
   spread: a re-evaluation with other seeds differs by less 95 % of the time)
   (:mod:`fitness.uncertainty`); null when unknown or not trained (invalid, error).

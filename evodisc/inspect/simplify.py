@@ -33,7 +33,7 @@ import math
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from evodisc.analysis import eliminate_dead_code, update_dependencies
@@ -112,8 +112,9 @@ class Simplified:
         """What dead-code and dead-state elimination removed, one line each."""
         return tuple(s.detail for s in self.steps if s.kind in ("dead code", "dead state"))
 
-    def report(self, latex: bool = False) -> str:
-        """The text ``evodisc simplify`` prints."""
+    def report(self, latex: bool = False, against: Sequence[str] = ()) -> str:
+        """The text ``evodisc simplify`` prints; ``against``: lines on the rule against the zoo
+        with tuned constants (:mod:`evodisc.app.discovery`), after the closest optimizers."""
         o, s = self.original, self.program
         if self.exact:
             verdict = f"exact: same functional hash {self.functional_hash}"
@@ -134,6 +135,9 @@ class Simplified:
         if self.matches:
             lines += ["", "closest known optimizers (similarity of update directions, 1 = same):"]
             lines += [f"  {i}. {m.describe()}" for i, m in enumerate(self.matches, 1)]
+        if against:
+            lines += ["", "against the zoo with tuned constants (1.0 = tuned AdamW):"]
+            lines += [f"  {line}" for line in against]
         lines += ["", "steps:"]
         lines += [f"  - {step}" for step in self.steps] or ["  (nothing to simplify)"]
         lines += [
