@@ -31,14 +31,15 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
 6. Every ``migration_every`` tells (with several islands), each island's ``migration_size``
    fittest members go to the next island (ring, :func:`migrants`): that island's next asks are
    unchanged copies (``"migration:<id>"``) which join its population once told.
-7. With ``tune_constants``, a told member that joins its island and is strictly fitter than
-   every earlier member of that island (since its last restart; a finite fitness) has its
+7. With ``tune_constants``, a told valid member that joins its island and is strictly fitter
+   than every earlier member of that island (since its last restart; a finite fitness) has its
    constants tuned, as the Lion search's ``hparam_tune`` does: its space's ``tune_variants``
    (one coordinate step: each named constant moved to each of its other
    :func:`~evodisc.constant_steps.candidates`, the others held) become that island's next asks
    (``"tune:<name>=<value>"``, the member as parent), those with the member's functional hash
-   left out. A variant that wins in turn triggers the next step, so a structure is not rejected
-   for its constants: an iterated coordinate search emerges inside the evolution.
+   left out; they replace the variants of the island's earlier best still queued. A variant
+   that wins in turn triggers the next step, so a structure is not rejected for its
+   constants: an iterated coordinate search emerges inside the evolution.
 
 Determinism: all randomness comes from named sub-streams of the one seed (:func:`substream`:
 ``selection`` for tournaments, ``mutation`` for mutations, crossovers and the crossover coin
@@ -89,8 +90,10 @@ WORST = -math.inf
 STATE_FORMAT = "evodisc-evolution/1"
 #: The named random streams of an evolution.
 STREAMS = ("selection", "mutation", "init")
+#: The label prefix of a tune variant (step 7).
+TUNE = "tune:"
 #: Labels of plan entries that are copies asked once (never an island's seeds, for step 2).
-ONE_OFF = ("migration:", "tune:")
+ONE_OFF = ("migration:", TUNE)
 
 
 @dataclass(frozen=True)
@@ -375,8 +378,9 @@ class RegularizedEvolution:
                 self._best = member
             if member.fitness > island.best:
                 island.best = member.fitness
-                if self.config.tune_constants:
-                    island.plan = self._tune_variants(candidate) + island.plan
+                if self.config.tune_constants and candidate.validity.valid:
+                    rest = [s for s in island.plan if not s.label.startswith(TUNE)]
+                    island.plan = self._tune_variants(candidate) + rest
         self._told += 1
         if self.config.restart_every and self._told % self.config.restart_every == 0:
             self._restart()
@@ -458,7 +462,7 @@ class RegularizedEvolution:
         each variant with a functional hash other than the candidate's."""
         space, own = self._space, candidate.validity.functional_hash
         return [
-            Seed(f"tune:{label}", genotype, candidate.id, 1)
+            Seed(f"{TUNE}{label}", genotype, candidate.id, 1)
             for label, genotype in space.tune_variants(candidate.genotype)
             if space.check(space.to_program(genotype)).functional_hash != own
         ]
