@@ -8,8 +8,9 @@ per-parameter state ``self.state[p]`` holding ``step`` and one tensor per state 
 the slot), and ``@torch.no_grad() step(closure=None)``. A subclass gives the rule: its
 multi-tensor plan (:mod:`evodisc.plan`) as ``_update`` — executed by the class here,
 written out as a function in the source; they make the same torch calls, so the two agree bit for
-bit and their state dicts are interchangeable — and its *named constants* (:func:`named_constants`:
-``beta1``, ``eps``, …), which are ``defaults`` that a param group may override.
+bit and their state dicts are interchangeable — and its *named constants*
+(:func:`evodisc.constant_names.named_constants`: ``beta1``, ``eps``, …), which are ``defaults``
+that a param group may override.
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ import keyword
 import math
 import re
 import string
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from evodisc.analysis import live_statements
+from evodisc.constant_names import NAMING, ROLES, Constant, named_constants
 from evodisc.lowering import lower
 from evodisc.plan import Plan, reserved_names
-from evodisc.program import Assign, Call, Const, Expr, Program, Var, format_program, walk
+from evodisc.program import Program, format_program
 
 DEFAULT_CLASS_NAME = "EvolvedOptimizer"
 
@@ -57,145 +56,6 @@ def _check_class_name(name: str) -> str:
     if not name.isidentifier() or keyword.iskeyword(name) or name in _module_names():
         raise ValueError(f"{name!r} cannot be a class name; use a Python identifier")
     return name
-
-
-# ------------------------------------------------------------------------ named constants
-
-
-class Constant(NamedTuple):
-    """A number of a rule that its optimizer takes as an argument."""
-
-    value: float
-    role: str  # a key of _ROLES
-
-
-#: What each kind of named constant does, in the order they come in ``__init__``.
-_ROLES = {
-    "beta": "a decay (the β of an ``interp``, or the factor of a slot)",
-    "eps": "added to a divisor",
-    "weight_decay": "the factor of ``w``",
-    "c": "a constant of the rule",
-}
-
-_NAMING = """\
-Names: ``beta`` for a number in (0, 1) that is the β of an ``interp`` or multiplies a state
-slot in its new value; ``eps`` for a number in (0, 1e-3] added to something in a divisor;
-``weight_decay`` for the one number of a product with ``w``; ``c`` for the other numbers that
-are not whole (whole numbers stay in the code). Several of a kind are numbered in order of
-appearance (``beta1``, ``beta2``). A name stands for its number wherever it appears (the β of
-``1 - β ** t`` too)."""
-
-
-def named_constants(program: Program) -> dict[str, Constant]:
-    """The numbers of ``program`` that its optimizer takes as arguments, named by the rule of
-    ``_NAMING`` (docs/export.md), in ``__init__`` order: betas, eps, weight decay, the others."""
-    body = live_statements(program.body, program.returns)
-    exprs = [s.expr for s in body] + list(program.returns)
-    numbers = dict.fromkeys(
-        node.value
-        for expr in exprs
-        for node in walk(expr)
-        if isinstance(node, Const) and not node.value.is_integer()
-    )
-    resolved = _resolved(body, program.returns)
-    roles: dict[float, str] = {}
-    for role, values in [
-        ("beta", _betas(program, body)),
-        ("eps", _epsilons(resolved)),
-        ("weight_decay", _weight_decays(resolved)),
-    ]:
-        for value in values:
-            roles.setdefault(value, role)
-    named = {}
-    for role in _ROLES:
-        values = [value for value in numbers if roles.get(value, "c") == role]
-        for i, value in enumerate(values, start=1):
-            name = role if len(values) == 1 and role != "c" else f"{role}{i}"
-            named[name] = Constant(value, role)
-    return named
-
-
-def _betas(program: Program, body: Sequence[Assign]) -> Iterator[float]:
-    """Numbers in (0, 1) that are the β of an ``interp`` or multiply a state slot in its new
-    value (``buf = 0.9 * buf + g``)."""
-    targets = [s.target for s in body] + [None, *program.state]
-    exprs = [s.expr for s in body] + list(program.returns)
-    for target, expr in zip(targets, exprs, strict=True):
-        for node in walk(expr):
-            if not isinstance(node, Call):
-                continue
-            if node.op == "interp":
-                candidates = node.args[2:]
-            elif node.op == "mul" and target in program.state and Var(target) in node.args:
-                candidates = node.args
-            else:
-                continue
-            yield from (a.value for a in candidates if isinstance(a, Const) and 0 < a.value < 1)
-
-
-def _resolved(body: Sequence[Assign], returns: Sequence[Expr]) -> list[Expr]:
-    """The statements' and returns' expressions with each variable replaced by its definition
-    (parameters stay variables); definitions are shared, not copied."""
-    env: dict[str, Expr] = {}
-
-    def resolve(expr: Expr) -> Expr:
-        if isinstance(expr, Var):
-            return env.get(expr.name, expr)
-        if isinstance(expr, Call):
-            return Call(expr.op, tuple(resolve(a) for a in expr.args))
-        return expr
-
-    out = []
-    for statement in body:
-        env[statement.target] = resolve(statement.expr)
-        out.append(env[statement.target])
-    return out + [resolve(e) for e in returns]
-
-
-def _nodes(roots: Sequence[Expr]) -> Iterator[Expr]:
-    """Every node of ``roots`` (expressions that share sub-expressions) once."""
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        expr = stack.pop()
-        if id(expr) not in seen:
-            seen.add(id(expr))
-            yield expr
-            if isinstance(expr, Call):
-                stack.extend(expr.args)
-
-
-def _epsilons(resolved: Sequence[Expr]) -> Iterator[float]:
-    """Numbers in (0, 1e-3] added to something in a divisor (``m / (sqrt(v) + 1e-8)``, also
-    through functions and variables)."""
-    divisors = [
-        node.args[-1]
-        for node in _nodes(resolved)
-        if isinstance(node, Call) and node.op in ("div", "reciprocal")
-    ]
-    for node in _nodes(divisors):
-        if isinstance(node, Call) and node.op == "add":
-            yield from (a.value for a in node.args if isinstance(a, Const) and 0 < a.value <= 1e-3)
-
-
-def _weight_decays(resolved: Sequence[Expr]) -> Iterator[float]:
-    """The number of a product with ``w`` that has one number not whole (``lr * 0.01 * w``)."""
-    products: dict[int, tuple[bool, tuple[float, ...]]] = {}  # has w, its first two numbers
-
-    def factors(expr: Expr) -> tuple[bool, tuple[float, ...]]:
-        if not (isinstance(expr, Call) and expr.op == "mul"):
-            fraction = isinstance(expr, Const) and not expr.value.is_integer()
-            return expr == Var("w"), (expr.value,) if fraction else ()
-        if id(expr) not in products:
-            (w_a, numbers_a), (w_b, numbers_b) = (factors(a) for a in expr.args)
-            products[id(expr)] = (w_a or w_b, (numbers_a + numbers_b)[:2])
-        return products[id(expr)]
-
-    for node in _nodes(resolved):
-        if isinstance(node, Call) and node.op == "mul":
-            has_w, numbers = factors(node)
-            if has_w and len(numbers) == 1:
-                yield numbers[0]
 
 
 # --------------------------------------------------------------------------- the optimizer
@@ -342,7 +202,7 @@ def _class_doc(program: Program, name: str, plan: Plan, named: dict[str, Constan
         ]
     for key, constant in named.items():
         within = f", in {ProgramOptimizer._interval_text(*ranges[key])}" if key in ranges else ""
-        arguments.append(f"- ``{key}={constant.value!r}``{within}: {_ROLES[constant.role]}.")
+        arguments.append(f"- ``{key}={constant.value!r}``{within}: {ROLES[constant.role]}.")
     lines = [
         "",
         *listing,
@@ -355,7 +215,7 @@ def _class_doc(program: Program, name: str, plan: Plan, named: dict[str, Constan
         "",
         *arguments,
         "",
-        *_NAMING.splitlines(),
+        *NAMING.splitlines(),
     ]
     body = "".join(f"    {line}\n" if line else "\n" for line in lines)
     return f"{name}: an optimizer exported by evodisc from this update rule::\n{body}    "

@@ -38,8 +38,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from evodisc.constant_names import named_constants
+from evodisc.constant_steps import DIGITS, FACTORS, candidates
 from evodisc.edit import replace_constants
-from evodisc.export import named_constants
 from evodisc.files import FileReadError, atomic_write, read_text
 from evodisc.fitness_cache import CacheWarning, fitness_config_key
 from evodisc.program import Program, program_from_json, program_to_json
@@ -51,20 +52,6 @@ from fitness.uncertainty import RatioError
 
 #: Bump when the search or the file's format changes, to invalidate cached results.
 TUNE_VERSION = 1
-
-#: Factors a constant's current value is multiplied by, per role: for a number in (0, 1) that
-#: is not ``eps`` or ``weight_decay`` (a β, or a ``c`` there) they multiply its odds β / (1 − β)
-#: — steps of log 2 in log-odds, ≈ (1 − β) × {4 … 1/4} near 1, and always inside (0, 1).
-FACTORS: dict[str, tuple[float, ...]] = {
-    "odds": (1 / 4, 1 / 2, 1.0, 2.0, 4.0),
-    "eps": (1 / 100, 1 / 10, 1.0, 10.0, 100.0),
-    "weight_decay": (0.0, 1 / 10, 1 / 3, 1.0, 3.0, 10.0),
-    "c": (1 / 4, 1 / 2, 1.0, 2.0, 4.0),
-}
-
-#: Candidates other than the current value are rounded to this many significant digits (of
-#: 1 − β for a β above 1/2), so that tuned programs read like hand-written ones.
-DIGITS = 3
 
 #: A tuning file holds a program and two fitnesses; anything much larger is not one.
 _MAX_FILE_BYTES = 1 << 20
@@ -92,32 +79,6 @@ class Tuned:
     def changed(self) -> list[str]:
         """The constants whose tuned value differs from their default."""
         return [name for name, value in self.default.items() if self.tuned[name] != value]
-
-
-def _round(value: float) -> float:
-    """``value`` to :data:`DIGITS` significant digits (a number just below 1 through 1 − it)."""
-    if 0.5 < value < 1:
-        return float(f"{1 - float(f'{1 - value:.{DIGITS}g}'):.12g}")
-    return float(f"{value:.{DIGITS}g}")
-
-
-def candidates(value: float, role: str) -> list[float]:
-    """The values tried for a constant of ``role`` (:func:`~evodisc.export.named_constants`)
-    whose current value is ``value``, ascending; ``value`` itself is one of them, exactly."""
-    odds = role not in ("eps", "weight_decay") and 0 < value < 1
-    factors = FACTORS["odds" if odds else role if role in FACTORS else "c"]
-    out = {value}
-    for factor in factors:
-        if factor == 1.0:
-            continue
-        if odds:
-            scaled = value / (1 - value) * factor
-            new = _round(scaled / (1 + scaled))
-        else:
-            new = _round(value * factor)
-        if math.isfinite(new) and (not odds or 0 < new < 1):
-            out.add(new)
-    return sorted(out)
 
 
 def tuning_path(program: Program, config: SuiteConfig, device=None, rounds: int = 2) -> Path:

@@ -31,6 +31,15 @@ How an island evolves (candidate ``id`` belongs to island ``id % islands``, roun
 6. Every ``migration_every`` tells (with several islands), each island's ``migration_size``
    fittest members go to the next island (ring, :func:`migrants`): that island's next asks are
    unchanged copies (``"migration:<id>"``) which join its population once told.
+7. With ``tune_constants``, a told valid member that joins its island and is strictly fitter
+   than every earlier member of that island (since its last restart; a finite fitness) has its
+   constants tuned, as the Lion search's ``hparam_tune`` does: its space's ``tune_variants``
+   (one coordinate step: each named constant moved to each of its other
+   :func:`~evodisc.constant_steps.candidates`, the others held) become that island's next asks
+   (``"tune:<name>=<value>"``, the member as parent), those with the member's functional hash
+   left out; they replace the variants of the island's earlier best still queued. A variant
+   that wins in turn triggers the next step, so a structure is not rejected for its
+   constants: an iterated coordinate search emerges inside the evolution.
 
 Determinism: all randomness comes from named sub-streams of the one seed (:func:`substream`:
 ``selection`` for tournaments, ``mutation`` for mutations, crossovers and the crossover coin
@@ -81,6 +90,10 @@ WORST = -math.inf
 STATE_FORMAT = "evodisc-evolution/1"
 #: The named random streams of an evolution.
 STREAMS = ("selection", "mutation", "init")
+#: The label prefix of a tune variant (step 7).
+TUNE = "tune:"
+#: Labels of plan entries that are copies asked once (never an island's seeds, for step 2).
+ONE_OFF = ("migration:", TUNE)
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,12 @@ class EvolutionConfig:
     max_retries: int = setting(
         int_between(0, 1000), 10, "re-mutations of a child equal to its parent"
     )
+    tune_constants: bool = setting(
+        BOOL,
+        False,
+        "when a result becomes its island's best, its constants' coordinate-search variants "
+        "are that island's next asks",
+    )
     merge_scale_variants: bool = setting(
         BOOL,
         True,
@@ -191,6 +210,9 @@ class EvolutionConfig:
         if self.crossover and not search.has_crossover:
             expected = f"0: the {search.kind} space defines no crossover"
             raise SettingError("crossover", expected, self.crossover)
+        if self.tune_constants and not hasattr(search, "tune_variants"):
+            expected = f"false: the {search.kind} space defines no tune variants"
+            raise SettingError("tune_constants", expected, self.tune_constants)
 
     @property
     def search_space(self) -> SearchSpace:
@@ -210,11 +232,13 @@ class Seed:
 
 @dataclass
 class Island:
-    """One aging population, the seeds it still has to ask, and the seeds it was given."""
+    """One aging population, the seeds it still has to ask, the seeds it was given, and the
+    best fitness of any member it has had (step 7)."""
 
     population: list[Member] = field(default_factory=list)  # oldest first
     plan: list[Seed] = field(default_factory=list)
     seeds: list[Candidate] = field(default_factory=list)  # unchanged copies, for step 2
+    best: float = WORST
 
 
 def substream(seed: int, name: str) -> random.Random:
@@ -356,6 +380,11 @@ class RegularizedEvolution:
             island.population = age(island.population, member, self.config.population)
             if self._best is None or _rank(member) > _rank(self._best):
                 self._best = member
+            if member.fitness > island.best:
+                island.best = member.fitness
+                if self.config.tune_constants and candidate.validity.valid:
+                    rest = [s for s in island.plan if not s.label.startswith(TUNE)]
+                    island.plan = self._tune_variants(candidate) + rest
         self._told += 1
         if self.config.restart_every and self._told % self.config.restart_every == 0:
             self._restart()
@@ -432,6 +461,16 @@ class RegularizedEvolution:
         mutation = name if other is None else f"crossover:{other.id}+{name}"
         return self._new(genotype, parent.id, mutation, island, program, validity)
 
+    def _tune_variants(self, candidate: Candidate) -> list[Seed]:
+        """The plan entries of step 7: one coordinate step around ``candidate``'s constants,
+        each variant with a functional hash other than the candidate's."""
+        space, own = self._space, candidate.validity.functional_hash
+        return [
+            Seed(f"{TUNE}{label}", genotype, candidate.id, 1)
+            for label, genotype in space.tune_variants(candidate.genotype)
+            if space.check(space.to_program(genotype)).functional_hash != own
+        ]
+
     def _from_plan(self, island: Island, index: int) -> Candidate:
         seed, *rest = island.plan
         island.plan = ([replace(seed, copies=seed.copies - 1)] if seed.copies > 1 else []) + rest
@@ -443,7 +482,7 @@ class RegularizedEvolution:
         if first is not None:
             return self._child(first, index)
         candidate = self._new(seed.genotype, seed.parent_id, seed.label, index)
-        if not seed.label.startswith("migration:"):
+        if not seed.label.startswith(ONE_OFF):
             island.seeds.append(candidate)
         return candidate
 
@@ -604,12 +643,17 @@ class _Codec:
                 for s in island.plan
             ],
             "seeds": [self.candidate_to_json(c) for c in island.seeds],
+            "best": island.best if math.isfinite(island.best) else None,
         }
 
     def island_from_json(self, doc: dict) -> Island:
+        """The island :meth:`island_to_json` wrote (a state written before islands kept their
+        best: the best of its population)."""
         key = self._seed_key
+        population = [self.member_from_json(m) for m in doc["population"]]
+        best = doc.get("best", max((m.fitness for m in population), default=None))
         return Island(
-            population=[self.member_from_json(m) for m in doc["population"]],
+            population=population,
             plan=[
                 Seed(
                     s["label"],
@@ -620,4 +664,5 @@ class _Codec:
                 for s in doc["plan"]
             ],
             seeds=[self.candidate_from_json(c) for c in doc["seeds"]],
+            best=WORST if best is None else best,
         )

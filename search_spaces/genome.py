@@ -41,6 +41,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
+from evodisc.constant_names import Constant
+from evodisc.constant_steps import coordinate_step
 from evodisc.program import Program, parse_program
 from evodisc.settings import (
     POSITIVE,
@@ -421,6 +423,20 @@ class GenomeSpace:
     def check(self, program: Program) -> Validity:
         return check_candidate(program)
 
+    def tune_variants(self, genotype: Genome) -> list[tuple[str, Genome]]:
+        """For each of β₁, β₂, ε and weight decay that the genome's program reads, each of its
+        other candidate values (roles ``beta``, ``beta``, ``eps``, ``weight_decay``), the other
+        genes held."""
+        used = {
+            name: Constant(getattr(genotype, name), role)
+            for name, role in _TUNED.items()
+            if APPLIES.get(f"perturb_{name}", _always)(genotype, self)
+        }
+        return [
+            (f"{name}={value!r}", replace(genotype, **{name: value}))
+            for name, value in coordinate_step(used, distinct=False)
+        ]
+
     def to_json(self, genotype: Genome) -> str:
         return genome_to_json(genotype)
 
@@ -430,6 +446,11 @@ class GenomeSpace:
 
 def _always(g: Genome, space: GenomeSpace) -> bool:
     return True
+
+
+#: The genes :meth:`GenomeSpace.tune_variants` moves, with their roles
+#: (:func:`~evodisc.constant_steps.candidates`).
+_TUNED = {"beta1": "beta", "beta2": "beta", "eps": "eps", "weight_decay": "weight_decay"}
 
 
 # ---------------------------------------------------------------------------------- JSON

@@ -77,6 +77,13 @@ class SearchSpace(Protocol):
         """Whether ``program`` can be a candidate here, and its functional hash."""
         ...
 
+    def tune_variants(self, genotype: Genotype) -> list[tuple[str, Genotype]]:
+        """One coordinate step around the genotype's constants (optional: a space without it
+        cannot run ``[evolution] tune_constants``): for each constant, each of its other
+        :func:`~evodisc.constant_steps.candidates`, the others held, as ``("<name>=<value>",
+        variant)``."""
+        ...
+
     def to_json(self, genotype: Genotype) -> str:
         """The genotype as canonical JSON text."""
         ...

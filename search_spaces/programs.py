@@ -12,6 +12,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from evodisc.constant_names import named_constants
+from evodisc.constant_steps import coordinate_step
+from evodisc.edit import replace_constants
 from evodisc.program import Program, program_from_json, program_to_json
 from evodisc.validity import Validity, check_candidate
 from search_spaces import mutations
@@ -60,6 +63,17 @@ class ProgramSearch:
         bounds."""
         settings = self.settings
         return check_candidate(program, settings.max_statements, settings.max_state_slots)
+
+    def tune_variants(self, genotype: Program) -> list[tuple[str, Program]]:
+        """For each named constant (:func:`~evodisc.constant_names.named_constants`), each of
+        its other candidate values: the program with that number replaced wherever it appears
+        (:func:`~evodisc.edit.replace_constants`, as :func:`fitness.tune` does; a value another
+        constant holds is left out, so two constants never merge)."""
+        named = named_constants(genotype)
+        return [
+            (f"{name}={value!r}", replace_constants(genotype, {named[name].value: value}))
+            for name, value in coordinate_step(named)
+        ]
 
     def to_json(self, genotype: Program) -> str:
         return program_to_json(genotype)

@@ -179,6 +179,7 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("space", "kind"): "program",
     ("evolution", "crossover"): 0.0,
     ("fitness", "stop_stalled"): 0.0,
+    ("evolution", "tune_constants"): False,
 }
 #: Sections added later: left out of the digest while every key holds its default.
 ADDED_SECTIONS = ("screen", "selection")
