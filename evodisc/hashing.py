@@ -33,7 +33,7 @@ from evodisc.interpreter import CompiledProgram, compile_program
 from evodisc.program import RESERVED_INPUTS, Program, ProgramError, parse_program
 
 #: Bumped whenever the probe inputs or the quantisation change (it salts every digest).
-HASH_VERSION = "evodisc-functional-hash/1"
+HASH_VERSION = "evodisc-functional-hash/2"
 #: Mantissa bits kept by the quantiser (float64 has 52).
 MANTISSA_BITS = 20
 #: Values smaller than this fraction of a step's largest finite value are flushed to zero.
@@ -50,14 +50,13 @@ PROBE_TS = (1.0, 2.0, 3.0, 10.0, 1000.0)
 #: nothing, and programs that do not read ``T`` hash as they did before ``T`` existed).
 PROBE_HORIZONS = (2000.0, 1250.0)
 #: Probe sizes: the main probe; one run only for programs with reductions (so that ``norm(x)``
-#: and ``rms(x) * sqrt(n)`` differ); and a large one run only for *coarse* programs, whose
-#: updates take few distinct values on the main probe (sign-based rules like Lion: a 1 % change
-#: of β shows only in the few elements whose sign it flips).
+#: and ``rms(x) * sqrt(n)`` differ); and a large one for every program whose update is finite
+#: and not one value in every element (in a sign-based rule like Lion a 1 % change of β shows
+#: only in the few elements whose sign it flips; hash version 1 ran it only for *coarse*
+#: updates, of few distinct values, which ``0.77·sign(m) + 0.01·w`` is not).
 SIZES = (64, 23, 1024)
-#: A program is coarse when its main-probe updates hold at most this share of distinct values.
-COARSE_SHARE = 0.25
 #: Salts rule identities (bumped when their probes, checks or normalisation change).
-RULE_VERSION = "evodisc-rule-identity/1"
+RULE_VERSION = "evodisc-rule-identity/2"
 #: The factors of the probes' learning rates (1e-3..1e-1) at which a rule's linearity in ``lr``
 #: is checked: learning rates from about 1e-6 to 100, the range a sweep trains at.
 LINEAR_FACTORS = (2.0**-10, 1.0, 2.0**10)
@@ -154,13 +153,6 @@ class _Plan:
     code: tuple[tuple[int, Callable, tuple[int, ...], bool], ...]
     live_slots: tuple[tuple[int, int], ...]  # (param register, output register) of needed slots
     reads: frozenset[str]  # the parameters that reach the update (over any number of steps)
-
-    @property
-    def has_step(self) -> bool:
-        """True if a live instruction is piecewise constant (``sign``): its output changes
-        only where its input crosses zero, which the main probe's few elements may never show
-        (see :func:`_extra_probes`)."""
-        return any(fn is np.sign for _, fn, _, _ in self.code)
 
     @property
     def has_reduction(self) -> bool:
@@ -279,12 +271,6 @@ def quantise(updates: np.ndarray) -> np.ndarray:
     return bits if all_finite else np.where(finite, bits, _NONFINITE)
 
 
-def _distinct(tokens: np.ndarray) -> int:
-    """How many distinct values ``tokens`` holds (a sort; cheaper than ``np.unique``)."""
-    ordered = np.sort(tokens, axis=None)
-    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
-
-
 def functional_hash_info(program: Program | str) -> HashInfo:
     """The functional hash of ``program`` (IR or program text) and its finiteness flag."""
     if isinstance(program, str):
@@ -311,15 +297,13 @@ def functional_hash_info(program: Program | str) -> HashInfo:
 
 def _extra_probes(plan: _Plan, tokens: np.ndarray, finite: bool) -> list[Probe]:
     """The probes run after the main one (whose quantised updates are ``tokens``): the
-    reduction probe for a program with a reduction, the fine one for a coarse program — one
-    whose updates take few distinct values, or one that takes a ``sign`` (``sign(m)`` with
-    β = 0.93 or 0.86 can agree on every element of the main probe while ``0.01·w`` beside it
-    makes the update look continuous: two rules, one hash, before this)."""
+    reduction probe for a program with a reduction, and the fine one for every update that is
+    finite and varies across elements — decided from the updates, never from the program's
+    spelling, so that equal functions run the same probes (``m / sqrt(m * m)`` and
+    ``sign(m)``)."""
     _, reduction, fine = PROBES
     extra = [reduction] if plan.has_reduction else []
-    varies = bool((tokens != tokens[:, :1]).any())  # not the same value in every element
-    coarse = _distinct(tokens) <= COARSE_SHARE * tokens.size
-    if finite and varies and (coarse or plan.has_step):
+    if finite and bool((tokens != tokens[:, :1]).any()):
         extra.append(fine)
     return extra
 
