@@ -1,0 +1,206 @@
+"""Benchmark the funnel (docs/campaigns.md): candidates per second that reach a decision
+(rejected by the screen, or fully evaluated) with and without it, and how many candidates the
+full protocol ranks in its top 10 % the screen would have rejected.
+
+Two campaigns from one campaign file run side by side for the same wall time, one process and
+one thread each (so they share the machine's load alike): arm A as the file says without a
+screen, arm B with ``[screen] enabled``. Then the screen is replayed on arm A's log: every
+trained candidate of A is screened (trained under the screen's configuration), A's island
+populations are rebuilt from its log (aging evolution: the last ``population`` told candidates
+of each island), and for each quantile the screen's decision is computed for every candidate as
+the controller would have made it (an approximation: in A the candidates the screen would have
+rejected stay in the populations; with a screen they never join). That gives, on the same
+candidates, the share the screen passes, the estimated speed-up (evaluator time per decision),
+and the share of A's top 10 % (by full fitness) it would have rejected.
+
+    python tools/bench_funnel.py --minutes 15
+    python tools/bench_funnel.py --campaign experiments/lion_search.toml --quantiles 0.5 0.75
+
+The baselines are computed first, once, into ``$EVODISC_CACHE`` (both arms read them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+from collections import defaultdict, deque
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pyarrow.parquet as pq  # noqa: E402
+
+from evodisc.campaign.config import Campaign  # noqa: E402
+from evodisc.campaign.controller import REJECTED, UNSCREENED, screen_bar  # noqa: E402
+from evodisc.fitness_cache import FitnessCache  # noqa: E402
+from evodisc.program import program_from_json  # noqa: E402
+from fitness.evaluation import evaluate_cached  # noqa: E402
+from fitness.suite import suite_baselines  # noqa: E402
+
+#: Arm B's screen unless the campaign file sets one: one seed on the three cheaper tasks of the
+#: default suite (markov_lm costs ~80 % of a full evaluation on a CPU: docs/benchmarks.md).
+SCREEN = {
+    "enabled": True,
+    "tasks": ["teacher_student", "ill_conditioned", "digits_mlp"],
+    "seeds": [0],
+}
+
+
+def arms(base: Path, minutes: float, population: int, quantile: float) -> dict[str, dict]:
+    """The two campaign documents (TOML-shaped): A without the screen, B with it."""
+    document = tomllib.loads(base.read_text())
+    document.setdefault("budget", {}).update(wall_seconds=minutes * 60, evaluations=10**6)
+    document["resources"] = {"evaluators": 0, "batch_size": 8, "in_flight": 16}
+    evolution = document.setdefault("evolution", {})
+    evolution["population"] = population
+    evolution["tournament"] = max(2, population // 4)
+    evolution.pop("restart_every", None)
+    screen = {**SCREEN, **document.pop("screen", {}), "quantile": quantile}
+    return {"A": dict(document), "B": {**document, "screen": screen}}
+
+
+def run_arms(documents: dict[str, dict], out: Path) -> dict[str, Path]:
+    """Run the arms as concurrent ``evodisc run --no-ray`` processes; their directories."""
+    processes, directories = [], {}
+    for arm, document in documents.items():
+        path = out / f"{arm}.toml"
+        path.write_text(_toml(document))
+        directories[arm] = out / arm
+        command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--quiet"]
+        command += ["--out", str(directories[arm]), "--no-ray"]
+        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    for process in processes:
+        if process.wait() != 0:
+            raise SystemExit(f"an arm failed: {process.args}")
+    return directories
+
+
+def _toml(document: dict) -> str:
+    """A campaign document as TOML (tables of scalars and lists: all a campaign file holds)."""
+    lines = []
+    for section, table in document.items():
+        lines.append(f"[{section}]")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                continue
+            lines.append(f"{key} = {json.dumps(value)}")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                lines.append(f"[{section}.{key}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+    return "\n".join(lines) + "\n"
+
+
+def throughput(directory: Path) -> dict:
+    """Decisions, seconds, decisions per second and evaluator seconds per decision of a run."""
+    rows = pq.read_table(directory / "log").to_pylist()
+    seconds = max(r["wall_time"] for r in rows)
+    return {
+        "decisions": len(rows),
+        "seconds": seconds,
+        "per_second": len(rows) / seconds,
+        "evaluator_seconds": sum(r["eval_seconds"] for r in rows) / len(rows),
+        "rejected": sum(r["status"] == REJECTED for r in rows),
+        "best": max(r["fitness"] for r in rows if r["status"] == "ok"),
+    }
+
+
+def replay_screen(directory: Path, campaign: Campaign, quantiles: list[float]) -> list[dict]:
+    """The screen's decisions on the candidates of a run without a screen (module docstring)."""
+    rows = sorted(pq.read_table(directory / "log").to_pylist(), key=lambda r: r["wall_time"])
+    trained = [r for r in rows if r["status"] in ("ok", "diverged")]
+    trained_ids = {r["id"] for r in trained}
+    distinct = {r["functional_hash"]: r for r in trained}
+    start = time.perf_counter()
+    screened = evaluate_cached(
+        [program_from_json(r["program_json"]) for r in distinct.values()],
+        FitnessCache(),
+        campaign.stage_config("screen"),
+    )
+    screen_seconds = (time.perf_counter() - start) / max(len(distinct), 1)
+    results = {digest: e.result for digest, e in zip(distinct, screened, strict=True)}
+    full_seconds = statistics.median(r["eval_seconds"] for r in trained if not r["cache_hit"])
+    ok = sorted((r["fitness"] for r in rows if r["status"] == "ok"), reverse=True)
+    top = ok[max(0, len(ok) // 10 - 1)] if ok else float("inf")
+    population = campaign.evolution.population
+    table = []
+    for quantile in quantiles:
+        islands: dict[int, deque] = defaultdict(lambda: deque(maxlen=population))
+        passed = rejected = top_rejected = top_count = 0
+        for row in rows:
+            result = results.get(row["functional_hash"])
+            members = islands[row["island"]]
+            if row["id"] in trained_ids and not row["mutation"].startswith(UNSCREENED):
+                known = [s for s in members if s is not None]
+                bar = screen_bar(known, quantile)
+                margin = result.uncertainty or 0.0
+                passes = result.status == "ok" and (bar is None or result.fitness + margin >= bar)
+                passed += passes
+                rejected += not passes
+                if row["status"] == "ok" and row["fitness"] >= top:
+                    top_count += 1
+                    top_rejected += not passes
+            known_ok = result is not None and result.status == "ok"
+            members.append(result.fitness if known_ok else None)  # as the controller keeps them
+        decided = passed + rejected
+        cost = decided * screen_seconds + passed * full_seconds
+        table.append(
+            {
+                "quantile": quantile,
+                "screened": decided,
+                "pass_share": passed / decided,
+                "speedup": decided * full_seconds / cost,
+                "top10_rejected": f"{top_rejected}/{top_count}",
+                "screen_seconds": screen_seconds,
+                "full_seconds": full_seconds,
+            }
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--campaign", default="experiments/lion_search.toml")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--population", type=int, default=24)
+    parser.add_argument("--quantile", type=float, default=0.5, help="arm B's screen quantile")
+    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-funnel"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=False)
+    documents = arms(Path(args.campaign), args.minutes, args.population, args.quantile)
+    top = {**documents["B"].get("campaign", {}), "name": "B"}
+    campaign = Campaign.from_dict({**documents["B"], "campaign": top})
+    suite_baselines(replace(campaign.suite_config(), tasks=campaign.baseline_tasks()))
+    directories = run_arms(documents, args.out)
+    a, b = throughput(directories["A"]), throughput(directories["B"])
+    print(f"campaign {args.campaign}, population {args.population}, {args.minutes:g} min per arm")
+    for arm, numbers in (("A (no screen)", a), (f"B (screen, quantile {args.quantile})", b)):
+        print(
+            f"{arm}: {numbers['decisions']} decisions in {numbers['seconds']:.0f} s = "
+            f"{numbers['per_second']:.3f}/s, {numbers['evaluator_seconds']:.2f} evaluator-s "
+            f"per decision, {numbers['rejected']} rejected, best {numbers['best']:.4f}"
+        )
+    print(f"B/A decisions per second: {b['per_second'] / a['per_second']:.2f}x")
+    print("the screen replayed on A's candidates:")
+    print("| quantile | screened | pass | est. speed-up | A's top 10 % rejected |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for line in replay_screen(directories["A"], campaign, args.quantiles):
+        print(
+            f"| {line['quantile']} | {line['screened']} | {line['pass_share']:.0%} | "
+            f"{line['speedup']:.1f}x | {line['top10_rejected']} |"
+        )
+    print(
+        f"(a screen {line['screen_seconds']:.2f} s, a full evaluation {line['full_seconds']:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
