@@ -3,6 +3,7 @@ shared by the campaign tests."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from evodisc.campaign.fake_pool import FakePool
 from evodisc.campaign.store import CandidateLog
 
 TRAINED = ("ok", "diverged", "error", "rejected")
@@ -181,3 +183,27 @@ def start_driver(path: Path, out: Path, gate: Gate, **popen) -> subprocess.Popen
     )
     gate.wait_held(lambda: driver.poll() is None)
     return driver
+
+
+class Interrupting(FakePool):
+    """A fake pool of two evaluators whose ``polls``-th poll is a Ctrl-C."""
+
+    def __init__(self, polls: int, **kwargs):
+        super().__init__(2, **kwargs)
+        self.polls = polls
+
+    def poll(self, timeout: float):
+        self.polls -= 1
+        if self.polls == 0:
+            raise KeyboardInterrupt
+        return super().poll(timeout)
+
+
+def run_killed(path: Path, out: Path, gate: Gate) -> list[dict]:
+    """Run the campaign file ``path`` into ``out`` in a driver, ``kill -9`` it while ``gate``
+    holds its training, then release the gate; the rows it had logged."""
+    driver = start_driver(path, out, gate, stdout=subprocess.DEVNULL)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    gate.release()
+    return log_rows(out)

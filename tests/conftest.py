@@ -33,3 +33,23 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
     directory = tmp_path / "evodisc-cache"
     monkeypatch.setenv("EVODISC_CACHE", str(directory))
     return directory
+
+
+#: ill_conditioned cut to 30 steps, as a user's task file (so that the suite's names stay
+#: intact): tuning and scoring on it take seconds.
+SHORT_TASK = """
+import dataclasses
+from fitness.tasks import load_task
+
+
+def factory():
+    return dataclasses.replace(load_task("ill_conditioned"), steps=30)
+"""
+
+
+@pytest.fixture
+def short_task(tmp_path) -> str:
+    """The task spec of :data:`SHORT_TASK`, written to a file of this test."""
+    path = tmp_path / "short.py"
+    path.write_text(SHORT_TASK)
+    return f"{path}:factory"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from campaign_helpers import (
     assert_complete,
     assert_kept,
     log_rows,
+    run_killed,
     start_driver,
     write_campaign,
 )
@@ -66,11 +66,7 @@ def test_killed_driver_resumes_with_nothing_lost_and_nothing_trained_twice(tmp_p
     out = tmp_path / "run"
     gate = Gate(tmp_path, out, rows=30)
     path = write_campaign(tmp_path, evaluations=120, task=gate.task)
-    driver = start_driver(path, out, gate, stdout=subprocess.DEVNULL)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    gate.release()
-    before = log_rows(out)
+    before = run_killed(path, out, gate)
     assert 30 <= len(before) < 120
 
     assert main(["run", str(path), "--out", str(out), "--no-ray", "--quiet"]) == 2  # not --resume

@@ -26,25 +26,8 @@ from fitness.tuning import Tuned, cached_tune
 from fitness.uncertainty import ratio_uncertainty
 from search_spaces.zoo import load_known
 
-#: ill_conditioned cut to 30 steps (as tests/test_tune.py: tuning on it takes seconds).
-SHORT_TASK = """
-import dataclasses
-from fitness.tasks import load_task
-
-
-def factory():
-    return dataclasses.replace(load_task("ill_conditioned"), steps=30)
-"""
-
 #: A rule that no zoo optimizer has: momentum through tanh.
 TANH_MOMENTUM = "def train(g, lr, m):\n    m = interp(g, m, 0.9)\n    return lr * tanh(m), m\n"
-
-
-@pytest.fixture
-def short_task(tmp_path) -> str:
-    path = tmp_path / "short.py"
-    path.write_text(SHORT_TASK)
-    return f"{path}:factory"
 
 
 def momentum(beta: float):

@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 import pytest
-from campaign_helpers import assert_complete, log_rows
+from campaign_helpers import Interrupting, assert_complete, log_rows
 
 from evodisc.app.report import write_report
 from evodisc.campaign.config import Campaign, CampaignError, check_tasks, load_campaign
@@ -38,20 +38,6 @@ def funnel(evaluations: int, seed: int = 0, **sections) -> Campaign:
     for name, values in sections.items():
         document[name] = {**document.get(name, {}), **values}
     return Campaign.from_dict(document)
-
-
-class Interrupting(FakePool):
-    """A fake pool whose ``polls``-th poll is a Ctrl-C."""
-
-    def __init__(self, polls: int, **kwargs):
-        super().__init__(2, **kwargs)
-        self.polls = polls
-
-    def poll(self, timeout: float):
-        self.polls -= 1
-        if self.polls == 0:
-            raise KeyboardInterrupt
-        return super().poll(timeout)
 
 
 def test_the_screen_rejects_below_the_bar_and_no_rejected_candidate_becomes_a_parent(tmp_path):

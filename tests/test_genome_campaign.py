@@ -6,14 +6,11 @@ checkpoint layout and campaign digests."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from dataclasses import replace
 
 import pytest
 import torch
-from campaign_helpers import Gate, assert_complete, assert_kept, log_rows, start_driver
+from campaign_helpers import Gate, assert_complete, assert_kept, log_rows, run_killed
 
 import evodisc
 from evodisc.app.cli import main
@@ -286,11 +283,7 @@ def test_a_killed_genome_campaign_resumes_with_nothing_lost(tmp_path):
     out = tmp_path / "run"
     gate = Gate(tmp_path, out, rows=20)
     path = write_genome_campaign(tmp_path, evaluations=60, task=gate.task)
-    driver = start_driver(path, out, gate, stdout=subprocess.DEVNULL)
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    gate.release()
-    before = log_rows(out)
+    before = run_killed(path, out, gate)
     assert 20 <= len(before) < 60
     assert main(["run", str(path), "--out", str(out), "--no-ray", "--resume", "--quiet"]) == 0
     after = log_rows(out)

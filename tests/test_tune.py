@@ -22,25 +22,9 @@ from search_spaces.zoo import load_known
 
 torch.set_num_threads(1)
 
-#: ill_conditioned cut to 30 steps (a user's task file, so that the suite's names stay intact).
-SHORT_TASK = """
-import dataclasses
-from fitness.tasks import load_task
-
-
-def factory():
-    return dataclasses.replace(load_task("ill_conditioned"), steps=30)
-"""
 
 #: Heavy-ball momentum with a poor β (torch's default is 0.9).
 BAD_MOMENTUM = "def train(g, lr, m):\n    m = 0.2 * m + g\n    return lr * m, m\n"
-
-
-@pytest.fixture
-def short_task(tmp_path) -> str:
-    path = tmp_path / "short.py"
-    path.write_text(SHORT_TASK)
-    return f"{path}:factory"
 
 
 def _config(task: str) -> SuiteConfig:

@@ -8,7 +8,7 @@ import json
 import math
 
 import pytest
-from campaign_helpers import assert_complete, log_rows
+from campaign_helpers import Interrupting, assert_complete, log_rows
 
 import fitness.tuning
 from evodisc import constant_steps
@@ -276,20 +276,6 @@ def test_a_funnel_campaign_tunes_the_bests_of_its_islands(tmp_path):
     assert [r["program"] for r in rows] == [r["program"] for r in runs[1]]  # deterministic
     rejected = {r["id"] for r in rows if r["status"] == REJECTED}
     assert rejected and not rejected & {r["parent_id"] for r in rows}
-
-
-class Interrupting(FakePool):
-    """A fake pool whose ``polls``-th poll is a Ctrl-C."""
-
-    def __init__(self, polls: int):
-        super().__init__(2)
-        self.polls = polls
-
-    def poll(self, timeout: float):
-        self.polls -= 1
-        if self.polls == 0:
-            raise KeyboardInterrupt
-        return super().poll(timeout)
 
 
 def test_an_interrupted_tuning_campaign_resumes_with_nothing_lost(tmp_path):
