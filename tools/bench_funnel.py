@@ -38,7 +38,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pyarrow.parquet as pq  # noqa: E402
 
 from evodisc.campaign.config import Campaign  # noqa: E402
-from evodisc.campaign.controller import REJECTED, UNSCREENED, screen_bar  # noqa: E402
+from evodisc.campaign.controller import (  # noqa: E402
+    REJECTED,
+    UNSCREENED,
+    passes_screen,
+    screen_bar,
+)
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
 from evodisc.program import program_from_json  # noqa: E402
 from fitness.evaluation import evaluate_cached  # noqa: E402
@@ -62,6 +67,7 @@ def arms(base: Path, minutes: float, population: int, quantile: float) -> dict[s
     evolution["population"] = population
     evolution["tournament"] = max(2, population // 4)
     evolution.pop("restart_every", None)
+    document.pop("selection", None)  # the end's re-evaluation is not a decision: not timed
     screen = {**SCREEN, **document.pop("screen", {}), "quantile": quantile}
     return {"A": dict(document), "B": {**document, "screen": screen}}
 
@@ -112,7 +118,9 @@ def throughput(directory: Path) -> dict:
     }
 
 
-def replay_screen(directory: Path, campaign: Campaign, quantiles: list[float]) -> list[dict]:
+def replay_screen(
+    directory: Path, campaign: Campaign, quantiles: list[float], margins: list[float]
+) -> list[dict]:
     """The screen's decisions on the candidates of a run without a screen (module docstring)."""
     rows = sorted(pq.read_table(directory / "log").to_pylist(), key=lambda r: r["wall_time"])
     trained = [r for r in rows if r["status"] in ("ok", "diverged")]
@@ -131,7 +139,7 @@ def replay_screen(directory: Path, campaign: Campaign, quantiles: list[float]) -
     top = ok[max(0, len(ok) // 10 - 1)] if ok else float("inf")
     population = campaign.evolution.population
     table = []
-    for quantile in quantiles:
+    for quantile, margin in [(q, m) for m in margins for q in quantiles]:
         islands: dict[int, deque] = defaultdict(lambda: deque(maxlen=population))
         passed = rejected = top_rejected = top_count = 0
         for row in rows:
@@ -140,8 +148,7 @@ def replay_screen(directory: Path, campaign: Campaign, quantiles: list[float]) -
             if row["id"] in trained_ids and not row["mutation"].startswith(UNSCREENED):
                 known = [s for s in members if s is not None]
                 bar = screen_bar(known, quantile)
-                margin = result.uncertainty or 0.0
-                passes = result.status == "ok" and (bar is None or result.fitness + margin >= bar)
+                passes = passes_screen(result, bar, margin)
                 passed += passes
                 rejected += not passes
                 if row["status"] == "ok" and row["fitness"] >= top:
@@ -154,6 +161,7 @@ def replay_screen(directory: Path, campaign: Campaign, quantiles: list[float]) -
         table.append(
             {
                 "quantile": quantile,
+                "margin": margin,
                 "screened": decided,
                 "pass_share": passed / decided,
                 "speedup": decided * full_seconds / cost,
@@ -172,6 +180,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=24)
     parser.add_argument("--quantile", type=float, default=0.5, help="arm B's screen quantile")
     parser.add_argument("--quantiles", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
+    parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 0.0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-funnel"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=False)
@@ -190,11 +199,12 @@ def main() -> None:
         )
     print(f"B/A decisions per second: {b['per_second'] / a['per_second']:.2f}x")
     print("the screen replayed on A's candidates:")
-    print("| quantile | screened | pass | est. speed-up | A's top 10 % rejected |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
-    for line in replay_screen(directories["A"], campaign, args.quantiles):
+    print("| quantile | margin | screened | pass | est. speed-up | A's top 10 % rejected |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for line in replay_screen(directories["A"], campaign, args.quantiles, args.margins):
         print(
-            f"| {line['quantile']} | {line['screened']} | {line['pass_share']:.0%} | "
+            f"| {line['quantile']} | {line['margin']:g} | {line['screened']} | "
+            f"{line['pass_share']:.0%} | "
             f"{line['speedup']:.1f}x | {line['top10_rejected']} |"
         )
     print(

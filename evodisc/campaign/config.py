@@ -111,8 +111,8 @@ STAGE_SEEDS = list_of(INT, "integers", distinct=True, most=MAX_SEEDS)
 class ScreenSettings:
     """``[screen]``: the funnel's first stage, a cheap evaluation (e.g. one seed, the cheapest
     tasks) that every candidate passes before the full protocol of ``[fitness]``. A candidate goes
-    on when its screen fitness plus its uncertainty reaches the ``quantile`` of the screen
-    fitness of its island's population; else it is logged as ``rejected``."""
+    on when its screen fitness plus ``margin`` times its uncertainty reaches the ``quantile`` of
+    the screen fitness of its island's population; else it is logged as ``rejected``."""
 
     enabled: bool = setting(BOOL, False, "screen every candidate before the full protocol")
     tasks: tuple[str, ...] = setting(
@@ -122,8 +122,14 @@ class ScreenSettings:
     quantile: float = setting(
         FRACTION,
         0.5,
-        "a candidate goes on when its screen fitness (+ its uncertainty) reaches this quantile "
-        "of its island population's (0: its worst member's)",
+        "a candidate goes on when its screen fitness (+ margin × its uncertainty) reaches this "
+        "quantile of its island population's (0: its worst member's)",
+    )
+    margin: float = setting(
+        NON_NEGATIVE,
+        1.0,
+        "uncertainties a screen fitness may fall short of the bar by (0: none; more: fewer "
+        "rejected)",
     )
     stop_stalled: float = setting(
         FRACTION, 0.25, "early stopping in the screening stage (as [fitness] stop_stalled)"

@@ -236,8 +236,7 @@ class Controller:
         population = self.evolution.population(candidate.island)
         known = [self.screen_fitness.get(m.candidate.id) for m in population]
         bar = screen_bar([x for x in known if x is not None], self.campaign.screen.quantile)
-        margin = result.uncertainty if result.uncertainty is not None else 0.0
-        return bar is None or result.fitness + margin >= bar
+        return passes_screen(result, bar, self.campaign.screen.margin)
 
     def _send(self) -> None:
         while self.retry and self.pool.idle():
@@ -415,6 +414,14 @@ def screen_bar(values: list[float], quantile: float) -> float | None:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def passes_screen(result: CachedFitness, bar: float | None, margin: float) -> bool:
+    """Whether a screen result lets its candidate on: status ``ok``, and no bar, or its fitness
+    plus ``margin`` times its uncertainty (0 when unknown) reaches the bar."""
+    uncertainty = result.uncertainty if result.uncertainty is not None else 0.0
+    ok = result.status == "ok"
+    return ok and (bar is None or result.fitness + margin * uncertainty >= bar)
 
 
 def candidate_row(
