@@ -11,7 +11,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 import bench_search  # noqa: E402
-from bench_search import ARMS, Reach, arm_campaign, first_reached, run_record, tables  # noqa: E402
+from bench_search import (  # noqa: E402
+    ARMS,
+    Reach,
+    arm_campaign,
+    first_reached,
+    run_record,
+    tables,
+    trace,
+)
 
 
 def row(cid, fitness, status="ok", cache_hit=False, stage="full", seconds=1.0, wall=None):
@@ -40,25 +48,27 @@ LOG = [
 
 
 def test_first_reached_counts_candidates_trained_compute_and_wall_in_id_order():
-    assert first_reached(LOG, 0.5) == Reach(candidates=6, trained=4, compute=6.5, wall=6.0)
-    assert first_reached(LOG, 0.7) == Reach(candidates=7, trained=5, compute=7.5, wall=7.0)
-    assert first_reached(LOG, 0.2) == Reach(candidates=1, trained=1, compute=1.0, wall=1.0)
-    assert first_reached(LOG, 0.95) is None
+    steps = trace(LOG)
+    assert [s["id"] for s in steps] == list(range(7))
+    assert first_reached(steps, 0.5) == Reach(candidates=6, trained=4, compute=6.5, wall=6.0)
+    assert first_reached(steps, 0.7) == Reach(candidates=7, trained=5, compute=7.5, wall=7.0)
+    assert first_reached(steps, 0.2) == Reach(candidates=1, trained=1, compute=1.0, wall=1.0)
+    assert first_reached(steps, 0.95) is None
 
 
 def test_a_diverged_or_screened_row_never_reaches_even_with_a_high_fitness():
     log = [row(0, 0.9, status="diverged"), row(1, 0.9, stage="screen"), row(2, 0.3)]
-    assert first_reached(log, 0.5) is None
-    assert first_reached(log, 0.3) == Reach(3, 3, 3.0, 3.0)
+    assert first_reached(trace(log), 0.5) is None
+    assert first_reached(trace(log), 0.3) == Reach(3, 3, 3.0, 3.0)
 
 
 def test_a_run_record_and_its_table():
     goals = {"momentum": 0.5, "tuned best": 0.95}
-    record = run_record("re", 0, 7, LOG, goals)
+    record = run_record("re", 0, 7, LOG)
     assert record["best"] == 0.8 and record["trained"] == 5 and record["candidates"] == 7
-    assert record["reach"]["momentum"]["candidates"] == 6 and record["reach"]["tuned best"] is None
-    other = run_record("re", 1, 7, [row(0, 0.55, seconds=4.0)], goals)
-    text = tables([record, other], ["re"], 7)
+    assert record["compute"] == 7.5 and record["wall"] == 7.0
+    other = run_record("re", 1, 7, [row(0, 0.55, seconds=4.0)])
+    text = tables([record, other], goals, ["re"], 7)
     assert "| re | 2/2 | 3.5 [1–6] | 2.5 [1–4] | 5.2 [4.0–6.5] | 3.5 [1.0–6.0] |" in text
     assert "| re | 0/2 | — | — | — | — | 0.675 [0.550–0.800] |" in text
 

@@ -5,7 +5,7 @@ budget as the floor every arm must beat.
 The suite is the quickstart's, kept cheap so that every arm runs on several seeds on a 2-core CPU:
 ``teacher_student`` and ``ill_conditioned``, one training seed, five learning rates (1e-3 … 0.1),
 fitness relative to AdamW tuned on that grid. Two targets, computed on that suite by this tool
-(kept in ``OUT/targets.json``; :func:`fitness.tuning.tune` caches its searches too):
+(kept in ``OUT/targets.json`` with the zoo's fitness at defaults and the tuned constants):
 
 - ``momentum``: the fitness of the zoo's momentum (SGD with momentum 0.9) at its defaults, the
   target from random programs (rediscovering a momentum-class rule from scratch);
@@ -18,7 +18,8 @@ population 16, tournaments of 4, batches of 8 with 8 in flight, in-process evalu
 same budget in candidates and the run's seed; :data:`ARMS` lists what each arm changes. Arms run
 interleaved (seed 0 of every arm, then seed 1, …) so that machine load affects all alike, each
 into ``OUT/<arm>-s<seed>``; each finished run appends one JSON line to ``OUT/results.jsonl``
-(:func:`run_record`), and a run already there is not run again (a long benchmark resumes).
+(:func:`run_record`: its totals and per-candidate :func:`trace`, from which the tables compute
+any target), and a run already there is not run again (a long benchmark resumes).
 
 For each run and target (:func:`first_reached`, in the log's id order, i.e. the order the
 candidates were asked): the candidates up to the first whose full-protocol fitness reaches the
@@ -27,7 +28,7 @@ hit, not invalid; a funnel's rejected candidate was trained at the screen), thei
 ``eval_seconds`` (trained-equivalent compute) and the campaign's ``wall_time`` when it arrived.
 
     nice -n 10 python tools/bench_search.py [--seeds 3] [--budget 100] [--out runs/bench_search]
-    python tools/bench_search.py --tables-only --out runs/bench_search   # print the tables
+    python tools/bench_search.py --tables-only --out runs/bench_search   # only the tables
 """
 
 from __future__ import annotations
@@ -161,34 +162,34 @@ def arm_campaign(arm: str, budget: int, seed: int) -> Campaign:
 
 
 def targets(out: Path, top: int = 3) -> dict[str, float]:
-    """The two targets on :data:`SUITE` (see the module docstring), computed once and kept in
-    ``OUT/targets.json`` with what they were computed from (recomputed when the suite or ``top``
-    differs)."""
+    """The two targets on :data:`SUITE` (see the module docstring), kept in ``OUT/targets.json``
+    with the zoo's fitness at defaults (evaluated again only when the suite differs) and the
+    tuned constants (:func:`~fitness.tuning.tune` caches each search)."""
     path = out / "targets.json"
     config = suite_config()
-    key = {"suite": SUITE, "top": top}
-    if path.is_file():
-        kept = json.loads(path.read_text())
-        if kept.get("key") == key:
-            return kept["targets"]
-    names = sorted(zoo())
-    baselines = suite_baselines(config)
-    defaults = evaluate([load_known(n) for n in names], config, baselines=baselines)
-    at_default = {n: f.value for n, f in zip(names, defaults, strict=True)}
-    best = sorted(names, key=lambda n: -at_default[n])[:top]
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    at_default = kept.get("zoo_at_defaults") if kept.get("suite") == SUITE else None
+    if at_default is None:
+        names = sorted(zoo())
+        programs = [load_known(n) for n in names]
+        fitnesses = evaluate(programs, config, baselines=suite_baselines(config))
+        at_default = {n: f.value for n, f in zip(names, fitnesses, strict=True)}
+    best = sorted(at_default, key=lambda n: -at_default[n])[:top]
     tuned = {n: tune(load_known(n), config) for n in best}
+    goals = {
+        "momentum": at_default["momentum"],
+        "tuned best": max(t.fitness.value for t in tuned.values()),
+    }
     document = {
-        "key": key,
-        "targets": {
-            "momentum": at_default["momentum"],
-            "tuned best": max(t.fitness.value for t in tuned.values()),
-        },
+        "suite": SUITE,
+        "top": top,
+        "targets": goals,
         "zoo_at_defaults": at_default,
         "tuned": {n: {"fitness": t.fitness.value, "constants": t.tuned} for n, t in tuned.items()},
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(document, indent=1, sort_keys=True))
-    return document["targets"]
+    return goals
 
 
 # ------------------------------------------------------------------------------ one run
@@ -216,47 +217,61 @@ def full_fitness(row: Mapping) -> float:
     return row["fitness"] if full else 0.0
 
 
-def first_reached(rows: Iterable[Mapping], target: float) -> Reach | None:
-    """The :class:`Reach` of the first row, in id order, whose :func:`full_fitness` is at least
-    ``target``; None when no row reaches it."""
+def trace(rows: Iterable[Mapping]) -> list[dict]:
+    """A run's log rows as what the benchmark needs of each, in id order: its full-protocol
+    ``fitness``, whether it was ``trained``, its evaluation ``seconds`` and ``wall`` time."""
+    return [
+        {
+            "id": row["id"],
+            "fitness": full_fitness(row),
+            "trained": is_trained(row),
+            "seconds": row["eval_seconds"],
+            "wall": row["wall_time"],
+        }
+        for row in sorted(rows, key=lambda r: r["id"])
+    ]
+
+
+def first_reached(steps: Sequence[Mapping], target: float) -> Reach | None:
+    """The :class:`Reach` of the first candidate of a :func:`trace` whose fitness is at least
+    ``target``; None when none reaches it."""
     trained, compute = 0, 0.0
-    for count, row in enumerate(sorted(rows, key=lambda r: r["id"]), start=1):
-        trained += is_trained(row)
-        compute += row["eval_seconds"]
-        if full_fitness(row) >= target:
-            return Reach(count, trained, compute, row["wall_time"])
+    for count, step in enumerate(steps, start=1):
+        trained += step["trained"]
+        compute += step["seconds"]
+        if step["fitness"] >= target:
+            return Reach(count, trained, compute, step["wall"])
     return None
 
 
-def run_record(arm: str, seed: int, budget: int, rows: Sequence[Mapping], goals: Mapping) -> dict:
-    """One run's line of ``results.jsonl``: its totals, best full fitness at the budget, and its
-    :class:`Reach` of each target (None: not reached)."""
-    reaches = {name: first_reached(rows, value) for name, value in goals.items()}
+def run_record(arm: str, seed: int, budget: int, rows: Sequence[Mapping]) -> dict:
+    """One run's line of ``results.jsonl``: its totals, its best full fitness at the budget
+    and its :func:`trace` (from which the tables compute the reach of any target)."""
+    steps = trace(rows)
     return {
         "arm": arm,
         "seed": seed,
         "budget": budget,
-        "candidates": len(rows),
-        "trained": sum(map(is_trained, rows)),
-        "compute": sum(r["eval_seconds"] for r in rows),
-        "wall": max((r["wall_time"] for r in rows), default=0.0),
-        "best": max(map(full_fitness, rows), default=0.0),
-        "targets": dict(goals),
-        "reach": {name: None if r is None else asdict(r) for name, r in reaches.items()},
+        "candidates": len(steps),
+        "trained": sum(s["trained"] for s in steps),
+        "compute": sum(s["seconds"] for s in steps),
+        "wall": max((s["wall"] for s in steps), default=0.0),
+        "best": max((s["fitness"] for s in steps), default=0.0),
+        "trace": steps,
     }
 
 
 LOG_COLUMNS = ("id", "cache_hit", "status", "stage", "fitness", "eval_seconds", "wall_time")
 
 
-def run_arm(arm: str, seed: int, budget: int, out: Path, goals: Mapping) -> dict:
+def run_arm(arm: str, seed: int, budget: int, out: Path) -> dict:
     """Run ``arm`` on ``seed`` into ``OUT/<arm>-s<seed>`` (a leftover of an interrupted run is
     removed first) and return its :func:`run_record`."""
     directory = out / f"{arm}-s{seed}"
     shutil.rmtree(directory, ignore_errors=True)
     run_campaign(arm_campaign(arm, budget, seed), directory)
     rows = CandidateLog(directory).read().select(list(LOG_COLUMNS)).to_pylist()
-    return run_record(arm, seed, budget, rows, goals)
+    return run_record(arm, seed, budget, rows)
 
 
 def read_results(path: Path) -> list[dict]:
@@ -277,15 +292,16 @@ def _spread(values: Sequence[float], spec: str) -> str:
     return f"{median:{spec}} [{low:{spec}}–{high:{spec}}]"
 
 
-def tables(records: Sequence[dict], arms: Sequence[str], budget: int) -> str:
-    """One Markdown table per target: per arm, the seeds that reached it within ``budget``
-    candidates, and over those seeds median [min–max] candidates, trained candidates, compute
-    and wall seconds to the target; and the best full fitness at the budget over all seeds."""
+def tables(
+    records: Sequence[dict], goals: Mapping[str, float], arms: Sequence[str], budget: int
+) -> str:
+    """One Markdown table per target of ``goals``: per arm, the seeds that reached it within
+    ``budget`` candidates, and over those seeds median [min–max] candidates, trained
+    candidates, compute and wall seconds to the target; and the best full fitness at the budget
+    over all seeds."""
     records = [r for r in records if r["budget"] == budget]
-    names = list(dict.fromkeys(n for r in records for n in r["targets"]))
     parts = []
-    for name in names:
-        value = statistics.median(r["targets"][name] for r in records)
+    for name, value in goals.items():
         parts += [
             f"Target **{name}** = {value:.3f}; budget {budget} candidates per run.\n",
             "| arm | reached | candidates to target | trained to target | compute to target (s) "
@@ -296,7 +312,8 @@ def tables(records: Sequence[dict], arms: Sequence[str], budget: int) -> str:
             runs = [r for r in records if r["arm"] == arm]
             if not runs:
                 continue
-            hits = [r["reach"][name] for r in runs if r["reach"][name] is not None]
+            reaches = [first_reached(r["trace"], value) for r in runs]
+            hits = [asdict(h) for h in reaches if h is not None]
             cells = [
                 f"{arm}",
                 f"{len(hits)}/{len(runs)}",
@@ -324,27 +341,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tables-only", action="store_true", help="print the tables, run nothing")
     args = parser.parse_args(argv)
     results = args.out / "results.jsonl"
+    for arm in args.arms:  # every arm's campaign validates before anything runs
+        arm_campaign(arm, args.budget, 0)
+    start = time.monotonic()
+    goals = targets(args.out, args.top)
+    print(f"targets {goals} ({time.monotonic() - start:.0f} s)", flush=True)
     if not args.tables_only:
-        for arm in args.arms:  # every arm's campaign validates before anything runs
-            arm_campaign(arm, args.budget, 0)
-        start = time.monotonic()
-        goals = targets(args.out, args.top)
-        print(f"targets {goals} ({time.monotonic() - start:.0f} s)", flush=True)
         done = {(r["arm"], r["seed"], r["budget"]) for r in read_results(results)}
         for seed in range(args.seeds):
             for arm in args.arms:
                 if (arm, seed, args.budget) in done:
                     continue
-                record = run_arm(arm, seed, args.budget, args.out, goals)
+                record = run_arm(arm, seed, args.budget, args.out)
                 with results.open("a") as stream:
                     stream.write(json.dumps(record) + "\n")
-                reached = {n: r and r["candidates"] for n, r in record["reach"].items()}
+                reached = {n: first_reached(record["trace"], v) for n, v in goals.items()}
+                at = {n: r and r.candidates for n, r in reached.items()}
                 print(
                     f"{arm} seed {seed}: best {record['best']:.3f}, wall {record['wall']:.0f} s, "
-                    f"trained {record['trained']}, reached at {reached}",
+                    f"trained {record['trained']}, reached at {at}",
                     flush=True,
                 )
-    print(tables(read_results(results), args.arms, args.budget))
+    print(tables(read_results(results), goals, args.arms, args.budget))
 
 
 if __name__ == "__main__":
