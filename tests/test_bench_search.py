@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from evodisc.campaign.fake_pool import FakePool
+from evodisc.campaign.run import run_campaign
+from evodisc.campaign.store import CandidateLog
+from evodisc.program import program_to_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 import bench_search  # noqa: E402
@@ -15,6 +20,7 @@ from bench_search import (  # noqa: E402
     ARMS,
     Reach,
     arm_campaign,
+    best_program,
     first_reached,
     run_record,
     tables,
@@ -68,9 +74,9 @@ def test_a_run_record_and_its_table():
     assert record["best"] == 0.8 and record["trained"] == 5 and record["candidates"] == 7
     assert record["compute"] == 7.5 and record["wall"] == 7.0
     other = run_record("re", 1, 7, [row(0, 0.55, seconds=4.0)])
-    text = tables([record, other], goals, ["re"], 7)
+    text = tables([record, other], goals, ["re"], 7, {"re-s0-b7": 0.7, "re-s1-b7": 0.5})
     assert "| re | 2/2 | 3.5 [1–6] | 2.5 [1–4] | 5.2 [4.0–6.5] | 3.5 [1.0–6.0] |" in text
-    assert "| re | 0/2 | — | — | — | — | 0.675 [0.550–0.800] |" in text
+    assert "| re | 0/2 | — | — | — | — | 0.675 [0.550–0.800] | 0.600 [0.500–0.700] |" in text
 
 
 @pytest.mark.parametrize("arm", list(ARMS))
@@ -95,3 +101,12 @@ def test_the_arms_differ_from_the_base_in_what_they_name():
     for arm in ("random_search", "random_genome"):  # every candidate is a random seed
         evolution = arm_campaign(arm, 40, 0).evolution
         assert evolution.population == evolution.random_programs == 40
+
+
+def test_the_best_program_of_a_run_is_its_fittest_full_result(tmp_path):
+    run_campaign(arm_campaign("re_funnel", 60, 0), tmp_path, pool=FakePool(1))
+    rows = CandidateLog(tmp_path).read().to_pylist()
+    full = [r for r in rows if r["stage"] == "full" and r["status"] == "ok"]
+    fittest = max(full, key=lambda r: r["fitness"])
+    assert any(r["stage"] == "screen" for r in rows)  # screen rows were there to be skipped
+    assert program_to_json(best_program(tmp_path)) == fittest["program_json"]
