@@ -75,6 +75,7 @@ def test_a_run_record_and_its_table():
     assert record["compute"] == 7.5 and record["wall"] == 7.0
     other = run_record("re", 1, 7, [row(0, 0.55, seconds=4.0)])
     text = tables([record, other], goals, ["re"], 7, {"re-s0-b7": 0.7, "re-s1-b7": 0.5})
+    assert text.startswith("- `re`: regularized evolution, random start\n")
     assert "| re | 2/2 | 3.5 [1–6] | 2.5 [1–4] | 5.2 [4.0–6.5] | 3.5 [1.0–6.0] |" in text
     assert "| re | 0/2 | — | — | — | — | 0.675 [0.550–0.800] | 0.600 [0.500–0.700] |" in text
 
@@ -82,7 +83,8 @@ def test_a_run_record_and_its_table():
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_every_arm_is_a_valid_campaign_with_the_same_budget_and_seed(arm):
     campaign = arm_campaign(arm, 40, 2)
-    assert campaign.budget.evaluations == 40 and campaign.seed == 2
+    assert campaign.budget.evaluations == (160 if arm == "random_search_4x" else 40)
+    assert campaign.seed == 2
     assert list(campaign.fitness.tasks) == bench_search.SUITE["tasks"]
     assert campaign.resources.evaluators == 0
 
@@ -98,9 +100,10 @@ def test_the_arms_differ_from_the_base_in_what_they_name():
     assert warm.warm_start == ("adamw",) and warm.random_programs == 0
     ga = arm_campaign("genome_ga", 40, 0)
     assert ga.to_dict()["space"]["kind"] == "genome" and ga.evolution.crossover == 1.0
-    for arm in ("random_search", "random_genome"):  # every candidate is a random seed
-        evolution = arm_campaign(arm, 40, 0).evolution
-        assert evolution.population == evolution.random_programs == 40
+    for arm in ("random_search", "random_genome", "random_search_4x"):  # all random seeds
+        campaign = arm_campaign(arm, 40, 0)
+        population = campaign.evolution.population
+        assert population == campaign.evolution.random_programs == campaign.budget.evaluations
 
 
 def test_the_best_program_of_a_run_is_its_fittest_full_result(tmp_path):

@@ -15,7 +15,8 @@ fitness relative to AdamW tuned on that grid. Two targets, computed on that suit
 
 Each arm is a campaign built in code (:func:`arm_campaign`) from one base (:func:`base_document`:
 population 16, tournaments of 4, batches of 8 with 8 in flight, in-process evaluation) with the
-same budget in candidates and the run's seed; :data:`ARMS` lists what each arm changes. Arms run
+same budget in candidates (``random_search_4x`` four times it, to match RE's training) and the
+run's seed; :data:`ARMS` lists what each arm changes. Arms run
 interleaved (seed 0 of every arm, then seed 1, …) so that machine load affects all alike, each
 into ``OUT/<arm>-s<seed>``; each finished run appends one JSON line to ``OUT/results.jsonl``
 (:func:`run_record`: its totals and per-candidate :func:`trace`, from which the tables compute
@@ -116,6 +117,13 @@ def _random_search(document: dict) -> None:
     document["evolution"].update(population=budget, random_programs=budget)
 
 
+def _random_search_4x(document: dict) -> None:
+    """Random search on about the training RE spends: most random programs are invalid (not
+    trained), so best-of-N on four times the candidates trains about as many as RE does."""
+    document["budget"]["evaluations"] *= 4
+    _random_search(document)
+
+
 def _genome(document: dict) -> None:
     document["space"] = {"kind": "genome"}
 
@@ -140,6 +148,7 @@ ARMS: dict[str, Callable[[dict], None]] = {
     "re_warm_adamw": _warm_adamw,
     "genome_ga": _genome_ga,
     "random_search": _random_search,
+    "random_search_4x": _random_search_4x,
     "random_genome": _random_genome,
 }
 
@@ -152,6 +161,7 @@ ARM_NOTES: dict[str, str] = {
     "re_warm_adamw": "RE, warm start from AdamW",
     "genome_ga": "genome space GA, crossover 1.0, random start",
     "random_search": "random programs, best of N",
+    "random_search_4x": "random programs, best of 4N (about RE's trained count)",
     "random_genome": "random genomes, best of N",
 }
 
@@ -346,7 +356,8 @@ def tables(
     :func:`rechecks`)."""
     records = [r for r in records if r["budget"] == budget]
     checked = checked or {}
-    parts = []
+    ran = [arm for arm in arms if any(r["arm"] == arm for r in records)]
+    parts = [*(f"- `{arm}`: {ARM_NOTES[arm]}" for arm in ran), ""]
     for name, value in goals.items():
         parts += [
             f"Target **{name}** = {value:.3f}; budget {budget} candidates per run.\n",
