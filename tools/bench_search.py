@@ -43,7 +43,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evodisc.campaign.config import Campaign, check_tasks
@@ -349,42 +349,62 @@ def tables(
     budget: int,
     checked: Mapping[str, float] | None = None,
 ) -> str:
-    """One Markdown table per target of ``goals``: per arm, the seeds that reached it within
-    ``budget`` candidates, and over those seeds median [min–max] candidates, trained
-    candidates, compute and wall seconds to the target; and over all seeds the best full
-    fitness at the budget, and that best program's fitness on other seeds (``checked``, from
+    """The arms' legend, then one Markdown table per target of ``goals`` — per arm, the seeds
+    that reached it within ``budget`` candidates, and over those seeds median [min–max]
+    candidates, trained candidates, compute and wall seconds to the target — and one of the
+    runs at the budget: per arm over all seeds, trained candidates, compute and wall seconds,
+    the best full fitness and that best program's fitness on other seeds (``checked``, from
     :func:`rechecks`)."""
-    records = [r for r in records if r["budget"] == budget]
     checked = checked or {}
-    ran = [arm for arm in arms if any(r["arm"] == arm for r in records)]
-    parts = [*(f"- `{arm}`: {ARM_NOTES[arm]}" for arm in ran), ""]
+    by_arm = {
+        arm: [r for r in records if r["arm"] == arm and r["budget"] == budget] for arm in arms
+    }
+    by_arm = {arm: runs for arm, runs in by_arm.items() if runs}
+    parts = [*(f"- `{arm}`: {ARM_NOTES[arm]}" for arm in by_arm), ""]
     for name, value in goals.items():
         parts += [
             f"Target **{name}** = {value:.3f}; budget {budget} candidates per run.\n",
             "| arm | reached | candidates to target | trained to target | compute to target (s) "
-            "| wall to target (s) | best at budget | its fitness on seeds "
-            f"{', '.join(map(str, RECHECK_SEEDS))} |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| wall to target (s) |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
-        for arm in arms:
-            runs = [r for r in records if r["arm"] == arm]
-            if not runs:
-                continue
-            reaches = [first_reached(r["trace"], value) for r in runs]
-            hits = [asdict(h) for h in reaches if h is not None]
-            cells = [
-                f"{arm}",
-                f"{len(hits)}/{len(runs)}",
-                _spread([h["candidates"] for h in hits], "g"),
-                _spread([h["trained"] for h in hits], "g"),
-                _spread([h["compute"] for h in hits], ".1f"),
-                _spread([h["wall"] for h in hits], ".1f"),
+        for arm, runs in by_arm.items():
+            hits = [first_reached(r["trace"], value) for r in runs]
+            hits = [h for h in hits if h is not None]
+            parts.append(
+                _row(
+                    arm,
+                    f"{len(hits)}/{len(runs)}",
+                    _spread([h.candidates for h in hits], "g"),
+                    _spread([h.trained for h in hits], "g"),
+                    _spread([h.compute for h in hits], ".1f"),
+                    _spread([h.wall for h in hits], ".1f"),
+                )
+            )
+        parts.append("")
+    seeds = ", ".join(map(str, RECHECK_SEEDS))
+    parts += [
+        f"At the budget ({budget} candidates per run; median [min–max] over the seeds):\n",
+        "| arm | trained | compute (s) | wall (s) | best fitness | the best's fitness on "
+        f"seeds {seeds} |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for arm, runs in by_arm.items():
+        parts.append(
+            _row(
+                arm,
+                _spread([r["trained"] for r in runs], "g"),
+                _spread([r["compute"] for r in runs], ".1f"),
+                _spread([r["wall"] for r in runs], ".1f"),
                 _spread([r["best"] for r in runs], ".3f"),
                 _spread([checked[run_key(r)] for r in runs if run_key(r) in checked], ".3f"),
-            ]
-            parts.append("| " + " | ".join(cells) + " |")
-        parts.append("")
-    return "\n".join(parts)
+            )
+        )
+    return "\n".join(parts) + "\n"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 # ------------------------------------------------------------------------------ main
