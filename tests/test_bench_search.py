@@ -82,6 +82,17 @@ def test_a_run_record_and_its_table():
     assert at_budget + " 0.600 [0.500–0.700] |" in text
 
 
+def test_every_arm_has_a_note_for_the_legend():
+    assert set(bench_search.ARM_NOTES) == set(ARMS)
+
+
+def test_a_bad_option_is_one_line_not_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_search.main(["--budget", "0", "--tables-only"])
+    assert exit_.value.code == 2
+    assert "--budget: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_every_arm_is_a_valid_campaign_with_the_same_budget_and_seed(arm):
     campaign = arm_campaign(arm, 40, 2)

@@ -30,8 +30,10 @@ hit, not invalid; a funnel's rejected candidate was trained at the screen), thei
 Each run's best program (by its fitness on training seed 0, the best of many noisy values) is
 evaluated again on :data:`RECHECK_SEEDS` (:func:`rechecks`, kept in ``OUT/recheck.json``).
 
-    nice -n 10 python tools/bench_search.py [--seeds 3] [--budget 100] [--out runs/bench_search]
-    python tools/bench_search.py --tables-only --out runs/bench_search   # only the tables
+    nice -n 10 python tools/bench_search.py [--seeds 5] [--budget 300] [--top 3] [--arms …]
+    python tools/bench_search.py --tables-only      # the tables of what OUT holds, nothing run
+
+Results, command and reading: docs/benchmarks.md, "Search quality".
 """
 
 from __future__ import annotations
@@ -410,12 +412,19 @@ def _row(*cells: str) -> str:
 # ------------------------------------------------------------------------------ main
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a positive integer."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3, help="campaign seeds 0..N-1 per arm")
-    parser.add_argument("--budget", type=int, default=100, help="candidates per run")
+    parser.add_argument("--seeds", type=_positive, default=5, help="campaign seeds 0..N-1")
+    parser.add_argument("--budget", type=_positive, default=300, help="candidates per run")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
-    parser.add_argument("--top", type=int, default=3, help="zoo optimizers tuned for the target")
+    parser.add_argument("--top", type=_positive, default=3, help="zoo optimizers tuned")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_search"))
     parser.add_argument("--tables-only", action="store_true", help="print the tables, run nothing")
     args = parser.parse_args(argv)
