@@ -50,12 +50,22 @@ class Screened:
 
 class Screen:
     """Cache look-ups and in-flight duplicate detection under one cache key; with
-    ``merge_scale_variants``, keyed by rule identity (see the module docstring)."""
+    ``merge_scale_variants``, keyed by rule identity (see the module docstring). With
+    ``reuse=False`` no result is reused: every valid candidate is *new* (trained), even when an
+    equivalent one has a result or is in flight (a search-quality benchmark's arm without the
+    functional cache); results are still recorded."""
 
-    def __init__(self, cache: FitnessCache, config_key: str, merge_scale_variants: bool = False):
+    def __init__(
+        self,
+        cache: FitnessCache,
+        config_key: str,
+        merge_scale_variants: bool = False,
+        reuse: bool = True,
+    ):
         self.cache = cache
         self.config_key = config_key
         self.merge_scale_variants = merge_scale_variants
+        self.reuse = reuse
         #: key -> the candidates waiting for it, with their scales
         self._in_flight: dict[str, list[tuple[int, float]]] = defaultdict(list)
 
@@ -78,14 +88,14 @@ class Screen:
         """What the candidate ``candidate_id`` (of ``validity``) needs; a *new* one is registered
         as in flight."""
         key = self.key(validity)
-        cached = self.cache.get(key, self.config_key)
+        cached = self.cache.get(key, self.config_key) if self.reuse else None
         if cached is not None:
             return Screened(Verdict.CACHED, at_scale(cached, 1.0 / self._scale(validity)))
         if not validity.valid:
             result = CachedFitness(WORST_FITNESS, "invalid", {"reason": validity.reason})
             self.cache.put(key, self.config_key, result)
             return Screened(Verdict.INVALID, result)
-        if key in self._in_flight:
+        if self.reuse and key in self._in_flight:
             self._in_flight[key].append((candidate_id, self._scale(validity)))
             return Screened(Verdict.WAITING)
         self._in_flight[key] = []

@@ -18,6 +18,7 @@ from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
 from evodisc.campaign.store import CandidateLog
 from evodisc.fitness_cache import FitnessCache
+from evodisc.program import program_to_json
 from evodisc.screen import Screen
 from search_spaces.evolution import RegularizedEvolution
 
@@ -90,3 +91,34 @@ def test_the_eta_is_the_nearer_of_the_two_budgets(tmp_path, monkeypatch):
         controller.logged = controller.logged_now = 100
         controller.start = now - 1.0  # one second spent, 100 candidates logged
         assert controller.stats().eta_seconds == expected
+
+
+class CountingPool(FakePool):
+    """A :class:`FakePool` that records every program it is asked to train."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.trained: list[str] = []
+
+    def submit(self, batch) -> None:
+        self.trained += [program_to_json(p) for p in batch.request.programs]
+        super().submit(batch)
+
+
+def test_without_result_reuse_every_valid_candidate_is_trained_even_a_repeated_function(
+    tmp_path,
+):
+    document = campaign(150, 4, 16, seed=3).to_dict()
+    document["resources"]["reuse_results"] = False
+    pool = CountingPool(2)
+    run_campaign(Campaign.from_dict(document), tmp_path / "off", pool=pool)
+    rows = log_rows(tmp_path / "off")
+    valid = [r for r in rows if r["status"] != "invalid"]
+    assert not any(r["cache_hit"] for r in rows)
+    assert sorted(pool.trained) == sorted(r["program_json"] for r in valid)
+    hashes = [r["functional_hash"] for r in valid]
+    assert len(set(hashes)) < len(hashes)  # some function came again and was trained again
+    on = CountingPool(2)
+    run_campaign(campaign(150, 4, 16, seed=3), tmp_path / "on", pool=on)
+    assert any(r["cache_hit"] for r in log_rows(tmp_path / "on"))
+    assert len(on.trained) < len([r for r in log_rows(tmp_path / "on") if r["status"] != "invalid"])

@@ -97,6 +97,12 @@ class ResourceSettings:
     timeout_seconds: float = setting(
         NON_NEGATIVE, 0.0, "per-request timeout; 0 derives it from measured times"
     )
+    reuse_results: bool = setting(
+        BOOL,
+        True,
+        "reuse the result of an equivalent candidate (same function, or rule); false trains "
+        "every valid candidate (to measure what the functional cache saves)",
+    )
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -186,6 +192,7 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("evolution", "crossover"): 0.0,
     ("fitness", "stop_stalled"): 0.0,
     ("evolution", "tune_constants"): False,
+    ("resources", "reuse_results"): True,
 }
 #: Sections added later: left out of the digest while every key holds its default.
 ADDED_SECTIONS = ("screen", "selection")

@@ -190,7 +190,8 @@ def stage_screens(campaign: Campaign, logged: pa.Table, device: str) -> dict[str
     that rows keep in their details."""
     keys = {stage: campaign.stage_config(stage).cache_key(device) for stage in campaign.stages()}
     cache, merge = FitnessCache(), campaign.evolution.merge_scale_variants
-    screens = {stage: Screen(cache, key, merge) for stage, key in keys.items()}
+    reuse = campaign.resources.reuse_results
+    screens = {stage: Screen(cache, key, merge, reuse) for stage, key in keys.items()}
     cacheable = pc.is_in(logged.column("status"), value_set=pa.array(CACHEABLE))
     screens["full"].ingest(logged.filter(cacheable))  # each row under its own key
     if "screen" in screens:
