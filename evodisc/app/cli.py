@@ -217,7 +217,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
     import time
 
     from evodisc.campaign.config import CampaignError, check_tasks, load_campaign
-    from evodisc.campaign.evaluators import EvaluatorError
+    from evodisc.campaign.evaluators import EvaluatorError, HeadLostError
     from evodisc.campaign.progress import Progress
     from evodisc.campaign.run import run_campaign
     from evodisc.campaign.store import CAMPAIGN_FILE, StoreError
@@ -241,6 +241,12 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             no_ray=args.no_ray,
             progress=progress,
         )
+    except HeadLostError as exc:
+        again = f"evodisc run {args.campaign} --out {directory} --resume"
+        where = f" --address {args.address}" if args.address else ""
+        raise UsageError(
+            f"{exc}; what finished is logged. Once a Ray head runs again: {again}{where}"
+        ) from None
     except (CampaignError, StoreError, EvaluatorError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:

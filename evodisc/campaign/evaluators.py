@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from evodisc.campaign.headwatch import WATCH_STEP, HeadWatch, knock
 from fitness.messages import Baseline, Request, Result
 
 if TYPE_CHECKING:  # torch is loaded by an evaluator, never just to name these
@@ -46,6 +47,15 @@ START_ATTEMPTS = 3
 
 class EvaluatorError(RuntimeError):
     """Evaluators cannot be started (no Ray cluster at the address, authentication, …)."""
+
+
+class HeadLostError(EvaluatorError):
+    """The Ray head stopped answering in the middle of a campaign
+    (:class:`~evodisc.campaign.headwatch.HeadWatch`)."""
+
+    def __init__(self, address: str, grace: float):
+        super().__init__(f"lost the Ray head at {address}: no answer for {grace:.0f} s")
+        self.address = address
 
 
 def evaluators_per_device(evaluators: int, gpus_per_evaluator: float) -> int:
@@ -271,11 +281,10 @@ def _on_loopback(address: str) -> bool:
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail fast, on one line, where ``ray.init`` would retry for minutes: ``address`` must be
     ``HOST:PORT`` of a listening Ray head (its GCS port, 6379 by default)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise EvaluatorError(f"bad Ray address {address!r}: expected HOST:PORT (the head's port)")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        knock(address, timeout)
+    except ValueError as exc:
+        raise EvaluatorError(str(exc)) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise EvaluatorError(f"no Ray cluster at {address} ({reason})") from None
@@ -311,7 +320,10 @@ def _first_line(exc: BaseException) -> str:
 
 class RayPool:
     """``count`` long-lived evaluator actors; each one trains one batch at a time, sizing its
-    batches for the evaluators that may share its device (:func:`evaluators_per_device`)."""
+    batches for the evaluators that may share its device (:func:`evaluators_per_device`).
+    It watches the Ray head (:class:`~evodisc.campaign.headwatch.HeadWatch`) and never waits on
+    Ray longer than :data:`~evodisc.campaign.headwatch.WATCH_STEP` at a time: a lost head is a
+    :class:`HeadLostError` from whatever call notices it."""
 
     def __init__(
         self,
@@ -331,7 +343,8 @@ class RayPool:
         self._sharing = evaluators_per_device(count, gpus)
         self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
         self._generation = 0
-        self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
+        self._tag = uuid.uuid4().hex[:6]  # evaluator names unique across runs (the log's worker)
+        self._watch = HeadWatch(ray.get_runtime_context().gcs_address)
         _check_placeable(ray, count, cpus, gpus)  # else Ray waits for ever for the resources
         self.actors = [self._start(k) for k in range(count)]
         self.info: list[dict] = []
@@ -341,7 +354,9 @@ class RayPool:
     def _start(self, index: int):
         self._generation += 1
         name = f"evaluator-{index}-{self._generation}-{self._tag}"
-        actor_class = self._ray.remote(Evaluator).options(name=name, **self._options)
+        # not a Ray name: creating a named actor asks the head at once, and would block on a
+        # lost one (the evaluator knows its name)
+        actor_class = self._ray.remote(Evaluator).options(**self._options)
         return actor_class.remote(name, self._device, self._threads, self._sharing)
 
     @property
@@ -374,6 +389,7 @@ class RayPool:
 
     def poll(self, timeout: float) -> list[Completion]:
         """Batches that finished within ``timeout`` seconds, crashed, or ran past the deadline."""
+        self._check_head()
         if not self._running:
             return []
         running = list(self._running)
@@ -441,15 +457,30 @@ class RayPool:
                 self.info[index] = self._ask(index, "info")
 
     def _get(self, ref, timeout: float | None = None):
-        """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an
+        """``ray.get`` within ``timeout`` seconds (None: no limit), a step at a time, while the
+        head answers; an exception raised inside the evaluator (a task that cannot run) is an
         :class:`EvaluatorError` with its own one-line message, not Ray's wrapped traceback."""
-        try:
-            return self._ray.get(ref, timeout=timeout)
-        except self._ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._check_head()
+            left = WATCH_STEP if end is None else max(0.0, end - time.monotonic())
+            try:
+                return self._ray.get(ref, timeout=min(WATCH_STEP, left))
+            except self._ray.exceptions.GetTimeoutError:
+                if end is not None and time.monotonic() >= end:
+                    raise
+            except self._ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if exc.cause is not None else exc
+                raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None
+
+    def _check_head(self) -> None:
+        if self._watch.lost.is_set():
+            raise HeadLostError(self._watch.address, self._watch.grace)
 
     def close(self) -> None:
-        for actor in self.actors:
-            self._ray.kill(actor, no_restart=True)
+        """Stop the evaluators (unless the head that holds them is lost) and the watch."""
+        self._watch.close()
+        if not self._watch.lost.is_set():
+            for actor in self.actors:
+                self._ray.kill(actor, no_restart=True)
         self.actors = []

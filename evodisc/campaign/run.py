@@ -26,7 +26,7 @@ from evodisc.campaign.controller import (
     Summary,
     write_checkpoint,
 )
-from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
+from evodisc.campaign.evaluators import EvaluatorError, InProcessPool, RayPool, start_ray
 from evodisc.campaign.progress import Progress
 from evodisc.campaign.store import StoreError
 from evodisc.files import DamagedFileWarning
@@ -159,7 +159,7 @@ def run_campaign(
         with progress:
             try:
                 controller.run(progress)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, EvaluatorError):  # Ctrl-C, a lost Ray head, …
                 controller.stop()
                 raise
         log.compact()  # one part instead of one per flush, for readers and resumes
