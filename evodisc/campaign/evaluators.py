@@ -337,7 +337,11 @@ class RayPool:
         self._ray = ray
         #: What ray.get raises when an evaluator is gone (its batch is then re-sent).
         self._lost = (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError)
-        self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        # one actor class, made (and sent to the head) once: not a Ray name, since creating a
+        # named actor asks the head at once, and would block on a lost one (an evaluator
+        # knows its own name)
+        options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        self._actor_class = ray.remote(Evaluator).options(**options)
         self._threads = max(1, int(cpus))
         self._device = "cuda" if gpus > 0 else "cpu"
         self._sharing = evaluators_per_device(count, gpus)
@@ -354,10 +358,7 @@ class RayPool:
     def _start(self, index: int):
         self._generation += 1
         name = f"evaluator-{index}-{self._generation}-{self._tag}"
-        # not a Ray name: creating a named actor asks the head at once, and would block on a
-        # lost one (the evaluator knows its name)
-        actor_class = self._ray.remote(Evaluator).options(**self._options)
-        return actor_class.remote(name, self._device, self._threads, self._sharing)
+        return self._actor_class.remote(name, self._device, self._threads, self._sharing)
 
     @property
     def size(self) -> int:

@@ -41,9 +41,7 @@ class HeadWatch:
     """Knocks on ``address`` (the head's GCS, ``HOST:PORT``) every ``step`` seconds from a
     daemon thread; :attr:`lost` is set once no knock succeeded for ``grace`` seconds."""
 
-    def __init__(
-        self, address: str, grace: float = HEAD_GRACE_SECONDS, step: float = WATCH_STEP
-    ):
+    def __init__(self, address: str, grace: float = HEAD_GRACE_SECONDS, step: float = WATCH_STEP):
         self.address, self.grace, self.step = address, grace, step
         self.lost = threading.Event()
         self._closed = threading.Event()
