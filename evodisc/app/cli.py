@@ -258,7 +258,11 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             f"interrupted; what finished is logged. Continue with: evodisc run {args.campaign} "
             f"--out {directory} --resume"
         ) from None
-    out.print(f"{summary.candidates} candidates in {summary.seconds:.0f} s; log: {directory}/log")
+    out.print(
+        f"{summary.candidates} candidates in {summary.seconds:.0f} s (the campaign's time; this "
+        f"run spent {summary.overhead:.0f} s more starting and stopping evaluators, on baselines "
+        f"and selection); log: {directory}/log"
+    )
     from evodisc.app.report import write_report
 
     report = write_report(directory)  # reads the log once and simplifies its top programs
