@@ -243,10 +243,11 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
         )
     except HeadLostError as exc:
         again = f"evodisc run {args.campaign} --out {directory} --resume"
-        where = f" --address {args.address}" if args.address else ""
-        raise UsageError(
-            f"{exc}; what finished is logged. Once a Ray head runs again: {again}{where}"
-        ) from None
+        if args.address:  # the user's cluster: a head must run again first
+            again = f"Once a Ray head runs again: {again} --address {args.address}"
+        else:  # the embedded Ray: --resume starts another
+            again = f"Continue with: {again}"
+        raise UsageError(f"{exc}; what finished is logged. {again}") from None
     except (CampaignError, StoreError, EvaluatorError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
