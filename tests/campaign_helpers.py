@@ -96,6 +96,35 @@ def assert_kept(before: list[dict], after: list[dict]) -> None:
     assert [by_id.get(r["id"]) for r in before] == before
 
 
+HUNG_TASK = """
+import time
+
+from fitness.builtin import ill_conditioned
+
+
+class Hung:
+    def __init__(self):
+        self.task = ill_conditioned()
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def data(self):
+        time.sleep(3600)  # never returns while the test runs
+
+
+def factory():
+    return Hung()
+"""
+
+
+def write_hung_task(tmp_path: Path) -> str:
+    """The spec of a task (``ill_conditioned``) whose ``data()`` never returns."""
+    path = tmp_path / "hung.py"
+    path.write_text(HUNG_TASK)
+    return f"{path}:factory"
+
+
 GATED_TASK = """
 import os
 import time
@@ -170,14 +199,17 @@ class Gate:
         self.released.touch()
 
 
-def start_driver(path: Path, out: Path, gate: Gate, **popen) -> subprocess.Popen:
-    """``evodisc run PATH --out OUT --no-ray`` in a child process, returned once it holds at
-    ``gate`` (the caller kills or interrupts it, then releases the gate). Ctrl-C is the
-    default in the child even where the tests run in the background (whose shell ignores
-    SIGINT for them, and a Python started with SIGINT ignored never raises KeyboardInterrupt)."""
+def start_driver(
+    path: Path, out: Path, gate: Gate, options: tuple[str, ...] = ("--no-ray",), **popen
+) -> subprocess.Popen:
+    """``evodisc run PATH --out OUT --quiet`` with ``options`` in a child process, returned
+    once it holds at ``gate`` (the caller kills or interrupts it, then releases the gate).
+    Ctrl-C is the default in the child even where the tests run in the background (whose
+    shell ignores SIGINT for them, and a Python started with SIGINT ignored never raises
+    KeyboardInterrupt)."""
     command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--out", str(out)]
     driver = subprocess.Popen(
-        [*command, "--no-ray", "--quiet"],
+        [*command, *options, "--quiet"],
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **popen,
     )

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import ray
-from campaign_helpers import Gate, assert_complete, log_rows, write_campaign
+from campaign_helpers import Gate, assert_complete, log_rows, write_campaign, write_hung_task
 from ray.cluster_utils import Cluster
 
 from evodisc.app.cli import main
@@ -163,25 +163,12 @@ def test_evaluators_the_cluster_cannot_place_are_one_line_at_once(cluster, count
 
 
 def test_a_task_that_hangs_in_the_baselines_is_one_line_naming_it(cluster, tmp_path):
-    hung = tmp_path / "hung.py"
-    hung.write_text(
-        "import time\n"
-        "from fitness.builtin import ill_conditioned\n"
-        "class Hung:\n"
-        "    def __init__(self):\n"
-        "        self.task = ill_conditioned()\n"
-        "    def __getattr__(self, name):\n"
-        "        return getattr(self.task, name)\n"
-        "    def data(self):\n"
-        "        time.sleep(3600)  # never returns while the test runs\n"
-        "def factory():\n"
-        "    return Hung()\n"
-    )
-    config = SuiteConfig(tasks=(f"{hung}:factory",), lrs=(0.1,), seeds=(0,))
+    hung = write_hung_task(tmp_path)
+    config = SuiteConfig(tasks=(hung,), lrs=(0.1,), seeds=(0,))
     pool = RayPool(1)
     try:
         first = pool.info[0]["name"]
-        with pytest.raises(EvaluatorError, match=rf"^the baseline on {hung}:factory took longer "):
+        with pytest.raises(EvaluatorError, match=rf"^the baseline on {hung} took longer "):
             pool.baselines(config, deadline=5.0)
         assert pool.info[0]["name"] != first  # the hung evaluator was replaced
     finally:

@@ -253,7 +253,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
     import time
 
     from evodisc.campaign.config import CampaignError, check_tasks, load_campaign
-    from evodisc.campaign.evaluators import EvaluatorError
+    from evodisc.campaign.evaluators import EvaluatorError, HeadLostError
     from evodisc.campaign.progress import Progress
     from evodisc.campaign.run import run_campaign
     from evodisc.campaign.store import CAMPAIGN_FILE, StoreError
@@ -277,6 +277,13 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             no_ray=args.no_ray,
             progress=progress,
         )
+    except HeadLostError as exc:
+        again = f"evodisc run {args.campaign} --out {directory} --resume"
+        if args.address:  # the user's cluster: a head must run again first
+            again = f"Once a Ray head runs again: {again} --address {args.address}"
+        else:  # the embedded Ray: --resume starts another
+            again = f"Continue with: {again}"
+        raise UsageError(f"{exc}; what finished is logged. {again}") from None
     except (CampaignError, StoreError, EvaluatorError, TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
@@ -288,7 +295,11 @@ def cmd_run(args: argparse.Namespace, out: Console) -> None:
             f"interrupted; what finished is logged. Continue with: evodisc run {args.campaign} "
             f"--out {directory} --resume"
         ) from None
-    out.print(f"{summary.candidates} candidates in {summary.seconds:.0f} s; log: {directory}/log")
+    out.print(
+        f"{summary.candidates} candidates in {summary.seconds:.0f} s (the campaign's time; this "
+        f"run spent {summary.overhead:.0f} s more starting and stopping evaluators, on baselines "
+        f"and selection); log: {directory}/log"
+    )
     from evodisc.app.report import write_report
 
     report = write_report(directory)  # reads the log once and simplifies its top programs

@@ -73,7 +73,8 @@ class Summary:
     directory: Path
     candidates: int
     best: tuple[int, float, str] | None  # id, fitness, program text
-    seconds: float
+    seconds: float  # the campaign's time (its loop, over every run; the wall-clock budget's)
+    overhead: float = 0.0  # this run's time outside it: evaluators started, baselines, selection
 
 
 class Controller:
@@ -156,7 +157,11 @@ class Controller:
     def run(self, progress: Progress) -> None:
         """Run rounds until the budget is spent and every candidate is logged."""
         self._dispatch_outstanding()
+        finishing = False
         while self.candidates or self._may_ask():
+            if not finishing and not self._may_ask():
+                finishing = True
+                progress.note(self._finishing())
             self._round()
             progress.update(self.stats())
         self._flush()
@@ -181,6 +186,22 @@ class Controller:
             self._complete(completion)
         if self.finished and self._flush_due(busy):
             self._flush()
+
+    def _finishing(self) -> str:
+        """What the run does once its budget is spent: it finishes the batches in flight."""
+        budget = self.campaign.budget
+        spent = (
+            f"{budget.evaluations} evaluations"
+            if budget.evaluations and self.evolution.asked >= budget.evaluations
+            else f"wall_seconds = {budget.wall_seconds:g}"
+        )
+        batches = self.pool.busy() + len(self.retry) + sum(
+            math.ceil(len(q) / self.batch_size) for q in self.to_dispatch.values()
+        )
+        return (
+            f"budget reached ({spent}): finishing {batches} batch(es) in flight "
+            f"({len(self.candidates)} candidates); Ctrl-C stops now, and --resume trains them"
+        )
 
     def _flush_due(self, busy: bool) -> bool:
         """Flush every ``FLUSH_EVERY`` seconds while evaluators are busy; at once when none is

@@ -20,6 +20,7 @@ Evaluators that share a device know how many they are (``sharing``,
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from evodisc.campaign.headwatch import WATCH_STEP, HeadWatch, knock
 from fitness.messages import Baseline, Request, Result
 
 if TYPE_CHECKING:  # torch is loaded by an evaluator, never just to name these
@@ -42,10 +44,28 @@ NAMESPACE = "evodisc"
 CONNECT_SECONDS = 30.0
 #: Times an evaluator actor is started (and asked) before its pool gives up on it.
 START_ATTEMPTS = 3
+#: Seconds a task's baseline, or an in-process batch, may take when the campaign sets no
+#: ``timeout_seconds`` (the default suite's baselines take well under a minute each on 2 CPU
+#: cores).
+DEFAULT_DEADLINE = 1800.0
+#: What an in-process call past its deadline leaves behind (it cannot be stopped).
+IN_PROCESS_HANG = (
+    "a call in this process cannot be stopped, so the run ends here; Ray evaluators "
+    "(resources.evaluators >= 1, without --no-ray) cancel and retry such a batch"
+)
 
 
 class EvaluatorError(RuntimeError):
     """Evaluators cannot be started (no Ray cluster at the address, authentication, …)."""
+
+
+class HeadLostError(EvaluatorError):
+    """The Ray head stopped answering in the middle of a campaign
+    (:class:`~evodisc.campaign.headwatch.HeadWatch`)."""
+
+    def __init__(self, address: str, grace: float):
+        super().__init__(f"lost the Ray head at {address}: no answer for {grace:.0f} s")
+        self.address = address
 
 
 def evaluators_per_device(evaluators: int, gpus_per_evaluator: float) -> int:
@@ -163,7 +183,7 @@ class InProcessPool:
     def __init__(self, device: str | None = None, threads: int = 1, sharing: int = 1):
         self.evaluator = Evaluator("local", device, threads, sharing)
         self.info = [self.evaluator.info()]
-        self.deadline: float | None = None  # ignored: an in-process batch cannot be cancelled
+        self.deadline: float | None = None  # seconds a batch may take (None: the default)
         self._done: list[Completion] = []
 
     @property
@@ -178,9 +198,15 @@ class InProcessPool:
         return 0
 
     def submit(self, batch: Batch) -> None:
+        """Train ``batch`` now, within the deadline (:data:`DEFAULT_DEADLINE` when none is
+        set); past it, an :class:`EvaluatorError`."""
         batch.attempts += 1
         start = time.perf_counter()
-        results = self.evaluator.evaluate(batch.request)
+        deadline = self.deadline or DEFAULT_DEADLINE
+        tasks = ", ".join(batch.request.config.tasks)
+        why = f"a batch on {tasks} took longer than {deadline:g} s (does a task hang?); "
+        why += IN_PROCESS_HANG
+        results = within(deadline, lambda: self.evaluator.evaluate(batch.request), why)
         seconds = time.perf_counter() - start
         self._done.append(Completion(batch, results, node=self.info[0]["node"], seconds=seconds))
 
@@ -192,9 +218,17 @@ class InProcessPool:
         return self.evaluator.batch_size(config)
 
     def baselines(self, config: SuiteConfig, deadline: float | None = None) -> dict[str, Baseline]:
-        """The tuned baseline per task (``deadline`` is not applied: a call in this process
-        cannot be cancelled)."""
-        return self.evaluator.baselines(config)
+        """The tuned baseline of each task of ``config``, one task at a time, each within
+        ``deadline`` seconds (None: :data:`DEFAULT_DEADLINE`); a task past it is an
+        :class:`EvaluatorError` naming it (its ``data()`` or ``model()`` may hang)."""
+        deadline = deadline or DEFAULT_DEADLINE
+        baselines = {}
+        for task in config.tasks:
+            one = dataclasses.replace(config, tasks=(task,))
+            why = f"the baseline on {task} took longer than {deadline:g} s (does its data() "
+            why += f"hang?); {IN_PROCESS_HANG}"
+            baselines |= within(deadline, lambda one=one: self.evaluator.baselines(one), why)
+        return baselines
 
     def close(self) -> None:
         pass
@@ -217,10 +251,12 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    _quiet(ray)
     options = dict(namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
     try:
         if address:
-            _within(CONNECT_SECONDS, lambda: ray.init(address=address, **options), address)
+            why = f"no answer from a Ray head at {address} within {CONNECT_SECONDS:.0f} s"
+            within(CONNECT_SECONDS, lambda: ray.init(address=address, **options), why)
         else:
             # "local": a new instance of our own; ray.init() without an address would join the
             # cluster that `ray start` (or a test's ray.cluster_utils.Cluster) last started here
@@ -241,25 +277,63 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         ) from None
 
 
-def _within(seconds: float, connect, address: str) -> None:
-    """Run ``connect`` (``ray.init``), giving up after ``seconds``: Ray retries for minutes on a
-    port that accepts connections but does not answer like a Ray head."""
-    outcome: list[BaseException | None] = []
+def within(seconds: float, call, why: str):
+    """``call()``'s result, computed in a helper thread that this one stops waiting for after
+    ``seconds``: then an :class:`EvaluatorError` saying ``why`` (the call itself cannot be
+    stopped, and goes on in the background). For what may hang: ``ray.init`` (Ray retries for
+    minutes on a port that accepts connections but does not answer like a Ray head), a user's
+    task in this process."""
+    outcome: list = []
 
     def attempt() -> None:
         try:
-            connect()
-            outcome.append(None)
+            outcome.append((True, call()))
         except BaseException as exc:  # handed to the caller's thread below
-            outcome.append(exc)
+            outcome.append((False, exc))
 
-    thread = threading.Thread(target=attempt, daemon=True)
+    thread = threading.Thread(target=attempt, name="evodisc-within", daemon=True)
     thread.start()
     thread.join(seconds)
     if not outcome:
-        raise EvaluatorError(f"no answer from a Ray head at {address} within {seconds:.0f} s")
-    if outcome[0] is not None:
-        raise outcome[0]
+        raise EvaluatorError(why)
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value
+
+
+#: Ray's notices that tell an evodisc user nothing: ``ray.init`` in a helper thread
+#: (:func:`within`) sets no SIGTERM handler (Python's default ends the process anyway), and
+#: token authentication is on (Ray's default).
+RAY_NOTICES = ("SIGTERM handler is not set", "Token authentication is enabled for this Ray")
+#: Errors that Ray's nodes push to the driver and evodisc handles: an evaluator that died is
+#: replaced and its batch sent again; a lost head is one evodisc line (:class:`HeadLostError`).
+RAY_HANDLED = ("A worker died or was killed while executing a task", "Raylet is terminated")
+
+
+class _Notices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RAY_NOTICES)
+
+
+def _quiet(ray) -> None:
+    """Silence :data:`RAY_NOTICES` and :data:`RAY_HANDLED` (the driver prints the errors
+    that nodes push from a thread of its own, through ``print_to_stdstream``: that function
+    is wrapped to drop those lines); every other line of Ray's still shows."""
+    for name in ("ray._private.worker", "ray._private.authentication.authentication_token_setup"):
+        logging.getLogger(name).addFilter(_Notices())
+    worker = ray._private.worker
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "handled_by_evodisc", False):
+        return
+
+    def shown(data: dict, ignore_prefix: bool = False) -> None:
+        lines = [line for line in data.get("lines", []) if not line.startswith(RAY_HANDLED)]
+        if lines:
+            show({**data, "lines": lines}, ignore_prefix=ignore_prefix)
+
+    shown.handled_by_evodisc = True
+    worker.print_to_stdstream = shown
 
 
 def _on_loopback(address: str) -> bool:
@@ -271,11 +345,10 @@ def _on_loopback(address: str) -> bool:
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail fast, on one line, where ``ray.init`` would retry for minutes: ``address`` must be
     ``HOST:PORT`` of a listening Ray head (its GCS port, 6379 by default)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise EvaluatorError(f"bad Ray address {address!r}: expected HOST:PORT (the head's port)")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        knock(address, timeout)
+    except ValueError as exc:
+        raise EvaluatorError(str(exc)) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise EvaluatorError(f"no Ray cluster at {address} ({reason})") from None
@@ -311,7 +384,10 @@ def _first_line(exc: BaseException) -> str:
 
 class RayPool:
     """``count`` long-lived evaluator actors; each one trains one batch at a time, sizing its
-    batches for the evaluators that may share its device (:func:`evaluators_per_device`)."""
+    batches for the evaluators that may share its device (:func:`evaluators_per_device`).
+    It watches the Ray head (:class:`~evodisc.campaign.headwatch.HeadWatch`) and never waits on
+    Ray longer than :data:`~evodisc.campaign.headwatch.WATCH_STEP` at a time: a lost head is a
+    :class:`HeadLostError` from whatever call notices it."""
 
     def __init__(
         self,
@@ -325,13 +401,18 @@ class RayPool:
         self._ray = ray
         #: What ray.get raises when an evaluator is gone (its batch is then re-sent).
         self._lost = (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError)
-        self._options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        # one actor class, made (and sent to the head) once: not a Ray name, since creating a
+        # named actor asks the head at once, and would block on a lost one (an evaluator
+        # knows its own name)
+        options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+        self._actor_class = ray.remote(Evaluator).options(**options)
         self._threads = max(1, int(cpus))
         self._device = "cuda" if gpus > 0 else "cpu"
         self._sharing = evaluators_per_device(count, gpus)
         self.deadline = deadline  # seconds a batch may take; None: no limit (yet)
         self._generation = 0
-        self._tag = uuid.uuid4().hex[:6]  # actor names stay unique while killed ones linger
+        self._tag = uuid.uuid4().hex[:6]  # evaluator names unique across runs (the log's worker)
+        self._watch = HeadWatch(ray.get_runtime_context().gcs_address)
         _check_placeable(ray, count, cpus, gpus)  # else Ray waits for ever for the resources
         self.actors = [self._start(k) for k in range(count)]
         self.info: list[dict] = []
@@ -341,8 +422,7 @@ class RayPool:
     def _start(self, index: int):
         self._generation += 1
         name = f"evaluator-{index}-{self._generation}-{self._tag}"
-        actor_class = self._ray.remote(Evaluator).options(name=name, **self._options)
-        return actor_class.remote(name, self._device, self._threads, self._sharing)
+        return self._actor_class.remote(name, self._device, self._threads, self._sharing)
 
     @property
     def size(self) -> int:
@@ -374,6 +454,7 @@ class RayPool:
 
     def poll(self, timeout: float) -> list[Completion]:
         """Batches that finished within ``timeout`` seconds, crashed, or ran past the deadline."""
+        self._check_head()
         if not self._running:
             return []
         running = list(self._running)
@@ -441,15 +522,30 @@ class RayPool:
                 self.info[index] = self._ask(index, "info")
 
     def _get(self, ref, timeout: float | None = None):
-        """``ray.get``; an exception raised inside the evaluator (a task that cannot run) is an
+        """``ray.get`` within ``timeout`` seconds (None: no limit), a step at a time, while the
+        head answers; an exception raised inside the evaluator (a task that cannot run) is an
         :class:`EvaluatorError` with its own one-line message, not Ray's wrapped traceback."""
-        try:
-            return self._ray.get(ref, timeout=timeout)
-        except self._ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._check_head()
+            left = WATCH_STEP if end is None else max(0.0, end - time.monotonic())
+            try:
+                return self._ray.get(ref, timeout=min(WATCH_STEP, left))
+            except self._ray.exceptions.GetTimeoutError:
+                if end is not None and time.monotonic() >= end:
+                    raise
+            except self._ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if exc.cause is not None else exc
+                raise EvaluatorError(f"an evaluator failed: {_first_line(cause)}") from None
+
+    def _check_head(self) -> None:
+        if self._watch.lost.is_set():
+            raise HeadLostError(self._watch.address, self._watch.grace)
 
     def close(self) -> None:
-        for actor in self.actors:
-            self._ray.kill(actor, no_restart=True)
+        """Stop the evaluators (unless the head that holds them is lost) and the watch."""
+        self._watch.close()
+        if not self._watch.lost.is_set():
+            for actor in self.actors:
+                self._ray.kill(actor, no_restart=True)
         self.actors = []

@@ -73,6 +73,11 @@ class Progress:
         if self._live is not None:
             self._live.__exit__(*exc)
 
+    def note(self, text: str) -> None:
+        """One line about what the run does (shown unless quiet)."""
+        if not self.quiet:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
     def update(self, stats: Stats, force: bool = False) -> None:
         if self.quiet:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +27,14 @@ from evodisc.campaign.controller import (
     Summary,
     write_checkpoint,
 )
-from evodisc.campaign.evaluators import InProcessPool, RayPool, start_ray
+from evodisc.campaign.evaluators import (
+    DEFAULT_DEADLINE,
+    EvaluatorError,
+    InProcessPool,
+    RayPool,
+    start_ray,
+    within,
+)
 from evodisc.campaign.progress import Progress
 from evodisc.campaign.store import StoreError
 from evodisc.files import DamagedFileWarning
@@ -37,9 +45,6 @@ from fitness.messages import Baseline
 from search_spaces.evolution import RegularizedEvolution
 
 BASELINES_FILE = "baselines.json"
-#: Seconds an evaluator may take for one task's baseline when the campaign sets no
-#: ``timeout_seconds`` (the default suite's take well under a minute each on 2 CPU cores).
-BASELINE_SECONDS = 1800.0
 
 
 def open_pool(campaign: Campaign, address: str | None, no_ray: bool):
@@ -61,8 +66,8 @@ def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> di
     """The tuned baseline of each of ``config``'s tasks (every stage's: they share the grid,
     the baseline's seeds, precision and checkpoints), computed once per campaign by an
     evaluator and kept in DIR (a file of an older protocol, which kept only metrics, or one
-    that lacks a task, is computed again); on Ray each task within ``timeout`` seconds (the
-    campaign's ``timeout_seconds``; 0: :data:`BASELINE_SECONDS`)."""
+    that lacks a task, is computed again); each task within ``timeout`` seconds (the
+    campaign's ``timeout_seconds``; 0: :data:`~evodisc.campaign.evaluators.DEFAULT_DEADLINE`)."""
     path = directory / BASELINES_FILE
     if path.is_file():
         try:
@@ -76,7 +81,7 @@ def _baselines(directory: Path, pool, config: SuiteConfig, timeout: float) -> di
                 DamagedFileWarning,
                 stacklevel=2,
             )
-    baselines = pool.baselines(config, deadline=timeout or BASELINE_SECONDS)
+    baselines = pool.baselines(config, deadline=timeout or DEFAULT_DEADLINE)
     documents = {task: baseline.to_dict() for task, baseline in baselines.items()}
     store.write_json(path, {"suite": config.to_dict(), "baselines": documents})
     return baselines
@@ -125,6 +130,7 @@ def run_campaign(
     ``pool`` when given (anything with :class:`~evodisc.campaign.evaluators.InProcessPool`'s
     interface, e.g. :class:`~evodisc.campaign.fake_pool.FakePool`), else on the evaluators the
     campaign asks for."""
+    started = time.monotonic()
     with ExitStack() as stack:
         directory = stack.enter_context(store.open_directory(out, resume))  # ours alone
         if resume:
@@ -139,9 +145,9 @@ def run_campaign(
         log = store.CandidateLog(directory, writer=True)
         logged = log.read()
         device = pool.info[0]["device"]
-        screens = stage_screens(campaign, logged, device)
         every_task = dataclasses.replace(campaign.suite_config(), tasks=campaign.baseline_tasks())
         timeout = campaign.resources.timeout_seconds
+        screens = _keyed_screens(campaign, logged, device, timeout or DEFAULT_DEADLINE)
         baselines = _baselines(directory, pool, every_task, timeout)
         _tell_logged_outstanding(evolution, logged)
         controller = Controller(
@@ -159,7 +165,8 @@ def run_campaign(
         with progress:
             try:
                 controller.run(progress)
-            except KeyboardInterrupt:
+                loop_seconds = controller.elapsed() - elapsed
+            except (KeyboardInterrupt, EvaluatorError):  # Ctrl-C, a lost Ray head, …
                 controller.stop()
                 raise
         log.compact()  # one part instead of one per flush, for readers and resumes
@@ -181,7 +188,22 @@ def run_campaign(
         controller.logged,
         None if best is None else (best[0], best[1], str(best[2])),
         controller.elapsed(),
+        time.monotonic() - started - loop_seconds,
     )
+
+
+def _keyed_screens(
+    campaign: Campaign, logged: pa.Table, device: str, deadline: float
+) -> dict[str, Screen]:
+    """:func:`stage_screens` within ``deadline`` seconds: their cache keys load each user
+    task (its ``data()`` and ``model()``) in this process, which may hang."""
+    users = [task for task in campaign.baseline_tasks() if ":" in task]
+    why = (
+        f"the fitness cache key, which loads {', '.join(users) or 'the tasks'} (data() and "
+        f"model()), took longer than {deadline:g} s: does a task hang? A call in this process "
+        "cannot be stopped, so the run ends here"
+    )
+    return within(deadline, lambda: stage_screens(campaign, logged, device), why)
 
 
 def stage_screens(campaign: Campaign, logged: pa.Table, device: str) -> dict[str, Screen]:
