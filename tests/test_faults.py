@@ -56,6 +56,18 @@ def test_a_task_whose_data_hangs_is_one_line_naming_it_before_anything_runs(tmp_
     assert "than 1 s: does a task hang?" in err and "cannot be stopped" in err
 
 
+def test_a_task_whose_factory_hangs_is_one_line_naming_it(tmp_path, capsys):
+    hung = tmp_path / "hung_factory.py"
+    hung.write_text("import time\n\n\ndef factory():\n    time.sleep(3600)\n")
+    path = write_campaign(tmp_path, task=f"{hung}:factory")
+    path.write_text(path.read_text() + "timeout_seconds = 1\n")  # in [resources], the last
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-ray", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"fitness.tasks: loading {hung}:factory took longer than 1 s" in err
+    assert "does its factory hang?" in err
+
+
 def test_a_task_whose_data_hangs_in_the_baselines_in_process_is_one_line_naming_it(tmp_path):
     hung = write_hung_task(tmp_path)
     config = SuiteConfig(tasks=(hung,), lrs=(0.1,), seeds=(0,))
@@ -89,9 +101,7 @@ def test_a_head_watch_notices_a_closed_port():
 
 
 @pytest.mark.xdist_group("ray")
-def test_a_lost_head_is_one_line_with_the_resume_command_and_loses_nothing(
-    tmp_path, monkeypatch
-):
+def test_a_lost_head_is_one_line_with_the_resume_command_and_loses_nothing(tmp_path, monkeypatch):
     """A driver on a loopback Ray head: an evaluator killed mid-batch (Ray's worker-died
     lines stay silent), then the head killed; the driver ends on one evodisc line naming the
     address and the --resume command; --resume on a new head finishes with nothing lost."""

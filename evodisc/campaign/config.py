@@ -340,18 +340,29 @@ def load_campaign(path: str | Path) -> Campaign:
 def check_tasks(campaign: Campaign, source: str = "campaign") -> Campaign:
     """The campaign, once every task name of every stage (``fitness.tasks``, the search suite
     when the file names none; ``screen.tasks``; ``selection.tasks``) is a known task or a
-    ``FILE.py:FACTORY`` spec that loads (which imports the file, and torch), and the selection
+    ``FILE.py:FACTORY`` spec that loads (which imports the file, and torch; within the
+    campaign's ``timeout_seconds``, 0: :data:`~evodisc.campaign.evaluators.DEFAULT_DEADLINE`),
+    and the selection
     stage names no held-out task that ``fitness.tasks`` does not; else a :class:`CampaignError`."""
+    from evodisc.campaign.evaluators import DEFAULT_DEADLINE, EvaluatorError, within
     from fitness.tasks import TaskError, heldout_task_names, load_task, task_names
 
     known = task_names() + heldout_task_names()
+    deadline = campaign.resources.timeout_seconds or DEFAULT_DEADLINE
     for section in ("fitness", "screen", "selection"):
         for task in getattr(campaign, section).tasks:
             if ":" in task:
+                why = (
+                    f"{source}: {section}.tasks: loading {task} took longer than {deadline:g} s "
+                    "(resources.timeout_seconds): does its factory hang? A call in this process "
+                    "cannot be stopped, so the run ends here"
+                )
                 try:
-                    load_task(task)
+                    within(deadline, lambda task=task: load_task(task), why)
                 except TaskError as exc:
                     raise CampaignError(f"{source}: {section}.tasks: {exc}") from None
+                except EvaluatorError as exc:
+                    raise CampaignError(str(exc)) from None
             elif task not in known:
                 hint = suggest(task, known)
                 raise CampaignError(f"{source}: {section}.tasks: unknown task {task!r}{hint}")
@@ -477,7 +488,7 @@ def _jsonable(value: Any) -> Any:
 def defaults_table() -> str:
     """Every key of a campaign file as a Markdown table: key, what it accepts, default, meaning."""
     lines = ["| key | accepts | default | meaning |", "| --- | --- | --- | --- |"]
-    kind_row = f"| `space.kind` | {SPACE_KIND.expected} | \"program\" | the search space |"
+    kind_row = f'| `space.kind` | {SPACE_KIND.expected} | "program" | the search space |'
     for section, cls in [("campaign", Campaign), *_classes()]:
         kind = next((k for k, c in SPACES.items() if c is cls), None)
         if kind == "program":
