@@ -22,11 +22,9 @@ The baselines are computed first, once, into ``$EVODISC_CACHE`` (both arms read 
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
 import time
 import tomllib
 from collections import defaultdict, deque
@@ -35,7 +33,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pyarrow.parquet as pq  # noqa: E402
 
 from evodisc.campaign.config import Campaign  # noqa: E402
 from evodisc.campaign.controller import (  # noqa: E402
@@ -44,6 +41,8 @@ from evodisc.campaign.controller import (  # noqa: E402
     passes_screen,
     screen_bar,
 )
+from evodisc.campaign.run import run_campaign  # noqa: E402
+from evodisc.campaign.store import CandidateLog  # noqa: E402
 from evodisc.fitness_cache import FitnessCache  # noqa: E402
 from evodisc.program import program_from_json  # noqa: E402
 from fitness.evaluation import evaluate_cached  # noqa: E402
@@ -72,41 +71,37 @@ def arms(base: Path, minutes: float, population: int, quantile: float) -> dict[s
     return {"A": dict(document), "B": {**document, "screen": screen}}
 
 
+def campaign_of(document: dict, name: str) -> Campaign:
+    """The arm's campaign document, validated, under ``name``."""
+    return Campaign.from_dict(
+        {**document, "campaign": {**document.get("campaign", {}), "name": name}}
+    )
+
+
+def _run_arm(campaign: Campaign, directory: Path) -> None:
+    run_campaign(campaign, directory, no_ray=True)
+
+
 def run_arms(documents: dict[str, dict], out: Path) -> dict[str, Path]:
-    """Run the arms as concurrent ``evodisc run --no-ray`` processes; their directories."""
-    processes, directories = [], {}
-    for arm, document in documents.items():
-        path = out / f"{arm}.toml"
-        path.write_text(_toml(document))
-        directories[arm] = out / arm
-        command = [sys.executable, "-m", "evodisc.app.cli", "run", str(path), "--quiet"]
-        command += ["--out", str(directories[arm]), "--no-ray"]
-        processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    """Run the arms as concurrent processes (in-process evaluators each); their directories."""
+    context = multiprocessing.get_context("spawn")
+    directories = {arm: out / arm for arm in documents}
+    processes = [
+        context.Process(target=_run_arm, args=(campaign_of(document, arm), directories[arm]))
+        for arm, document in documents.items()
+    ]
     for process in processes:
-        if process.wait() != 0:
-            raise SystemExit(f"an arm failed: {process.args}")
+        process.start()
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            raise SystemExit(f"an arm failed: {process.name} (exit code {process.exitcode})")
     return directories
-
-
-def _toml(document: dict) -> str:
-    """A campaign document as TOML (tables of scalars and lists: all a campaign file holds)."""
-    lines = []
-    for section, table in document.items():
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            if isinstance(value, dict):
-                continue
-            lines.append(f"{key} = {json.dumps(value)}")
-        for key, value in table.items():
-            if isinstance(value, dict):
-                lines.append(f"[{section}.{key}]")
-                lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n"
 
 
 def throughput(directory: Path) -> dict:
     """Decisions, seconds, decisions per second and evaluator seconds per decision of a run."""
-    rows = pq.read_table(directory / "log").to_pylist()
+    rows = CandidateLog(directory).read().to_pylist()
     seconds = max(r["wall_time"] for r in rows)
     return {
         "decisions": len(rows),
@@ -122,7 +117,7 @@ def replay_screen(
     directory: Path, campaign: Campaign, quantiles: list[float], margins: list[float]
 ) -> list[dict]:
     """The screen's decisions on the candidates of a run without a screen (module docstring)."""
-    rows = sorted(pq.read_table(directory / "log").to_pylist(), key=lambda r: r["wall_time"])
+    rows = sorted(CandidateLog(directory).read().to_pylist(), key=lambda r: r["wall_time"])
     trained = [r for r in rows if r["status"] in ("ok", "diverged")]
     trained_ids = {r["id"] for r in trained}
     distinct = {r["functional_hash"]: r for r in trained}
@@ -185,8 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=False)
     documents = arms(Path(args.campaign), args.minutes, args.population, args.quantile)
-    top = {**documents["B"].get("campaign", {}), "name": "B"}
-    campaign = Campaign.from_dict({**documents["B"], "campaign": top})
+    campaign = campaign_of(documents["B"], "B")
     suite_baselines(replace(campaign.suite_config(), tasks=campaign.baseline_tasks()))
     directories = run_arms(documents, args.out)
     a, b = throughput(directories["A"]), throughput(directories["B"])

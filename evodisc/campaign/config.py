@@ -242,7 +242,9 @@ class Campaign:
 
     def baseline_tasks(self) -> tuple[str, ...]:
         """Every task some stage trains (each needs its baseline), in order of appearance."""
-        names = [*self.fitness.tasks, *self.stage_config("screen").tasks]
+        names = list(self.fitness.tasks)
+        if self.screen.enabled:
+            names += self.stage_config("screen").tasks
         if self.selection.top:
             names += self.stage_config("selection").tasks
         return tuple(dict.fromkeys(names))

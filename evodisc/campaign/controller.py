@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -430,11 +431,7 @@ def screen_bar(values: list[float], quantile: float) -> float | None:
     island population's screen fitness ``values``; None (no bar) below two known values."""
     if len(values) < 2:
         return None
-    ordered = sorted(values)
-    position = quantile * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return float(np.quantile(values, quantile))
 
 
 def passes_screen(result: CachedFitness, bar: float | None, margin: float) -> bool:
@@ -468,7 +465,7 @@ def candidate_row(
     identity when the campaign merges scale variants; ``genome``: the candidate's genotype JSON
     in a genome space."""
     info = candidate.validity.info
-    fitness = result.fitness if math.isfinite(result.fitness) else WORST_FITNESS
+    fitness = _finite(result.fitness)
     details = {key: value for key, value in result.details.items() if key != "screen"}
     if screened is not None:
         details["screen"] = store.screen_document(screened)
