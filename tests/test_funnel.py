@@ -15,7 +15,7 @@ from campaign_helpers import Interrupting, assert_complete, log_rows
 from evodisc.app.report import write_report
 from evodisc.campaign.config import Campaign, CampaignError, check_tasks, load_campaign
 from evodisc.campaign.controller import REJECTED, screen_bar
-from evodisc.campaign.fake_pool import LRS, TASKS, FakePool
+from evodisc.campaign.fake_pool import LRS, SECONDS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
 from evodisc.campaign.selection import SELECTION_FILE, read_selection, top_candidates
 from evodisc.campaign.store import CandidateLog, read_checkpoint
@@ -58,6 +58,11 @@ def test_the_screen_rejects_below_the_bar_and_no_rejected_candidate_becomes_a_pa
         # rejected candidates never join a population: none is ever a tournament's parent
         parents = {r["parent_id"] for r in rows}
         assert not parents & {r["id"] for r in rejected}
+        # a row's time is its stages' (the fake pool's SECONDS each), each counted once
+        for row in rows:
+            if row["status"] == REJECTED and not row["cache_hit"]:
+                assert row["eval_seconds"] == pytest.approx(SECONDS)
+        assert any(r["eval_seconds"] == pytest.approx(2 * SECONDS) for r in full)
         keys = {r["stage"]: r["config_key"] for r in rows}
         assert keys["screen"] != keys["full"]  # each stage has its own cache key
 

@@ -240,16 +240,16 @@ class Controller:
         if stage != "screen":
             self._finish(cid, result, cache_hit, stage=stage, **source)
             return
-        self.spent[cid] = self.spent.get(cid, 0.0) + source.get("seconds", 0.0)
         self.screened[cid] = result
-        if result.status != "ok":  # invalid, diverged or failed already: no full protocol
-            self._finish(cid, result, cache_hit, stage=stage, **source)
-        elif self._passes(self.candidates[cid], result):
+        if result.status == "ok" and self._passes(self.candidates[cid], result):
+            self.spent[cid] = source.get("seconds", 0.0)  # added to the full protocol's
             self.screen_fitness[cid] = result.fitness
             self._enter(cid, "full")
-        else:
-            rejected = CachedFitness(WORST_FITNESS, REJECTED, {}, None)
-            self._finish(cid, rejected, cache_hit, stage=stage, **source)
+            return
+        # invalid, diverged or failed already (no full protocol), or below the bar
+        if result.status == "ok":
+            result = CachedFitness(WORST_FITNESS, REJECTED, {}, None)
+        self._finish(cid, result, cache_hit, stage=stage, **source)
 
     def _passes(self, candidate: Candidate, result: CachedFitness) -> bool:
         """Whether a screen result lets the candidate on (see :func:`screen_bar`)."""
@@ -329,8 +329,8 @@ class Controller:
     ) -> None:
         candidate = self.candidates[cid]
         screened = self.screened.pop(cid, None)
-        if "seconds" in source or cid in self.spent:
-            source["seconds"] = source.get("seconds", 0.0) + self.spent.pop(cid, 0.0)
+        if cid in self.spent:  # its screen's time, and the full protocol's (if trained)
+            source["seconds"] = source.get("seconds", 0.0) + self.spent.pop(cid)
         self.finished.append(
             candidate_row(
                 candidate,

@@ -17,6 +17,8 @@ from evodisc.program import Program, program_to_json
 from fitness.config import SuiteConfig
 from fitness.messages import Baseline, Result
 
+#: Seconds a fake result says its program's training took (its share of the batch).
+SECONDS = 0.001
 #: The per-task details of a fake result name these tasks and learning rates.
 TASKS = ("teacher_student", "ill_conditioned")
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -46,7 +48,7 @@ def fake_result(program: Program, worker: str, config: SuiteConfig | None = None
     details = {"tasks": tasks}
     status = "diverged" if diverged else "ok"
     uncertainty = None if diverged else 0.01 + 0.05 * u
-    return Result(CachedFitness(fitness, status, details, uncertainty), 0.0, worker)
+    return Result(CachedFitness(fitness, status, details, uncertainty), SECONDS, worker)
 
 
 class FakePool:
