@@ -99,7 +99,7 @@ NUMBER = Check("a number", _is_number, float)
 POSITIVE = Check("a number > 0", lambda v: _is_number(v) and v > 0, float)
 NON_NEGATIVE = Check("a number >= 0", lambda v: _is_number(v) and v >= 0, float)
 FRACTION = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1, float)
-BOOL = Check("true or false", lambda v: isinstance(v, bool))
+OPEN_FRACTION = Check("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1, float)
 TEXT = Check("a non-empty string", lambda v: isinstance(v, str) and bool(v))
 BOOL = Check("true or false", lambda v: isinstance(v, bool))
 

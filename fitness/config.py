@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 from evodisc.fitness_cache import fitness_config_key
 from evodisc.program import program_to_json
 from evodisc.settings import (
+    COUNT,
     FRACTION,
     INT,
+    OPEN_FRACTION,
     POSITIVE,
     POSITIVE_INT,
     TEXT,
@@ -102,6 +104,15 @@ class SuiteConfig:
         "stop a run whose validation metric has not improved after this fraction of its steps; "
         "0 never",
     )
+    keep_lrs: int = setting(
+        COUNT,
+        0,
+        "learning-rate halving: after keep_lrs_after of its steps only each program's best "
+        "keep_lrs learning rates train on; 0 the whole grid",
+    )
+    keep_lrs_after: float = setting(
+        OPEN_FRACTION, 0.25, "the fraction of the steps after which learning-rate halving cuts"
+    )
     aggregate: str = setting(
         one_of(AGGREGATES),
         DEFAULT_AGGREGATE,
@@ -110,6 +121,11 @@ class SuiteConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+
+    @property
+    def halving(self) -> bool:
+        """Whether learning-rate halving cuts the grid (``keep_lrs`` below its size)."""
+        return 0 < self.keep_lrs < len(self.lrs)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -132,13 +148,15 @@ class SuiteConfig:
         everything that changes a value — the device type (CPU and CUDA kernels round
         differently), the dtype, each task's fingerprint (for a user's task its file, data and
         model: :func:`fitness.tasks.task_fingerprint`, which loads it and so imports torch),
-        the grid, the seeds (the baseline's too), the checkpoints, early stopping and the
-        aggregate (each left out at the value that was the only one before there was a choice —
-        no early stopping, the geometric mean — so that keys written before stay valid), the
-        protocol version and the baseline program."""
+        the grid, the seeds (the baseline's too), the checkpoints, early stopping, learning-rate
+        halving and the aggregate (each left out at the value that was the only one before
+        there was a choice — no early stopping, no halving, the geometric mean — so that keys
+        written before stay valid), the protocol version and the baseline program."""
         fields = self.to_dict()
         if not self.stop_stalled:
             del fields["stop_stalled"]
+        if not self.halving:
+            del fields["keep_lrs"], fields["keep_lrs_after"]
         if fields["aggregate"] == "geomean":
             del fields["aggregate"]
         return fitness_config_key(

@@ -141,6 +141,8 @@ def evaluate(
             config.torch_dtype,
             checkpoints=config.checkpoints,
             stop_stalled=config.stop_stalled,
+            keep_lrs=config.keep_lrs,
+            keep_lrs_after=config.keep_lrs_after,
         )
         for i in range(len(programs)):
             per_program[i][task.name] = task_fitness(result, i, baseline)

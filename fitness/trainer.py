@@ -13,10 +13,19 @@ state stop changing, so NaN never spreads) and reported as diverged; the others 
 
 Early stopping (``stop_stalled`` = f > 0): after ``ceil(f·steps)`` steps, a run whose validation
 metric is no better than before its first step is *stopped* — frozen and reported like a diverged
-run (NaN metric), and counted in :attr:`BatchResult.stopped`. A program none of whose runs is
-still alive then leaves the stacked batch (the rest train on without its rows), which is where
-the compute is saved; the other programs' results are those of the run without stopping (up to
-the float rounding of a smaller batch).
+run (NaN metric), and counted in :attr:`BatchResult.stopped`.
+
+Learning-rate halving (``keep_lrs`` = k > 0, after ``keep_lrs_after`` = f of the steps): after
+``ceil(f·steps)`` steps, only each program's k best learning rates train on — ranked by the mean
+over seeds of their validation metric then (a learning rate with a diverged seed ranks last,
+as it is out of the fitness anyway) — and the others' runs stop (counted in ``stopped`` too).
+What is kept is the rest of the grid's runs exactly: a program's fitness changes only when its
+best learning rate at the end was not among its k best at the cut (docs/benchmarks.md measures
+how often).
+
+Whenever runs stop, a learning rate none of whose seeds is still alive leaves the stacked batch
+(and a program with none left leaves it), which is where the compute is saved; the other runs'
+results are those of the run without stopping (up to the float rounding of a smaller batch).
 
 A run's metric is the mean of its validation metric at ``checkpoints`` evenly spaced points of
 training, the last one the end (:func:`fitness.runs.checkpoint_steps`; 1 = the final value
@@ -79,8 +88,9 @@ class BatchResult:
     #: run diverged), after the steps ``checkpoint_steps``.
     curve: np.ndarray | None = None
     checkpoint_steps: tuple[int, ...] = ()
-    #: ``[program, lr, seed]`` True where the run was stopped early (its metric is NaN as if it
-    #: diverged; ``diverged`` is True there too); None when early stopping was off.
+    #: ``[program, lr, seed]`` True where the run was stopped early, stalled or cut by
+    #: learning-rate halving (its metric is NaN as if it diverged; ``diverged`` is True there
+    #: too); None when neither was on.
     stopped: np.ndarray | None = None
 
     def best(self, program: int) -> tuple[float | None, float]:
@@ -162,6 +172,8 @@ class BatchedRun:
         streams: int = DEFAULT_STREAMS,
         checkpoints: int = 1,
         stop_stalled: float = 0.0,
+        keep_lrs: int = 0,
+        keep_lrs_after: float = 0.0,
     ):
         if not programs or not lrs or not seeds:
             raise TaskError("need at least one program, one learning rate and one seed")
@@ -169,11 +181,16 @@ class BatchedRun:
         self.checkpoints = checkpoint_steps(task.steps, checkpoints)
         #: The step count after which stalled runs stop (None: never; see the module docstring).
         self.stop_step = stall_step(task.steps, stop_stalled)
+        #: After how many steps only the ``keep_lrs`` best learning rates go on (None: never).
+        self.keep_lrs = keep_lrs
+        halving = 0 < keep_lrs < len(lrs)
+        self.keep_step = stall_step(task.steps, keep_lrs_after) if halving else None
         self.curve: list[torch.Tensor] = []  # (B0,) scores at each checkpoint before the end
         self.lrs, self.seeds = tuple(float(x) for x in lrs), tuple(int(s) for s in seeds)
         P, L, S = len(programs), len(self.lrs), len(self.seeds)
-        self.P, self.LS, self.S, self.B = P, L * S, S, P * L * S
-        self.B0 = self.B  # rows at the start; programs may leave the batch (early stopping)
+        self.P, self.S, self.B = P, S, P * L * S
+        self.P0, self.B0 = P, self.B  # at the start; runs may leave the batch (early stopping)
+        self.counts = [L * S] * P  # rows of each program still in the batch, in order
         dev = self.device
 
         data = data_on(task, dev, dtype)
@@ -198,12 +215,13 @@ class BatchedRun:
         self.compiled = [compile_program(p, "torch") for p in programs]
         self.per_tensor = [uses_reduction(p) for p in programs]
         self.state = [
-            [torch.zeros(self.LS, self.layout.size, dtype=dtype, device=dev) for _ in p.state]
+            [torch.zeros(L * S, self.layout.size, dtype=dtype, device=dev) for _ in p.state]
             for p in programs
         ]
         self.alive = torch.ones(self.B, dtype=torch.bool, device=dev)
         self.rows = torch.arange(self.B, device=dev)  # each row's index among the first B0
         self.stopped = torch.zeros(self.B0, dtype=torch.bool, device=dev)
+        self.early = self.stop_step is not None or self.keep_step is not None
         self.start_score = self.validate() if self.stop_step else None
         # On CUDA the programs' updates are independent small kernels: spread them over a few
         # streams so that they run side by side (a CUDA graph keeps the fork/join structure).
@@ -263,13 +281,14 @@ class BatchedRun:
             main.wait_stream(stream)
 
     def _apply_program(self, p: int, grad: torch.Tensor) -> None:
-        rows = slice(p * self.LS, (p + 1) * self.LS)
+        start, n = sum(self.counts[:p]), self.counts[p]
+        rows = slice(start, start + n)
         w, g, lr, state = self.flat[rows], grad[rows], self.lr[rows], self.state[p]
         if self.per_tensor[p]:
             update = torch.empty_like(w)
-            segs = [self.layout.segments(x, (self.LS,)) for x in (w, g, update, *state)]
+            segs = [self.layout.segments(x, (n,)) for x in (w, g, update, *state)]
             new_state = [torch.empty_like(s) for s in state]
-            new_segs = [self.layout.segments(s, (self.LS,)) for s in new_state]
+            new_segs = [self.layout.segments(s, (n,)) for s in new_state]
             for i in range(len(self.layout.names)):
                 u, ns = step(
                     self.compiled[p],
@@ -303,16 +322,18 @@ class BatchedRun:
         return self.device.type == "cuda" and not any(_returns_constant(c) for c in self.compiled)
 
     def train(self, cuda_graphs: bool = True) -> None:
-        """Run the task's step budget for every model (stopping stalled runs, when asked, after
-        :attr:`stop_step` steps)."""
-        steps = self.task.steps
-        if self.stop_step is None:
-            self._train_steps(0, steps, cuda_graphs)
-            return
-        self._train_steps(0, self.stop_step, cuda_graphs)
-        self._stop_stalled()
-        if self.P:
-            self._train_steps(self.stop_step, steps, cuda_graphs)
+        """Run the task's step budget for every model, stopping stalled runs after
+        :attr:`stop_step` steps and keeping the best learning rates after :attr:`keep_step`,
+        when asked."""
+        events = [(self.stop_step, 0, self._stop_stalled), (self.keep_step, 1, self._keep_best)]
+        done = 0
+        for at, _, action in sorted(e for e in events if e[0] is not None):
+            self._train_steps(done, at, cuda_graphs)
+            done = at
+            action(self._scores_now(at))
+            if not self.P:
+                return
+        self._train_steps(done, self.task.steps, cuda_graphs)
 
     def _train_steps(self, start: int, end: int, cuda_graphs: bool) -> None:
         """Steps ``start`` to ``end`` (0-based, end excluded); on CUDA a few eagerly, then as a
@@ -336,34 +357,59 @@ class BatchedRun:
                 self._train_step(first=k == 0)
             self._checkpoint(k + 1)
 
-    def _stop_stalled(self) -> None:
-        """Stop the live runs whose validation metric is no better than at the start, then let
-        the programs with no live run leave the batch."""
+    def _scores_now(self, done: int) -> torch.Tensor:
+        """``(B,)`` validation metric after ``done`` steps (the checkpoint's when it is one)."""
+        if done in self.checkpoints and self.curve:
+            return self.curve[-1][self.rows]
+        return self.validate()
+
+    def _stop_stalled(self, now: torch.Tensor) -> None:
+        """Stop the live runs whose validation metric ``now`` is no better than at the start."""
         with torch.no_grad():
-            now = self.validate()
             start = self.start_score[self.rows]
             better = now > start if self.task.higher_is_better else now < start
-            stalled = self.alive & ~better
-            self.stopped[self.rows[stalled]] = True
-            self.alive &= better
-            live = self.alive.view(self.P, self.LS).any(dim=1).tolist()
-        keep = [p for p in range(self.P) if live[p]]
-        if len(keep) < self.P:
-            self._keep_programs(keep)
+            self._stop(self.alive & ~better)
 
-    def _keep_programs(self, keep: list[int]) -> None:
-        """Shrink the batch to the programs at positions ``keep`` (their rows, state and code)."""
-        index = torch.tensor(
-            [p * self.LS + r for p in keep for r in range(self.LS)],
-            dtype=torch.long,
-            device=self.device,
-        )
+    def _keep_best(self, now: torch.Tensor) -> None:
+        """Stop the runs of every learning rate but each program's :attr:`keep_lrs` best by
+        their mean validation metric ``now`` (a learning rate with a dead seed ranks last)."""
+        with torch.no_grad():
+            groups = now.view(-1, self.S)
+            alive = self.alive.view(-1, self.S).all(dim=1)
+            sign = 1.0 if self.task.higher_is_better else -1.0
+            score = torch.where(alive, sign * groups.mean(dim=1), -torch.inf).tolist()
+            keep, first = [False] * len(score), 0
+            for count in self.counts:
+                mine = range(first, first + count // self.S)
+                for g in sorted(mine, key=lambda g: -score[g])[: self.keep_lrs]:
+                    keep[g] = True
+                first += count // self.S
+            cut = ~torch.tensor(keep, device=self.device).repeat_interleave(self.S)
+            self._stop(self.alive & cut)
+
+    def _stop(self, runs: torch.Tensor) -> None:
+        """Stop the live ``runs`` (a ``(B,)`` mask), then let the learning rates with no live
+        run leave the batch, and the programs with none left."""
+        self.stopped[self.rows[runs]] = True
+        self.alive &= ~runs
+        live = self.alive.view(-1, self.S).any(dim=1)
+        if not bool(live.all()):
+            self._keep_groups(live)
+
+    def _keep_groups(self, keep: torch.Tensor) -> None:
+        """Shrink the batch to the (program, learning rate) groups where ``keep`` (``(B/S,)``)
+        is True: their rows, and their programs' state and code."""
+        rows = keep.repeat_interleave(self.S)
+        index = rows.nonzero().squeeze(1)
         for name in ("flat", "lr", "alive", "limit", "rows"):
             setattr(self, name, getattr(self, name)[index].contiguous())
-        self.state = [self.state[p] for p in keep]
-        self.compiled = [self.compiled[p] for p in keep]
-        self.per_tensor = [self.per_tensor[p] for p in keep]
-        self.P, self.B = len(keep), len(keep) * self.LS
+        mine = torch.split(rows, self.counts)
+        kept = [p for p in range(self.P) if bool(mine[p].any())]
+        self.state = [[slot[mine[p]].contiguous() for slot in self.state[p]] for p in kept]
+        self.counts = [int(mine[p].sum()) for p in kept]
+        self.compiled = [self.compiled[p] for p in kept]
+        self.per_tensor = [self.per_tensor[p] for p in kept]
+        self.P, self.B = len(kept), len(index)
         self.streams = self.streams[: min(len(self.streams), self.P)]
 
     def _checkpoint(self, done: int) -> None:
@@ -420,7 +466,7 @@ class BatchedRun:
             ok &= torch.isfinite(curve).all(dim=1)
             nan = torch.full_like(curve, float("nan"))
             curve = torch.where(ok.unsqueeze(1), curve, nan)
-        shape = (self.B0 // self.LS, len(self.lrs), self.S)
+        shape = (self.P0, len(self.lrs), self.S)
         curve_np = curve.double().cpu().numpy().reshape(*shape, -1)
         return BatchResult(
             task=self.task.name,
@@ -433,7 +479,7 @@ class BatchedRun:
             seconds=0.0,
             curve=curve_np,
             checkpoint_steps=self.checkpoints[-curve_np.shape[-1] :],
-            stopped=self.stopped.cpu().numpy().reshape(shape) if self.stop_step else None,
+            stopped=self.stopped.cpu().numpy().reshape(shape) if self.early else None,
         )
 
 
@@ -448,12 +494,27 @@ def train_batch(
     streams: int = DEFAULT_STREAMS,
     checkpoints: int = 1,
     stop_stalled: float = 0.0,
+    keep_lrs: int = 0,
+    keep_lrs_after: float = 0.0,
 ) -> BatchResult:
     """Train every (program, learning rate, seed) combination on ``task`` at once and return the
     validation metric of each run: the mean over ``checkpoints`` evenly spaced points of
-    training (see :class:`BatchResult`); ``stop_stalled``: see the module docstring."""
+    training (see :class:`BatchResult`); ``stop_stalled``, ``keep_lrs`` and ``keep_lrs_after``:
+    see the module docstring."""
     start = time.perf_counter()
-    run = BatchedRun(task, programs, lrs, seeds, device, dtype, streams, checkpoints, stop_stalled)
+    run = BatchedRun(
+        task,
+        programs,
+        lrs,
+        seeds,
+        device,
+        dtype,
+        streams,
+        checkpoints,
+        stop_stalled,
+        keep_lrs,
+        keep_lrs_after,
+    )
     run.train(cuda_graphs=cuda_graphs)
     result = run.evaluate()
     if run.device.type == "cuda":

@@ -111,6 +111,9 @@ def test_the_arms_differ_from_the_base_in_what_they_name():
     assert not arm_campaign("re_no_merge", 40, 0).evolution.merge_scale_variants
     warm = arm_campaign("re_warm_adamw", 40, 0).evolution
     assert warm.warm_start == ("adamw",) and warm.random_programs == 0
+    assert not warm.tune_constants
+    tuned = arm_campaign("re_warm_tune", 40, 0).evolution
+    assert tuned.tune_constants and tuned.warm_start == ("adamw",)
     ga = arm_campaign("genome_ga", 40, 0)
     assert ga.to_dict()["space"]["kind"] == "genome" and ga.evolution.crossover == 1.0
     for arm in ("random_search", "random_genome", "random_search_4x"):  # all random seeds

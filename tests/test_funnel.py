@@ -168,6 +168,42 @@ def test_early_stopping_drops_stalled_programs_and_leaves_the_others_alone():
     assert run.P == 2  # the stalled program left the batch: no more compute spent on it
 
 
+def test_learning_rate_halving_keeps_each_programs_best_runs_exactly():
+    task = load_task("teacher_student")
+    sgd = parse_program("def train(g, lr):\n    return lr * g\n")
+    sign = parse_program("def train(g, lr):\n    return lr * sign(g)\n")
+    programs, lrs, seeds = [sgd, sign], (1e-4, 1e-3, 1e-2, 0.1, 1.0), (0, 1)
+    plain = train_batch(task, programs, lrs, seeds, checkpoints=4)
+    halved = train_batch(task, programs, lrs, seeds, checkpoints=4, keep_lrs=2, keep_lrs_after=0.25)
+    for p in range(len(programs)):
+        kept = np.isfinite(halved.metric[p]).all(axis=1)
+        diverged = ~np.isfinite(plain.metric[p]).all(axis=1)
+        assert kept.sum() <= 2  # the others' runs stopped at a quarter of the steps
+        assert halved.stopped[p].any(axis=1).sum() >= len(lrs) - 2 - diverged.sum()
+        assert plain.best(p)[0] in {lrs[i] for i in np.flatnonzero(kept)}
+        assert halved.best(p) == plain.best(p)  # the kept runs are those of the whole grid
+        np.testing.assert_allclose(halved.metric[p][kept], plain.metric[p][kept], rtol=1e-5)
+        assert np.isnan(halved.metric[p][~kept]).all()
+    assert plain.best(0)[0] != plain.best(1)[0]  # each program keeps its own learning rates
+    run = BatchedRun(task, programs, lrs, seeds, keep_lrs=2, keep_lrs_after=0.25)
+    run.train()
+    assert run.B == sum(run.counts) <= 2 * 2 * len(seeds)  # the cut learning rates left the batch
+
+
+def test_halving_is_in_the_cache_key_only_when_it_cuts():
+    from fitness.config import SuiteConfig
+
+    plain = SuiteConfig(tasks=("teacher_student",))
+    assert SuiteConfig(tasks=("teacher_student",), keep_lrs=9).cache_key("cpu") == plain.cache_key(
+        "cpu"
+    )
+    assert SuiteConfig(tasks=("teacher_student",), keep_lrs=3).cache_key("cpu") != plain.cache_key(
+        "cpu"
+    )
+    with pytest.raises(ValueError, match="keep_lrs_after"):
+        SuiteConfig(keep_lrs=3, keep_lrs_after=0.0)
+
+
 def test_a_real_funnel_campaign_trains_screens_and_selects(tmp_path):
     campaign = Campaign.from_dict(
         {

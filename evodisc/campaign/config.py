@@ -191,6 +191,8 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {
     ("space", "kind"): "program",
     ("evolution", "crossover"): 0.0,
     ("fitness", "stop_stalled"): 0.0,
+    ("fitness", "keep_lrs"): 0,
+    ("fitness", "keep_lrs_after"): 0.25,
     ("evolution", "tune_constants"): False,
     ("resources", "reuse_results"): True,
 }
@@ -225,7 +227,8 @@ class Campaign:
     def stage_config(self, stage: str) -> SuiteConfig:
         """What the stage ``stage`` (of :data:`STAGES`) trains: ``[fitness]`` for ``full``; for
         ``screen`` and ``selection`` the same grid, precision, checkpoints and baseline with
-        the stage's tasks (default: the same) and seeds (and the screen's early stopping)."""
+        the stage's tasks (default: the same) and seeds (and the screen's early stopping; the
+        selection without learning-rate halving)."""
         full = self.fitness
         if stage == "full":
             return full
@@ -233,6 +236,8 @@ class Campaign:
         changes = {"tasks": settings.tasks or full.tasks, "seeds": settings.seeds}
         if stage == "screen":
             changes["stop_stalled"] = self.screen.stop_stalled
+        else:  # the campaign's best is chosen on the whole grid
+            changes["keep_lrs"] = 0
         return dataclasses.replace(full, **changes)
 
     def stages(self) -> tuple[str, ...]:

@@ -196,8 +196,10 @@ class Controller:
             if budget.evaluations and self.evolution.asked >= budget.evaluations
             else f"wall_seconds = {budget.wall_seconds:g}"
         )
-        batches = self.pool.busy() + len(self.retry) + sum(
-            math.ceil(len(q) / self.batch_size) for q in self.to_dispatch.values()
+        batches = (
+            self.pool.busy()
+            + len(self.retry)
+            + sum(math.ceil(len(q) / self.batch_size) for q in self.to_dispatch.values())
         )
         return (
             f"budget reached ({spent}): finishing {batches} batch(es) in flight "
