@@ -82,7 +82,7 @@ from evodisc.validity import Validity
 from search_spaces.interface import Genotype, SearchSpace
 from search_spaces.space import DEFAULT_SPACE
 from search_spaces.spaces import SpaceSettings, open_space
-from search_spaces.zoo import zoo
+from search_spaces.zoo import known
 
 #: The fitness a NaN or ±inf result counts as (fitness is higher-is-better).
 WORST = -math.inf
@@ -194,7 +194,7 @@ class EvolutionConfig:
         if len(self.warm_start) > room:
             expected = f"at most population - random_programs ({room}) names"
             raise SettingError("warm_start", expected, self.warm_start)
-        check_known("warm_start", self.warm_start, zoo(), "optimizer")
+        check_known("warm_start", self.warm_start, known(), "optimizer")
         expressible = search.warm_start_names()
         for name in self.warm_start:
             if name not in expressible:

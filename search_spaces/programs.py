@@ -19,7 +19,7 @@ from evodisc.program import Program, program_from_json, program_to_json
 from evodisc.validity import Validity, check_candidate
 from search_spaces import mutations
 from search_spaces.space import ProgramSpace, random_program
-from search_spaces.zoo import load_known, zoo
+from search_spaces.zoo import known, load_known
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ProgramSearch:
         return tuple(mutations.MUTATIONS)
 
     def warm_start_names(self) -> Collection[str]:
-        return zoo()
+        return known()
 
     def warm_start(self, name: str) -> Program:
         return load_known(name)

@@ -371,3 +371,32 @@ def test_file_parses_round_trips_and_uses_the_gradient(name):
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(KeyError, match="known: .*adamw"):
         load_known("no_such_optimizer")
+
+
+def test_discovered_rules_are_known_by_name_but_kept_apart_from_the_published_zoo(
+    tmp_path, monkeypatch, capsys
+):
+    import search_spaces.zoo as zoo_module
+    from evodisc.app.cli import main
+    from search_spaces.evolution import EvolutionConfig
+    from search_spaces.zoo import discovered, known, resolve_program
+
+    rule = '"""A rule found by a test campaign.\n\nMore about it."""\n\n\n'
+    rule += "def train(g, lr, m):\n    m = interp(g, m, 0.8)\n    return lr * sign(m), m\n"
+    (tmp_path / "signed_ema.py").write_text(rule)
+    monkeypatch.setattr(zoo_module, "DISCOVERED_DIR", tmp_path)
+    assert list(discovered()) == ["discovered_signed_ema"]
+    assert "discovered_signed_ema" not in zoo()  # never a baseline a discovery is compared with
+    assert set(known()) == set(zoo()) | {"discovered_signed_ema"}
+    program = resolve_program("discovered_signed_ema")
+    assert program == load_known("discovered_signed_ema")
+    assert EvolutionConfig(warm_start=("discovered_signed_ema",)).warm_start  # a warm start
+    assert main(["zoo"]) == 0
+    listing = capsys.readouterr().out
+    published, found = listing.split("discovered by evodisc")
+    assert "adamw" in published and "discovered_signed_ema" not in published
+    assert "discovered_signed_ema" in found and "A rule found by a test campaign." in found
+    out = tmp_path / "opt.py"
+    assert main(["export", "discovered_signed_ema", "--name", "SignedEma", "-o", str(out)]) == 0
+    source = out.read_text()
+    assert "class SignedEma(ProgramOptimizer)" in source and '"beta": 0.8' in source

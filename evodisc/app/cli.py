@@ -46,13 +46,19 @@ def cmd_primitives(args: argparse.Namespace, out: Console) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace, out: Console) -> None:
-    from search_spaces.zoo import zoo
+    from search_spaces.zoo import discovered, zoo
 
-    table = Table("name", "memory", "statements", "description", box=None)
-    for entry in zoo().values():
-        info = analyse(entry.load())
-        table.add_row(entry.name, str(info.memory), str(info.statements), entry.description)
-    out.print(table)
+    for title, entries in (
+        ("published optimizers", zoo()),
+        ("discovered by evodisc's campaigns (docs/discoveries.md)", discovered()),
+    ):
+        if not entries:
+            continue
+        table = Table("name", "memory", "statements", "description", box=None, title=title)
+        for entry in entries.values():
+            info = analyse(entry.load())
+            table.add_row(entry.name, str(info.memory), str(info.statements), entry.description)
+        out.print(table)
 
 
 def cmd_export(args: argparse.Namespace, out: Console) -> None:
