@@ -199,6 +199,13 @@ def test_quickstart_is_valid_and_cheap():
     assert campaign.resources.evaluators * campaign.resources.cpus_per_evaluator <= 2
 
 
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_campaign_file_is_valid(path):
+    campaign = check_tasks(load_campaign(path))
+    assert campaign.budget.evaluations or campaign.budget.wall_seconds
+    assert path.name in (EXPERIMENTS / "README.md").read_text()  # each is described there
+
+
 def test_readme_table_is_the_code_table():
     assert defaults_table() in (EXPERIMENTS / "README.md").read_text()
 
