@@ -63,7 +63,12 @@ SCREEN = {
 
 
 def arms(
-    base: Path, minutes: float, population: int, quantile: float, start: str = "warm"
+    base: Path,
+    minutes: float,
+    population: int,
+    quantile: float,
+    start: str = "warm",
+    margin: float | None = None,
 ) -> dict[str, dict]:
     """The two campaign documents (TOML-shaped): A without the funnel, B with it."""
     document = tomllib.loads(base.read_text())
@@ -77,6 +82,8 @@ def arms(
         evolution.update(warm_start=[], random_programs=population)
     document.pop("selection", None)  # the end's re-evaluation is not a decision: not timed
     screen = {**SCREEN, **document.pop("screen", {}), "quantile": quantile}
+    if margin is not None:
+        screen["margin"] = margin
     funnel_keys = ("keep_lrs", "keep_lrs_after", "stop_stalled")
     fitness = {k: v for k, v in document.get("fitness", {}).items() if k not in funnel_keys}
     return {"A": {**document, "fitness": fitness}, "B": {**document, "screen": screen}}
@@ -212,12 +219,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--population", type=int, default=24)
     parser.add_argument("--quantile", type=float, default=0.5, help="arm B's screen quantile")
+    parser.add_argument("--margin", type=float, default=None, help="arm B's (default: the file's)")
     parser.add_argument("--quantiles", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
     parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 0.0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-funnel"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=False)
-    documents = arms(Path(args.campaign), args.minutes, args.population, args.quantile, args.start)
+    documents = arms(
+        Path(args.campaign), args.minutes, args.population, args.quantile, args.start, args.margin
+    )
     campaign = campaign_of(documents["B"], "B")
     suite_baselines(replace(campaign.suite_config(), tasks=campaign.baseline_tasks()))
     directories = run_arms(documents, args.out)
@@ -226,7 +236,9 @@ def main() -> None:
         f"campaign {args.campaign} ({args.start} start), population {args.population}, "
         f"{args.minutes:g} min per arm"
     )
-    for arm, numbers in (("A (no funnel)", a), (f"B (funnel, quantile {args.quantile})", b)):
+    margin = documents["B"]["screen"].get("margin", 1.0)
+    funnel = f"B (funnel, quantile {args.quantile}, margin {margin:g})"
+    for arm, numbers in (("A (no funnel)", a), (funnel, b)):
         print(
             f"{arm}: {numbers['decisions']} decisions in {numbers['seconds']:.0f} s = "
             f"{numbers['per_second']:.3f}/s, {numbers['evaluator_seconds']:.2f} evaluator-s "
