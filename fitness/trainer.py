@@ -221,7 +221,6 @@ class BatchedRun:
         self.alive = torch.ones(self.B, dtype=torch.bool, device=dev)
         self.rows = torch.arange(self.B, device=dev)  # each row's index among the first B0
         self.stopped = torch.zeros(self.B0, dtype=torch.bool, device=dev)
-        self.early = self.stop_step is not None or self.keep_step is not None
         self.start_score = self.validate() if self.stop_step else None
         # On CUDA the programs' updates are independent small kernels: spread them over a few
         # streams so that they run side by side (a CUDA graph keeps the fork/join structure).
@@ -467,6 +466,7 @@ class BatchedRun:
             nan = torch.full_like(curve, float("nan"))
             curve = torch.where(ok.unsqueeze(1), curve, nan)
         shape = (self.P0, len(self.lrs), self.S)
+        early = self.stop_step is not None or self.keep_step is not None
         curve_np = curve.double().cpu().numpy().reshape(*shape, -1)
         return BatchResult(
             task=self.task.name,
@@ -479,7 +479,7 @@ class BatchedRun:
             seconds=0.0,
             curve=curve_np,
             checkpoint_steps=self.checkpoints[-curve_np.shape[-1] :],
-            stopped=self.stopped.cpu().numpy().reshape(shape) if self.early else None,
+            stopped=self.stopped.cpu().numpy().reshape(shape) if early else None,
         )
 
 

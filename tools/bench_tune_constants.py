@@ -28,25 +28,15 @@ from pathlib import Path
 
 
 def campaign_document(seed: int, evaluations: int, tune: bool) -> dict:
-    """The measured campaign (the quickstart's protocol, warm-started from ``adamw``)."""
-    return {
-        "campaign": {"name": "bench-tune", "seed": seed},
-        "space": {"state": ["m", "v"], "max_statements": 15, "max_state_slots": 3},
-        "evolution": {
-            "population": 16,
-            "tournament": 4,
-            "warm_start": ["adamw"],
-            "random_programs": 0,
-            "tune_constants": tune,
-        },
-        "budget": {"evaluations": evaluations},
-        "fitness": {
-            "tasks": ["teacher_student", "ill_conditioned"],
-            "lrs": [1e-3, 3e-3, 1e-2, 3e-2, 0.1],
-            "seeds": [0],
-        },
-        "resources": {"evaluators": 0, "batch_size": 16, "in_flight": 16},
-    }
+    """The measured campaign: ``tools/bench_search.py``'s AdamW warm start (the quickstart's
+    protocol), with or without its constant-tuning step, in batches of 16."""
+    from bench_search import _warm_adamw, _warm_tune, base_document
+
+    document = base_document(evaluations, seed)
+    (_warm_tune if tune else _warm_adamw)(document)
+    document["campaign"]["name"] = "bench-tune"
+    document["resources"].update(batch_size=16, in_flight=16)
+    return document
 
 
 def measure(directory: Path, target: float) -> dict:
