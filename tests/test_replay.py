@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -65,6 +66,58 @@ def test_replay_api_reports_metric_lr_and_ratios(user_task):
     assert row.ratios["adamw"] == pytest.approx(row.metric / adamw_metric)
 
 
+def test_replay_ratios_carry_the_seeds_spread_and_the_final_metric_its_own_sweep(
+    user_task, tmp_path
+):
+    """Against a program file holding Lion itself every ratio is 1; the repeatability limit is
+    the one the fitness gives two sides with these seeds' spread, and the final metric is the
+    last validation of the same runs, at its own best learning rate."""
+    from fitness.tasks import load_task
+    from fitness.trainer import train_batch
+    from fitness.uncertainty import coverage_factor, cv, welch_dof
+    from search_spaces.zoo import load_known
+
+    tuned = tmp_path / "tuned_lion.py"
+    tuned.write_text(evodisc.format_program(load_known("lion")))
+    lrs, seeds = (1e-3, 1e-2, 1e-1), (0, 1, 2)
+    result = evodisc.replay(
+        "lion", [user_task], baselines=["adamw", str(tuned)], lrs=lrs, seeds=seeds, extend=False
+    )
+    (row,) = result.rows
+    assert row.ratios["tuned_lion"] == 1.0 and row.final.ratios["tuned_lion"] == 1.0
+    runs = train_batch(load_task(user_task), [load_known("lion")], lrs, seeds, checkpoints=8)
+    at_best = runs.metric[0, lrs.index(row.best_lr)]
+    c = cv(at_best)
+    variances = [c**2 / 3, c**2 / 3]  # each side's noise: its own CV over its three seeds
+    expected = coverage_factor(welch_dof(variances, [4, 2])) * math.sqrt(sum(variances))
+    assert c > 0 and row.anytime.uncertainties["tuned_lion"] == pytest.approx(expected)
+    final = runs.curve[0, ..., -1].mean(axis=1)  # higher is better: accuracy
+    assert row.final.metric == pytest.approx(final.max())
+    assert row.final.best_lr == lrs[int(final.argmax())]
+    adamw = row.anytime
+    assert math.isfinite(adamw.uncertainties["adamw"]) and adamw.uncertainties["adamw"] > 0
+
+
+def test_replay_summary_and_json_over_several_tasks(tmp_path, capsys):
+    path = tmp_path / "x.py"
+    shorter = "def shorter():\n    task = Blobs()\n    task.name, task.steps = 'blobs20', 20\n"
+    path.write_text(f"{USER_TASK}\n\n{shorter}    return task\n")
+    tasks = [f"{path}:factory", f"{path}:shorter"]
+    out = tmp_path / "replay.json"
+    argv = ["replay", "sgd", "--baseline", "adamw", "--lrs", "0.01,0.1", "--seeds", "2"]
+    assert main([*argv, "--task", tasks[0], "--task", tasks[1], "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "anytime metric" in printed and "final metric" in printed
+    assert "geometric mean over the tasks" in printed
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [0, 1] and [r["task"] for r in data["rows"]] == ["blobs", "blobs20"]
+    for kind in ("anytime", "final"):
+        ratios = [r[kind]["ratios"]["adamw"] for r in data["rows"]]
+        value, limit = data["summary"][kind]["adamw"]
+        assert value == pytest.approx(math.sqrt(ratios[0] * ratios[1]))
+        assert limit is None or limit > 0
+
+
 def test_replay_cli_prints_a_table(user_task, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code = main(
@@ -105,7 +158,7 @@ def test_tasks_cli_lists_the_suite(capsys):
         (["replay", "no_such_optimizer"], "not a known optimizer"),
         (
             ["replay", "adamw", "--baseline", "nope", "--task", "ill_conditioned"],
-            "unknown optimizer",
+            "nope: no such file, and not a known optimizer",
         ),
         (["replay", "adamw", "--lrs", "fast"], "expected comma-separated numbers"),
         (["replay", "adamw", "--lrs", "-1"], "positive finite"),

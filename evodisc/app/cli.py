@@ -6,6 +6,7 @@ Errors are reported as one sentence on stderr with exit code 2, never as a trace
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import warnings
@@ -175,7 +176,8 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_replay(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.app.replay import replay
+    from evodisc.app.replay import KINDS, replay
+    from evodisc.files import atomic_write
     from fitness.config import MAX_SEEDS
     from fitness.device import DeviceError
     from fitness.tasks import TaskError
@@ -198,7 +200,14 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
         )
     except (TaskError, DeviceError) as exc:
         raise UsageError(str(exc)) from None
-    out.print(result.table())
+    for kind in KINDS:
+        out.print(result.table(kind))
+        if len(result.rows) > 1:
+            for name, (value, limit) in result.summary(kind).items():
+                spread = f" ± {limit:.3f}" if math.isfinite(limit) else ""
+                out.print(f"  vs {name}: geometric mean over the tasks {value:.3f}{spread}")
+    if args.json:
+        atomic_write(args.json, json.dumps(result.to_dict(), indent=1) + "\n")
     for warning in result.warnings:
         print(f"evodisc: warning: {warning}", file=sys.stderr)
 
@@ -420,7 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("program", help="program file, or the name of a known optimizer")
     _task_argument(replay)
     replay.add_argument(
-        "--baseline", action="append", metavar="NAME", help="known optimizer (default: adamw)"
+        "--baseline",
+        action="append",
+        metavar="NAME",
+        help="known optimizer or program file, e.g. one from 'evodisc tune -o' (default: adamw)",
     )
     replay.add_argument("--lrs", default=None, help="comma-separated learning rates")
     replay.add_argument("--seeds", type=int, default=1, help="seeds per learning rate")
@@ -430,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="never extend the grid when a best learning rate is on its edge",
     )
     replay.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    replay.add_argument("--json", default=None, metavar="FILE", help="also write the result here")
     replay.set_defaults(run=cmd_replay)
 
     tune = sub.add_parser(
