@@ -1,9 +1,11 @@
 """Exported optimizers vs their hand-written references: time per ``step()``, side by side.
 
-For AdamW and Lion (the zoo programs), both export paths — the class of
+For AdamW and Lion (the zoo programs), and any rule given with ``--rule`` (a file or a known
+name: a discovered rule), both export paths — the class of
 ``evodisc.to_torch_optimizer`` and the standalone source of ``evodisc export`` (imported from a
 file) — step the same model as the reference: ``torch.optim.AdamW`` with its default
-implementation (on CPU the single-tensor loop, on CUDA ``foreach``) and ``lion_pytorch.Lion``.
+implementation (on CPU the single-tensor loop, on CUDA ``foreach``) and ``lion_pytorch.Lion``;
+a ``--rule`` against ``torch.optim.AdamW`` (what its user would otherwise run).
 For scale, AdamW's ``foreach=True`` and ``fused=True`` are timed too, and the class with all
 parameters in one foreach call (no CPU chunks: what it does on a GPU). Every optimizer is timed
 once per round, in a rotated order (ABC…, BCA…), so that a burst of load on a shared machine
@@ -12,10 +14,11 @@ to the reference and their spread (min–max over rounds).
 
 It also checks the numbers: in float64, each exported optimizer after 30 steps against its
 reference (max relative difference of the weights; torch.optim's own implementations differ from
-one another by about as much).
+one another by about as much); for a ``--rule``, its exported source against its class.
 
     python tools/bench_export.py --threads 1               # CPU, one thread (stable)
     python tools/bench_export.py --device cuda             # a GPU (absolute times are real)
+    python tools/bench_export.py --threads 1 --rule discovered_NAME
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 import torch
 
 from evodisc import to_torch_optimizer, torch_source
-from search_spaces.zoo import load_known
+from search_spaces.zoo import load_known, resolve_program
 
 try:
     from lion_pytorch import Lion
@@ -52,8 +55,9 @@ def import_source(source: str, directory: Path, module: str) -> object:
     return mod
 
 
-def optimizers(directory: Path) -> dict[str, dict[str, Factory]]:
-    """Rule -> {label: factory}; the first label is the reference."""
+def optimizers(directory: Path, rules: list[str]) -> dict[str, dict[str, Factory]]:
+    """Rule -> {label: factory}; the first label is the reference (for a ``--rule``, the
+    reference of the timing: its numbers are checked against its class)."""
     out = {}
     adamw, lion = load_known("adamw"), load_known("lion")
     adamw_source = import_source(torch_source(adamw, "Adamw"), directory, "adamw_export").Adamw
@@ -73,6 +77,15 @@ def optimizers(directory: Path) -> dict[str, dict[str, Factory]]:
             "lion_pytorch.Lion": lambda ps: Lion(ps, lr=1e-4),
             "to_torch_optimizer": lambda ps: to_torch_optimizer(lion)(ps, lr=1e-4),
             "exported source": lambda ps: lion_source(ps, lr=1e-4),
+        }
+    for spec in rules:
+        rule = resolve_program(spec)
+        source = import_source(torch_source(rule, "Rule"), directory, f"rule{len(out)}").Rule
+        out[spec] = {
+            "torch.optim.AdamW (default)": lambda ps: torch.optim.AdamW(ps, lr=1e-3),
+            "to_torch_optimizer": lambda ps, rule=rule: to_torch_optimizer(rule)(ps, lr=1e-3),
+            "exported source": lambda ps, source=source: source(ps, lr=1e-3),
+            "torch.optim.AdamW fused=True": lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
         }
     return out
 
@@ -111,9 +124,11 @@ def timings(factories: dict[str, Factory], args, device: torch.device) -> dict[s
     return times
 
 
-def agreement(factories: dict[str, Factory], args, device: torch.device) -> dict[str, float]:
+def agreement(
+    factories: dict[str, Factory], device: torch.device, reference: str
+) -> dict[str, float]:
     """Max relative difference of the weights after 30 float64 steps (random gradients
-    depending on the weights), each optimizer against the reference."""
+    depending on the weights), each optimizer against ``reference``."""
     finals = {}
     for label, make in factories.items():
         params = list(model(2, 64, device, torch.float64).parameters())
@@ -125,7 +140,7 @@ def agreement(factories: dict[str, Factory], args, device: torch.device) -> dict
                 p.grad = noise + 0.1 * p.detach()
             optimizer.step()
         finals[label] = [p.detach() for p in params]
-    reference = finals[next(iter(finals))]
+    reference = finals[reference]
     return {
         label: max(
             ((a - b).abs() / b.abs().clamp_min(1e-12)).max().item()
@@ -144,6 +159,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=20, help="steps timed per round")
     parser.add_argument("--max-ratio", type=float, default=None, help="exit 1 above this")
+    parser.add_argument(
+        "--rule", action="append", default=[], help="also this rule (file or known name)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,19 +174,22 @@ def main() -> None:
     )
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for rule, factories in optimizers(Path(tmp)).items():
+        for rule, factories in optimizers(Path(tmp), args.rule).items():
             times = timings(factories, args, device)
-            close = agreement(factories, args, device)
             reference = next(iter(times))
+            own = "to_torch_optimizer" if rule in args.rule else reference
+            checked = {k: v for k, v in factories.items() if k in (own, "exported source")}
+            close = agreement(checked if own != reference else factories, device, own)
             print(f"\n{rule} (reference: {reference})")
             print(f"  {'optimizer':32} {'ms/step':>8} {'ratio':>6} {'spread':>12} {'float64 Δ':>9}")
             for label, ts in times.items():
                 ratios = [a / b for a, b in zip(ts, times[reference], strict=True)]
                 ratio = statistics.median(ratios)
                 spread = f"{min(ratios):.2f}–{max(ratios):.2f}"
+                delta = f"{close[label]:.1e}" if label in close else "—"
                 print(
                     f"  {label:32} {1e3 * statistics.median(ts):8.3f} {ratio:6.2f} "
-                    f"{spread:>12} {close[label]:9.1e}"
+                    f"{spread:>12} {delta:>9}"
                 )
                 if label in ("to_torch_optimizer", "exported source"):
                     worst = max(worst, ratio)
