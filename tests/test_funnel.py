@@ -19,7 +19,8 @@ from evodisc.campaign.fake_pool import LRS, SECONDS, TASKS, FakePool
 from evodisc.campaign.run import run_campaign
 from evodisc.campaign.selection import SELECTION_FILE, read_selection, top_candidates
 from evodisc.campaign.store import CandidateLog, read_checkpoint
-from evodisc.program import parse_program
+from evodisc.hashing import functional_hash
+from evodisc.program import load_program, parse_program
 from fitness.tasks import load_task
 from fitness.trainer import BatchedRun, train_batch
 from search_spaces.evolution import RegularizedEvolution
@@ -240,3 +241,10 @@ def test_a_real_funnel_campaign_trains_screens_and_selects(tmp_path):
     rejected = sum(r["status"] == REJECTED for r in rows)
     assert f"{len(screened)} candidates screened, {rejected} rejected" in summary
     assert f"#1 candidate {best['id']}:" in summary and "selection (3 seeds" in summary
+    # the report's best.py is the selection's winner, simplified: the same function
+    written = load_program(tmp_path / "report" / "best.py")
+    assert functional_hash(written) == best["functional_hash"]
+    assert (
+        f"the selection's #1, candidate {best['id']}"
+        in (tmp_path / "report" / "best.py").read_text()
+    )

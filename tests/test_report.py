@@ -19,6 +19,8 @@ from evodisc.app.report import write_report
 from evodisc.campaign.config import check_tasks, load_campaign
 from evodisc.campaign.run import run_campaign
 from evodisc.campaign.store import CandidateLog
+from evodisc.hashing import functional_hash
+from evodisc.program import format_program, load_program
 
 BROWSER = os.environ.get("EVODISC_BROWSER") or "chromium-headless-shell"
 
@@ -112,6 +114,17 @@ def test_pareto_front_keeps_only_undominated_points():
     fitness = [1.0, 0.5, 0.9, 1.2, 0.4]
     size = [5, 2, 6, 9, 2]
     assert sorted(pareto_front(fitness, size)) == [0, 1, 3]
+
+
+def test_the_report_writes_the_top_program_simplified_as_best_py(campaign_dir):
+    """Without a selection stage, best.py is the top rule's fittest program: simplified, with
+    the same functional hash as the one logged."""
+    report = write_report(campaign_dir)
+    top, simplified = report.top[0]
+    written = load_program(campaign_dir / "report" / "best.py")
+    assert functional_hash(written) == top.functional_hash
+    assert format_program(written) == format_program(simplified.program)
+    assert f"candidate {top.first_id}" in (campaign_dir / "report" / "best.py").read_text()
 
 
 def test_a_report_is_written_from_the_log_alone(campaign_dir, tmp_path, capsys):

@@ -3,7 +3,8 @@
 Reads the campaign directory (``campaign.json`` and the candidate log; a campaign still running,
 or cut by a crash, is reported as far as it is logged) and writes ``DIR/report/``:
 ``index.html`` (no network needed: plain HTML and CSS, the plots beside it as PNG files), the
-plots (:mod:`evodisc.app.plots`) and ``archive.csv``, every distinct program with its fitness.
+plots (:mod:`evodisc.app.plots`), ``archive.csv``, every distinct program with its fitness, and
+``best.py``, the campaign's best program (the selection stage's winner when it ran), simplified.
 The top programs are distinct *rules* — one per program up to its constants
 (:func:`evodisc.inspect.rules.rule_key`), shown by its fittest variant with how many variants
 were seen — simplified (:func:`evodisc.inspect.simplify.simplify`: exact steps only, the raw
@@ -19,6 +20,7 @@ import json
 import math
 import statistics
 import string
+import textwrap
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,11 +37,13 @@ from evodisc.campaign.selection import read_selection
 from evodisc.files import DamagedFileWarning
 from evodisc.inspect.rules import rule_key
 from evodisc.inspect.simplify import Simplified, simplify
-from evodisc.program import format_program, program_from_json
+from evodisc.program import format_program, parse_program, program_from_json
 from fitness.aggregate import pareto_ranks
 from fitness.config import SuiteConfig
 
 REPORT_DIR = "report"
+#: The campaign's best program, simplified, in the report's folder (a file for replay, export…).
+BEST_FILE = "best.py"
 
 
 @dataclass(frozen=True)
@@ -165,9 +169,13 @@ def write_report(directory: str | Path, top: int = 5, tune: bool = False) -> Rep
     assessments = _assessments(campaign, rules, simplified, tune)
     fronts = _pareto_fronts(rules)
     notes = [_rule_lines(r, a, f) for r, a, f in zip(rules, assessments, fronts, strict=True)]
-    stages = funnel_lines(rows) + selection_lines(read_selection(directory))
+    selection = read_selection(directory)
+    stages = funnel_lines(rows) + selection_lines(selection)
     name = campaign["campaign"]["name"]
     summary = _summary(name, rows, programs, best, simplified, notes) + stages
+    winner = _write_best(name, selection, best[:1], simplified[:1], out / BEST_FILE)
+    if winner:
+        summary.append(f"best: {out / BEST_FILE} ({winner})")
     page = _page(campaign, summary, figures, best, simplified, notes)
     (out / "index.html").write_text(page)
     return Report(
@@ -177,6 +185,43 @@ def write_report(directory: str | Path, top: int = 5, tune: bool = False) -> Rep
         list(zip(rules, assessments, strict=True)),
         stages,
     )
+
+
+def _write_best(
+    name: str,
+    selection: dict | None,
+    top: list[Program],
+    simplified: list[Simplified],
+    path: Path,
+) -> str | None:
+    """Write the campaign's best program, simplified (the same functional hash), to ``path``
+    with a docstring saying where it came from: the selection stage's first when it ran, else
+    the top rule's fittest. Returns which it was (None: no program, nothing written)."""
+    ok = [e for e in (selection or {}).get("candidates", []) if e["selection_fitness"] is not None]
+    if ok:
+        entry = ok[0]
+        program = simplify(parse_program(entry["program"])).program
+        seeds = len(selection["suite"]["seeds"])
+        error = entry["selection_uncertainty"]
+        spread = "" if error is None else f" ± {error:.4f}"
+        what = f"the selection's #1, candidate {entry['id']}"
+        fitness = (
+            f"selection fitness {entry['selection_fitness']:.4f}{spread} on {seeds} seeds "
+            f"(search fitness {entry['fitness']:.4f})"
+        )
+    elif top:
+        program = simplified[0].program
+        what = f"the top rule's fittest, candidate {top[0].first_id}"
+        fitness = f"search fitness {top[0].fitness_text}"
+    else:
+        return None
+    doc = textwrap.fill(
+        f"The best of campaign {name}: {what}; {fitness}. Simplified from the program as found "
+        "(the same functional hash) by evodisc report.",
+        width=96,
+    )
+    path.write_text(f'"""{doc}\n"""\n\n\n' + format_program(program))
+    return what
 
 
 def _assessments(
