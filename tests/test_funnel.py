@@ -41,6 +41,42 @@ def funnel(evaluations: int, seed: int = 0, **sections) -> Campaign:
     return Campaign.from_dict(document)
 
 
+class StageSeconds(FakePool):
+    """Fake evaluators whose batches take each stage's typical time (a screen's batch is quick,
+    a selection's slow), recording the deadline every batch was submitted under."""
+
+    SECONDS = {"screen": 0.5, "full": 20.0, "selection": 90.0}
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.deadlines: list[tuple[str, float | None]] = []
+
+    def submit(self, batch) -> None:
+        self.deadlines.append((batch.stage, self.deadline))
+        super().submit(batch)
+
+    def poll(self, timeout: float):
+        done = super().poll(timeout)
+        for completion in done:
+            completion.seconds = self.SECONDS[completion.batch.stage]
+        return done
+
+
+def test_the_derived_deadline_follows_the_slowest_stage_and_the_selection_has_its_own(tmp_path):
+    """Many quick screen batches do not set the deadline of a full evaluation (ten times the
+    full stage's median here, not the 60 s floor), and the selection stage, slower still, is
+    not held to the search's: it runs under the default hang detector (a 2-hour campaign once
+    ended at its selection, past a 60 s deadline derived from screen batches)."""
+    pool = StageSeconds(2)
+    run_campaign(funnel(150, selection={"top": 3, "seeds": [0, 1, 2, 3]}), tmp_path, pool=pool)
+    stages = [stage for stage, _ in pool.deadlines]
+    assert stages.count("screen") > stages.count("full") >= 6
+    full = [deadline for stage, deadline in pool.deadlines if stage == "full"]
+    assert full[-1] == 10 * StageSeconds.SECONDS["full"]
+    assert {d for stage, d in pool.deadlines if stage == "selection"} == {None}
+    assert read_selection(tmp_path)["candidates"]
+
+
 def test_the_screen_rejects_below_the_bar_and_no_rejected_candidate_becomes_a_parent(tmp_path):
     for seed in range(4):
         out = tmp_path / f"run-{seed}"

@@ -126,7 +126,7 @@ class Controller:
         #: among them set each island's bar).
         self.screen_fitness: dict[int, float] = {}
         self.next_batch = 0
-        self.batch_seconds: list[float] = []
+        self.batch_seconds: dict[str, list[float]] = {}  # stage -> seconds of its batches
         self.logged_now = 0  # this run
         self.logged = self.cache_hits = self.invalid = self.rejected = 0
         if history is not None and history.num_rows:
@@ -285,7 +285,7 @@ class Controller:
         if completion.failure:
             self._failed(completion)
             return
-        self.batch_seconds.append(completion.seconds)
+        self.batch_seconds.setdefault(batch.stage, []).append(completion.seconds)
         self._update_deadline()
         screen = self.screens[batch.stage]
         for cid, result in zip(batch.candidate_ids, completion.results, strict=True):
@@ -317,8 +317,14 @@ class Controller:
                 self._finish(waiter, mapped, cache_hit=False, stage=batch.stage, node=node)
 
     def _update_deadline(self) -> None:
-        if not self.campaign.resources.timeout_seconds and len(self.batch_seconds) >= 3:
-            self.pool.deadline = max(60.0, 10 * statistics.median(self.batch_seconds[-50:]))
+        """Without a configured timeout, a batch may take ten times the median of the recent
+        batches of the slowest stage, and at least 60 s: a screen's quick batches never set
+        the deadline of a full evaluation."""
+        if self.campaign.resources.timeout_seconds:
+            return
+        medians = [statistics.median(s[-50:]) for s in self.batch_seconds.values() if len(s) >= 3]
+        if medians:
+            self.pool.deadline = max(60.0, 10 * max(medians))
 
     def _program_json(self, cid: int) -> str:
         text = self.program_json.get(cid)

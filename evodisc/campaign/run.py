@@ -172,6 +172,9 @@ def run_campaign(
         log.compact()  # one part instead of one per flush, for readers and resumes
         if campaign.selection.top:
             config = campaign.stage_config("selection")
+            # more seeds and no halving: the search's batch times say nothing of its batches,
+            # so the configured timeout (or the default hang detector) is its deadline
+            pool.deadline = campaign.resources.timeout_seconds or None
             selection.select(
                 directory,
                 pool,
