@@ -47,10 +47,11 @@ def main() -> None:
         limit = ratio_uncertainty(
             fit.value, fit.uncertainty, reference.value, reference.uncertainty
         )
+        against = "reference" if fit is reference else f"{ratio:.3f} ± {limit:.3f}"
         cells = [f"{fit.tasks[t].ratio:.3f}" for t in tasks]
         print(
             f"| {spec} | {fit.value:.3f} ± {fit.uncertainty:.3f} | {' | '.join(cells)} "
-            f"| {ratio:.3f} ± {limit:.3f} |"
+            f"| {against} |"
         )
 
 
