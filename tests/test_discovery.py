@@ -13,7 +13,7 @@ from campaign_helpers import write_campaign
 from evodisc.analysis import analyse
 from evodisc.app.cli import main
 from evodisc.app.discovery import Against, assess
-from evodisc.app.report import write_report
+from evodisc.app.report import reference_config, write_report
 from evodisc.campaign import store
 from evodisc.campaign.config import load_campaign
 from evodisc.edit import replace_constants
@@ -188,6 +188,19 @@ def test_the_report_lists_rules_and_their_tuned_comparison(campaign_dir, capsys)
     page = (report.directory / "index.html").read_text()
     assert "family: Momentum up to constants (other constants)" in page
     assert f"this rule {ratio:.3f} ± {limit:.3f} of it" in page and "verdict: re-tuned" in page
+
+
+def test_the_report_compares_with_the_zoo_tuned_without_the_funnels_shortcuts(campaign_dir):
+    """Halving and early stopping make a search cheaper; the zoo is tuned (evodisc tune,
+    tools/tune_zoo.py) on the protocol without them, and the report looks its results up
+    there: the same suite, the same cache key."""
+    directory, config = campaign_dir
+    document = store.read_campaign(directory)["campaign"]
+    plain = reference_config(document).cache_key("cpu")
+    assert plain == config.cache_key("cpu")
+    document["fitness"] |= {"keep_lrs": 2, "keep_lrs_after": 0.5, "stop_stalled": 0.25}
+    assert SuiteConfig.from_dict(document["fitness"]).cache_key("cpu") != plain
+    assert reference_config(document).cache_key("cpu") == plain
 
 
 def test_a_report_without_its_campaign_file_names_no_suite(campaign_dir):

@@ -15,6 +15,7 @@ cache, or tuned when asked).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -224,6 +225,15 @@ def _write_best(
     return what
 
 
+def reference_config(campaign: dict) -> SuiteConfig:
+    """The suite a campaign's rules are compared with the tuned zoo on: its fitness protocol
+    without the funnel's shortcuts (learning-rate halving, early stopping), as ``evodisc tune``
+    and ``tools/tune_zoo.py`` tune on it (a campaign written before there was a choice of
+    aggregate was scored by the geometric mean)."""
+    config = SuiteConfig.from_dict({"aggregate": "geomean", **campaign["fitness"]})
+    return dataclasses.replace(config, keep_lrs=0, stop_stalled=0.0)
+
+
 def _assessments(
     campaign: dict, rules: list[Rule], simplified: list[Simplified], tune: bool
 ) -> list[Assessment | None]:
@@ -231,8 +241,7 @@ def _assessments(
     every rule when the campaign file is missing)."""
     if "fitness" not in campaign:
         return [None] * len(rules)
-    # a campaign written before there was a choice of aggregate was scored by the geometric mean
-    config = SuiteConfig.from_dict({"aggregate": "geomean", **campaign["fitness"]})
+    config = reference_config(campaign)
     known = tuned_zoo(config)
     return [
         assess(
