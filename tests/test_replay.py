@@ -163,6 +163,7 @@ def test_tasks_cli_lists_the_suite(capsys):
         (["replay", "adamw", "--lrs", "fast"], "expected comma-separated numbers"),
         (["replay", "adamw", "--lrs", "-1"], "positive finite"),
         (["replay", "adamw", "--task", "missing.py:make"], "no such file"),
+        (["replay", "adamw", "--baseline", "sgd", "--baseline", "sgd"], "two baselines named"),
     ],
 )
 def test_bad_replay_input_is_one_line_exit_2(argv, message, capsys):

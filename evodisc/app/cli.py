@@ -176,7 +176,7 @@ def _floats(text: str) -> list[float]:
 
 
 def cmd_replay(args: argparse.Namespace, out: Console) -> None:
-    from evodisc.app.replay import KINDS, replay
+    from evodisc.app.replay import KINDS, baseline_labels, replay
     from evodisc.files import atomic_write
     from fitness.config import MAX_SEEDS
     from fitness.device import DeviceError
@@ -187,6 +187,10 @@ def cmd_replay(args: argparse.Namespace, out: Console) -> None:
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS}, not {args.seeds}")
     seeds = list(range(args.seeds))
+    try:
+        baseline_labels(args.baseline or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         kwargs = {"lrs": lrs} if lrs else {}
         result = replay(

@@ -341,9 +341,14 @@ def _standing(sweeps: list[_Sweep], higher: bool, kind: str) -> Standing:
     return Standing(metric, best_lr, base, ratios, limits, errors)
 
 
-def _label(spec: str) -> str:
-    """A baseline's name in tables: a known optimizer's own, a file's stem."""
-    return Path(spec).stem if spec.endswith(".py") else spec
+def baseline_labels(specs: Sequence[str]) -> list[str]:
+    """The baselines' names in tables: a known optimizer's own, a file's stem; a
+    :class:`ValueError` when two would have the same."""
+    labels = [Path(spec).stem if spec.endswith(".py") else spec for spec in specs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ValueError(f"two baselines named {twice[0]!r}: give the files different names")
+    return labels
 
 
 def replay(
@@ -369,7 +374,8 @@ def replay(
         raise ValueError(f"between 1 and {MAX_SEEDS} seeds, not {len(seeds)}")
     device = resolve_device(device)  # a bad device is a DeviceError, not a training failure
     names = [baselines] if isinstance(baselines, str) else list(baselines)
-    others = {_label(name): resolve_program(name) for name in names}
+    labels = baseline_labels(names)
+    others = {label: resolve_program(name) for label, name in zip(labels, names, strict=True)}
     specs = [tasks] if isinstance(tasks, str | Task) else list(tasks or task_names())
     loaded = [load_task(t) for t in specs]
     rows = []
