@@ -15,6 +15,7 @@ which in float32 alone puts it 1.2e-7 (elementwise) away from the program.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -400,3 +401,33 @@ def test_discovered_rules_are_known_by_name_but_kept_apart_from_the_published_zo
     assert main(["export", "discovered_signed_ema", "--name", "SignedEma", "-o", str(out)]) == 0
     source = out.read_text()
     assert "class SignedEma(ProgramOptimizer)" in source and '"beta": 0.8' in source
+
+
+def _make_exported(exported, horizon: dict, params, lr) -> torch.optim.Optimizer:
+    return exported(params, lr=lr, **horizon)
+
+
+def test_every_kept_discovered_rule_is_documented_replays_and_exports_by_name(task):
+    """The rules docs/discoveries.md keeps: each file says where it came from and how it fared,
+    replays by its name, and its exported torch.optim.Optimizer trains as the interpreter
+    does."""
+    from evodisc import replay, to_torch_optimizer
+    from search_spaces.zoo import discovered
+
+    kept = discovered()
+    assert kept, "docs/discoveries.md keeps its rules in search_spaces/zoo/discovered/"
+    model, batches = task
+    for name, entry in kept.items():
+        text = entry.path.read_text()
+        for word in ("campaign", "budget", "fitness", "held-out"):
+            assert word in text, f"{name}: its docstring says nothing of its {word}"
+        (row,) = replay(name, "ill_conditioned", lrs=(1e-2,), extend=False).rows
+        assert math.isfinite(row.metric) and row.best_lr == 1e-2
+        program = load_known(name)
+        horizon = {"total_steps": len(batches)} if "T" in program.params else {}
+        exported = to_torch_optimizer(program)
+        expected = train_program(model, batches, program, 1e-3, T=len(batches))
+        make = functools.partial(_make_exported, exported, horizon)
+        actual = train_reference(model, batches, make, 1e-3)
+        for got, want in zip(actual, expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL)
