@@ -59,15 +59,22 @@ class Standing:
     best_lr: float | None
     baselines: dict[str, tuple[float, float | None]]  # name -> (metric, best lr)
     ratios: dict[str, float]  # name -> program vs baseline (> 1: the program is better)
-    uncertainties: dict[str, float] = field(default_factory=dict)
     errors: dict[str, RatioError] = field(default_factory=dict)
+
+    @property
+    def uncertainties(self) -> dict[str, float]:
+        """Each ratio's repeatability limit, from its error (NaN: unknown, or no ratio)."""
+        return {
+            name: suite_uncertainty(value, [self.errors[name]]) if value > 0 else math.nan
+            for name, value in self.ratios.items()
+        }
 
     def cell(self, name: str) -> str:
         """``1.042 ± 0.031`` (``n/a`` when there is no ratio)."""
         value = self.ratios[name]
         if value != value:
             return "n/a"
-        limit = self.uncertainties.get(name, math.nan)
+        limit = self.uncertainties[name]
         return f"{value:.3f}" + (f" ± {limit:.3f}" if math.isfinite(limit) else "")
 
 
@@ -128,8 +135,8 @@ class ReplayResult:
         and its repeatability limit (the tasks' errors combined as the suite's fitness combines
         them; NaN where a task's ratio or noise is unknown)."""
         out = {}
+        standings = [row.standing(kind) for row in self.rows]
         for name in self.names:
-            standings = [row.standing(kind) for row in self.rows]
             ratios = np.array([s.ratios[name] for s in standings], dtype=np.float64)
             if not np.isfinite(ratios).all():
                 out[name] = (math.nan, math.nan)
@@ -325,7 +332,7 @@ def _standing(sweeps: list[_Sweep], higher: bool, kind: str) -> Standing:
     """The program (``sweeps[0]``) against the baselines by ``kind``."""
     best_lr, metric = sweeps[0].best(higher, kind)
     own = sweeps[0].at_best(higher, kind)
-    base, ratios, limits, errors = {}, {}, {}, {}
+    base, ratios, errors = {}, {}, {}
     for sweep in sweeps[1:]:
         lr, m = sweep.best(higher, kind)
         base[sweep.name] = (m, lr)
@@ -336,9 +343,7 @@ def _standing(sweeps: list[_Sweep], higher: bool, kind: str) -> Standing:
             errors[sweep.name] = log_ratio_error(own, cv(other), len(other))
         else:  # a side diverged everywhere: the ratio (0, the cap or none) is exact
             errors[sweep.name] = RatioError(0.0, math.inf)
-        limit = suite_uncertainty(value, [errors[sweep.name]]) if value > 0 else math.nan
-        limits[sweep.name] = limit
-    return Standing(metric, best_lr, base, ratios, limits, errors)
+    return Standing(metric, best_lr, base, ratios, errors)
 
 
 def baseline_labels(specs: Sequence[str]) -> list[str]:
